@@ -1,0 +1,1 @@
+"""posrag's LangChain components."""

@@ -1,0 +1,1 @@
+"""posrag's LlamaIndex node postprocessor."""

@@ -1,0 +1,1 @@
+"""posrag's command line (``posrag --help``)."""

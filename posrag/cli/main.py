@@ -1,0 +1,25 @@
+"""The ``posrag`` command: one Typer app, one module per command under :mod:`posrag.cli`."""
+
+from __future__ import annotations
+
+import typer
+
+from posrag.cli import demo
+
+app = typer.Typer(
+    name="posrag",
+    help="Position-aware RAG for small local language models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+@app.callback()
+def _main() -> None:
+    """Position-aware RAG for small local language models."""
+
+
+demo.register(app)
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,110 @@
+"""posrag's framework-agnostic document type and the position metadata it carries.
+
+Adapters translate LangChain ``Document`` / LlamaIndex ``NodeWithScore`` to and from
+:class:`ScoredDocument`; the core only ever sees this type.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Any
+
+from posrag.errors import ConfigurationError
+
+#: Metadata keys under which a reordered document records where it ended up.
+#: Flat keys (not a nested dict) so that every framework's metadata handling keeps them intact.
+POSITION_INDEX_KEY = "posrag_position"
+POSITION_TOTAL_KEY = "posrag_total"
+RELATIVE_POSITION_KEY = "posrag_relative_position"
+POSITION_METADATA_KEYS = (POSITION_INDEX_KEY, POSITION_TOTAL_KEY, RELATIVE_POSITION_KEY)
+
+#: Metadata key for the retrieval score, as the LangChain retriever reports it.
+SCORE_KEY = "score"
+
+
+@dataclass(frozen=True)
+class PositionInfo:
+    """Where a document sits in the context: ``index`` of ``total`` (0-based), ``relative`` in [0, 1].
+
+    ``relative`` is 0.0 for the first document and 1.0 for the last; a single document is at 1.0,
+    the position nearest the question (it is both first and last, and "last" is where small models
+    read best).
+    """
+
+    index: int
+    total: int
+
+    def __post_init__(self) -> None:
+        if self.total < 1 or not 0 <= self.index < self.total:
+            raise ConfigurationError(
+                f"PositionInfo needs 0 <= index < total with total >= 1; got index={self.index}, "
+                f"total={self.total}."
+            )
+
+    @property
+    def relative(self) -> float:
+        return 1.0 if self.total == 1 else self.index / (self.total - 1)
+
+    def to_metadata(self) -> dict[str, Any]:
+        return {
+            POSITION_INDEX_KEY: self.index,
+            POSITION_TOTAL_KEY: self.total,
+            RELATIVE_POSITION_KEY: self.relative,
+        }
+
+    @classmethod
+    def from_metadata(cls, metadata: Mapping[str, Any]) -> PositionInfo | None:
+        """Read the position back from metadata written by :meth:`to_metadata`; ``None`` if absent."""
+        if POSITION_INDEX_KEY not in metadata or POSITION_TOTAL_KEY not in metadata:
+            return None
+        return cls(int(metadata[POSITION_INDEX_KEY]), int(metadata[POSITION_TOTAL_KEY]))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "total": self.total, "relative": self.relative}
+
+
+def _frozen(mapping: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    return MappingProxyType(dict(mapping or {}))
+
+
+@dataclass(frozen=True)
+class ScoredDocument:
+    """A retrieved document: its text, metadata, retrieval score (higher is better) and id.
+
+    ``score`` may be ``None`` (a document that came without a score, e.g. a pinned instruction).
+    ``metadata`` is read-only; use :meth:`with_metadata` to derive a document with more keys.
+    """
+
+    text: str
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    score: float | None = None
+    id: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "metadata", _frozen(self.metadata))
+
+    @property
+    def position(self) -> PositionInfo | None:
+        return PositionInfo.from_metadata(self.metadata)
+
+    def with_metadata(self, **extra: Any) -> ScoredDocument:
+        return replace(self, metadata={**self.metadata, **extra})
+
+    def with_position(self, position: PositionInfo) -> ScoredDocument:
+        return self.with_metadata(**position.to_metadata())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "text": self.text, "score": self.score, "metadata": dict(self.metadata)}
+
+
+__all__ = [
+    "POSITION_INDEX_KEY",
+    "POSITION_METADATA_KEYS",
+    "POSITION_TOTAL_KEY",
+    "RELATIVE_POSITION_KEY",
+    "SCORE_KEY",
+    "PositionInfo",
+    "ScoredDocument",
+]
