@@ -1,1 +1,7 @@
 """posrag's LangChain components."""
+
+from langchain_posrag.document_transformers import PositionReorder
+
+__all__ = [
+    "PositionReorder",
+]

@@ -1,1 +1,5 @@
-"""posrag's LlamaIndex node postprocessor."""
+"""posrag's LlamaIndex node postprocessor: ``from llama_index.postprocessor.posrag import PositionReorder``."""
+
+from llama_index.postprocessor.posrag.base import PositionReorder
+
+__all__ = ["PositionReorder"]

@@ -1,0 +1,82 @@
+"""``PositionReorder``: a LangChain document transformer (and LCEL runnable) for position-aware ordering."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from langchain_core.documents import BaseDocumentTransformer, Document
+from langchain_core.runnables import RunnableConfig, RunnableSerializable
+from pydantic import ConfigDict, Field, PrivateAttr
+
+from posrag.documents import SCORE_KEY, PositionInfo, ScoredDocument
+from posrag.ordering import BestAt, Reorderer, ScoreDirection, Strategy, UnscoredPolicy
+from posrag.registry import remember_documents
+
+
+class PositionReorder(BaseDocumentTransformer, RunnableSerializable[Sequence[Document], list[Document]]):
+    """Reorder retrieved documents for a small model (see :mod:`posrag.ordering` for the strategies).
+
+    Works as a document transformer (``transform_documents``) and inside LCEL:
+    ``retriever | PositionReorder() | format_docs | prompt | llm``. Scores are read from
+    ``metadata[score_key]`` (posrag's retriever writes ``"score"``); a document without one is unscored.
+    Returned documents are copies with ``posrag_position``, ``posrag_total`` and
+    ``posrag_relative_position`` added to their metadata; the input is not modified.
+    """
+
+    strategy: Strategy = Field(default="recency", description="recency, graduated, sandwich, long_context or none.")
+    score_direction: ScoreDirection = Field(
+        default="similarity", description="'similarity' if higher scores are better, 'distance' if lower are."
+    )
+    score_key: str = Field(default=SCORE_KEY, description="Metadata key holding each document's score.")
+    unscored: UnscoredPolicy = Field(
+        default="start", description="Where documents without a score go, as a block: 'start', 'end' or 'error'."
+    )
+    best_at: BestAt = Field(default="end", description="long_context only: which end gets the best document.")
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+    _reorderer: Reorderer = PrivateAttr()
+
+    def model_post_init(self, context: Any, /) -> None:
+        self._reorderer = Reorderer(self.strategy, self.score_direction, self.unscored, self.best_at)
+
+    @classmethod
+    def is_lc_serializable(cls) -> bool:
+        return True
+
+    @classmethod
+    def get_lc_namespace(cls) -> list[str]:
+        return ["langchain_posrag", "document_transformers"]
+
+    def _score(self, document: Document) -> float | None:
+        value = document.metadata.get(self.score_key)
+        return None if value is None else float(value)
+
+    def transform_documents(self, documents: Sequence[Document], **kwargs: Any) -> list[Document]:
+        order = self._reorderer.plan([self._score(d) for d in documents])
+        total = len(order)
+        out = [
+            Document(
+                page_content=documents[old].page_content,
+                metadata={**documents[old].metadata, **PositionInfo(new, total).to_metadata()},
+                id=documents[old].id,
+            )
+            for new, old in enumerate(order)
+        ]
+        remember_documents(
+            ScoredDocument(text=d.page_content, metadata=d.metadata, score=self._score(d), id=d.id) for d in out
+        )
+        return out
+
+    async def atransform_documents(self, documents: Sequence[Document], **kwargs: Any) -> list[Document]:
+        # Pure CPU work on a handful of documents: cheaper inline than a thread hop.
+        return self.transform_documents(documents, **kwargs)
+
+    def invoke(
+        self, input: Sequence[Document], config: RunnableConfig | None = None, **kwargs: Any
+    ) -> list[Document]:
+        return self._call_with_config(self.transform_documents, input, config, run_type="parser", **kwargs)
+
+    async def ainvoke(
+        self, input: Sequence[Document], config: RunnableConfig | None = None, **kwargs: Any
+    ) -> list[Document]:
+        return await self._acall_with_config(self.atransform_documents, input, config, run_type="parser", **kwargs)

@@ -1,0 +1,99 @@
+"""Building a multi-document QA prompt while keeping track of where each document's text lands.
+
+The default template is the one of "Lost in the Middle" (Liu et al., 2023), so the pipeline, the demo and
+the benchmark ask the model the same way. The character span of every document is recorded, so steering
+can aim at exactly those characters without searching for them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from posrag.documents import PositionInfo, ScoredDocument
+from posrag.errors import ConfigurationError
+
+LITM_INSTRUCTION = (
+    "Write a high-quality answer for the given question using only the provided search results "
+    "(some of which might be irrelevant)."
+)
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    """How a question and documents become a prompt.
+
+    ``document`` is formatted with ``index`` (1-based), ``title`` and ``text``; the documents are joined
+    with ``separator`` and placed between ``header`` and ``footer`` (formatted with ``question``).
+    """
+
+    header: str = LITM_INSTRUCTION + "\n\n"
+    document: str = "Document [{index}](Title: {title}) {text}"
+    untitled_document: str = "Document [{index}] {text}"
+    separator: str = "\n"
+    footer: str = "\n\nQuestion: {question}\nAnswer:"
+
+
+DEFAULT_TEMPLATE = PromptTemplate()
+
+
+@dataclass(frozen=True)
+class DocumentSpan:
+    """Where one document's text sits in the prompt: characters ``[start, end)``."""
+
+    document: ScoredDocument
+    start: int
+    end: int
+    position: PositionInfo
+
+    def to_dict(self) -> dict[str, object]:
+        return {"id": self.document.id, "start": self.start, "end": self.end, "position": self.position.to_dict()}
+
+
+@dataclass(frozen=True)
+class RAGPrompt:
+    """A built prompt and the spans of its documents, in prompt order."""
+
+    text: str
+    question: str
+    spans: tuple[DocumentSpan, ...]
+
+    @property
+    def documents(self) -> list[ScoredDocument]:
+        return [span.document for span in self.spans]
+
+
+def build_prompt(
+    question: str,
+    documents: Sequence[ScoredDocument],
+    template: PromptTemplate = DEFAULT_TEMPLATE,
+) -> RAGPrompt:
+    """Format ``question`` and ``documents`` (already in their final order) into a :class:`RAGPrompt`.
+
+    A document's title is ``metadata["title"]``; untitled documents use ``template.untitled_document``.
+    """
+    if not question.strip():
+        raise ConfigurationError("The question is empty; pass the question to answer.")
+    parts = [template.header]
+    cursor = len(template.header)
+    spans: list[DocumentSpan] = []
+    total = len(documents)
+    for i, doc in enumerate(documents):
+        if i:
+            parts.append(template.separator)
+            cursor += len(template.separator)
+        marker = "\x00TEXT\x00"
+        title = doc.metadata.get("title")
+        form = template.document if title else template.untitled_document
+        rendered = form.format(index=i + 1, title=title or "", text=marker)
+        prefix, _, suffix = rendered.partition(marker)
+        start = cursor + len(prefix)
+        spans.append(DocumentSpan(doc, start, start + len(doc.text), PositionInfo(i, total)))
+        chunk = prefix + doc.text + suffix
+        parts.append(chunk)
+        cursor += len(chunk)
+    parts.append(template.footer.format(question=question))
+    return RAGPrompt(text="".join(parts), question=question, spans=tuple(spans))
+
+
+__all__ = ["DEFAULT_TEMPLATE", "LITM_INSTRUCTION", "DocumentSpan", "PromptTemplate", "RAGPrompt", "build_prompt"]
