@@ -11,8 +11,8 @@ from posrag.errors import (
     IndexCorruptedError,
     MissingDependencyError,
     ModelNotFoundError,
-    PosragError,
     PositionOutOfRangeError,
+    PosragError,
     UnsupportedArchitectureError,
 )
 

@@ -39,7 +39,7 @@ __all__ = [
     "IndexCorruptedError",
     "MissingDependencyError",
     "ModelNotFoundError",
-    "PosragError",
     "PositionOutOfRangeError",
+    "PosragError",
     "UnsupportedArchitectureError",
 ]

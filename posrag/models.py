@@ -129,7 +129,9 @@ def _convert_gguf(package: Any, out_dir: Path, *, progress: bool) -> None:
         tokenizer = AutoTokenizer.from_pretrained(str(gguf_dir), gguf_file=gguf_path.name)
         steps.set_postfix_str("de-quantizing weights")
         steps.update()
-        model = AutoModelForCausalLM.from_pretrained(str(gguf_dir), gguf_file=gguf_path.name, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(
+            str(gguf_dir), gguf_file=gguf_path.name, dtype=torch.float32
+        )
         # The weights are de-quantized fp32 now; drop the GGUF bookkeeping that blocks save_pretrained.
         with contextlib.suppress(AttributeError):
             del model.config.quantization_config
@@ -203,7 +205,9 @@ def load_causal_lm(
     with _LOAD_LOCK:
         if cache and key in _LOADED:
             return _LOADED[key]
-        loaded = _load_uncached(name, device=device, dtype=torch_dtype, allow_download=allow_download, progress=progress)
+        loaded = _load_uncached(
+            name, device=device, dtype=torch_dtype, allow_download=allow_download, progress=progress
+        )
         if cache:
             _LOADED[key] = loaded
         return loaded
@@ -234,7 +238,9 @@ def _load_uncached(
             source, load_from = "hub id", name
             kwargs["local_files_only"] = not _allow_download(allow_download)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(load_from, **{k: v for k, v in kwargs.items() if k != "dtype"})
+        tokenizer = AutoTokenizer.from_pretrained(
+            load_from, **{k: v for k, v in kwargs.items() if k != "dtype"}
+        )
         llm = AutoModelForCausalLM.from_pretrained(load_from, **kwargs)
     except (OSError, ValueError) as exc:
         if source != "hub id":

@@ -47,7 +47,12 @@ class DocumentSpan:
     position: PositionInfo
 
     def to_dict(self) -> dict[str, object]:
-        return {"id": self.document.id, "start": self.start, "end": self.end, "position": self.position.to_dict()}
+        return {
+            "id": self.document.id,
+            "start": self.start,
+            "end": self.end,
+            "position": self.position.to_dict(),
+        }
 
 
 @dataclass(frozen=True)
@@ -96,4 +101,11 @@ def build_prompt(
     return RAGPrompt(text="".join(parts), question=question, spans=tuple(spans))
 
 
-__all__ = ["DEFAULT_TEMPLATE", "LITM_INSTRUCTION", "DocumentSpan", "PromptTemplate", "RAGPrompt", "build_prompt"]
+__all__ = [
+    "DEFAULT_TEMPLATE",
+    "LITM_INSTRUCTION",
+    "DocumentSpan",
+    "PromptTemplate",
+    "RAGPrompt",
+    "build_prompt",
+]

@@ -24,13 +24,16 @@ class PositionReorder(BaseDocumentTransformer, RunnableSerializable[Sequence[Doc
     ``posrag_relative_position`` added to their metadata; the input is not modified.
     """
 
-    strategy: Strategy = Field(default="recency", description="recency, graduated, sandwich, long_context or none.")
+    strategy: Strategy = Field(
+        default="recency", description="recency, graduated, sandwich, long_context or none."
+    )
     score_direction: ScoreDirection = Field(
         default="similarity", description="'similarity' if higher scores are better, 'distance' if lower are."
     )
     score_key: str = Field(default=SCORE_KEY, description="Metadata key holding each document's score.")
     unscored: UnscoredPolicy = Field(
-        default="start", description="Where documents without a score go, as a block: 'start', 'end' or 'error'."
+        default="start",
+        description="Where documents without a score go, as a block: 'start', 'end' or 'error'.",
     )
     best_at: BestAt = Field(default="end", description="long_context only: which end gets the best document.")
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -63,7 +66,8 @@ class PositionReorder(BaseDocumentTransformer, RunnableSerializable[Sequence[Doc
             for new, old in enumerate(order)
         ]
         remember_documents(
-            ScoredDocument(text=d.page_content, metadata=d.metadata, score=self._score(d), id=d.id) for d in out
+            ScoredDocument(text=d.page_content, metadata=d.metadata, score=self._score(d), id=d.id)
+            for d in out
         )
         return out
 
@@ -79,4 +83,6 @@ class PositionReorder(BaseDocumentTransformer, RunnableSerializable[Sequence[Doc
     async def ainvoke(
         self, input: Sequence[Document], config: RunnableConfig | None = None, **kwargs: Any
     ) -> list[Document]:
-        return await self._acall_with_config(self.atransform_documents, input, config, run_type="parser", **kwargs)
+        return await self._acall_with_config(
+            self.atransform_documents, input, config, run_type="parser", **kwargs
+        )

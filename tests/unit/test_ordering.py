@@ -14,7 +14,12 @@ scores_lists = st.lists(st.one_of(st.none(), st.floats(-10, 10, allow_nan=False)
 scored_lists = st.lists(st.floats(-10, 10, allow_nan=False), min_size=1, max_size=25)
 
 
-@given(scores_lists, st.sampled_from(STRATEGIES), st.sampled_from(["start", "end"]), st.sampled_from(["end", "start"]))
+@given(
+    scores_lists,
+    st.sampled_from(STRATEGIES),
+    st.sampled_from(["start", "end"]),
+    st.sampled_from(["end", "start"]),
+)
 def test_every_strategy_returns_a_permutation(scores, strategy, unscored, best_at):
     order = plan_order(scores, strategy, unscored=unscored, best_at=best_at)
     assert sorted(order) == list(range(len(scores)))
@@ -41,7 +46,10 @@ def test_sandwich_puts_second_best_first_and_the_rest_ascending(scores):
     assert placed[1:-1] == sorted(placed[1:-1])
 
 
-@given(st.lists(st.floats(-10, 10, allow_nan=False), min_size=1, max_size=25, unique=True), st.sampled_from(["end", "start"]))
+@given(
+    st.lists(st.floats(-10, 10, allow_nan=False), min_size=1, max_size=25, unique=True),
+    st.sampled_from(["end", "start"]),
+)
 def test_long_context_keeps_the_least_relevant_in_the_middle(scores, best_at):
     placed = [scores[i] for i in plan_order(scores, "long_context", best_at=best_at)]
     best_index = len(placed) - 1 if best_at == "end" else 0

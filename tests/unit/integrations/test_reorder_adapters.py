@@ -21,13 +21,17 @@ SCORES = [0.91, 0.42, 0.77, 0.15, 0.63, 0.88, 0.05]
 
 
 def lc_docs(scores=SCORES):
-    return [Document(page_content=f"document number {i} about things", metadata={"score": s}, id=str(i))
-            for i, s in enumerate(scores)]
+    return [
+        Document(page_content=f"document number {i} about things", metadata={"score": s}, id=str(i))
+        for i, s in enumerate(scores)
+    ]
 
 
 def li_nodes(scores=SCORES):
-    return [NodeWithScore(node=TextNode(text=f"document number {i} about things", id_=str(i)), score=s)
-            for i, s in enumerate(scores)]
+    return [
+        NodeWithScore(node=TextNode(text=f"document number {i} about things", id_=str(i)), score=s)
+        for i, s in enumerate(scores)
+    ]
 
 
 def test_langchain_adapter_is_a_transformer_and_a_runnable():
@@ -41,8 +45,10 @@ def test_langchain_adapter_is_a_transformer_and_a_runnable():
 
 def test_langchain_adapter_in_lcel_sync_and_async():
     docs = lc_docs()
-    chain = RunnableLambda(lambda q: docs) | LCReorder(strategy="sandwich") | RunnableLambda(
-        lambda ds: [d.id for d in ds]
+    chain = (
+        RunnableLambda(lambda q: docs)
+        | LCReorder(strategy="sandwich")
+        | RunnableLambda(lambda ds: [d.id for d in ds])
     )
     ranked = sorted(range(len(SCORES)), key=lambda i: -SCORES[i])
     expected = [str(ranked[1]), *[str(i) for i in ranked[:1:-1]], str(ranked[0])]
@@ -52,7 +58,10 @@ def test_langchain_adapter_in_lcel_sync_and_async():
 
 
 def test_langchain_adapter_reads_the_configured_score_key_and_direction():
-    docs = [Document(page_content=f"text {i} padded out", metadata={"distance": d}) for i, d in enumerate([3.0, 1.0, 2.0])]
+    docs = [
+        Document(page_content=f"text {i} padded out", metadata={"distance": d})
+        for i, d in enumerate([3.0, 1.0, 2.0])
+    ]
     out = LCReorder(score_key="distance", score_direction="distance").invoke(docs)
     assert [d.metadata["distance"] for d in out] == [3.0, 2.0, 1.0]  # smallest distance is best, so last
 
@@ -93,7 +102,9 @@ def test_long_context_matches_llamaindex_when_best_end_agrees(n):
     ours_same_end = LIReorder(strategy="long_context", best_at="end" if n % 2 == 0 else "start")
     assert [x.node.node_id for x in ours_same_end.postprocess_nodes(li_nodes(scores))] == theirs
     # Ours keeps the best at the end whatever the count: it differs exactly on odd counts.
-    ours_default = [x.node.node_id for x in LIReorder(strategy="long_context").postprocess_nodes(li_nodes(scores))]
+    ours_default = [
+        x.node.node_id for x in LIReorder(strategy="long_context").postprocess_nodes(li_nodes(scores))
+    ]
     assert ours_default[-1] == best
     assert (ours_default == theirs) == (n % 2 == 0)
 
@@ -120,8 +131,13 @@ def test_long_context_matches_langchain_on_descending_input(n):
 def test_langchain_community_inverts_distance_scored_input_and_we_do_not():
     community = pytest.importorskip("langchain_community.document_transformers")
     distances = [0.1, 0.4, 0.9]  # best first, as a distance-scored store returns them
-    docs = [Document(page_content=f"d{i} text long enough", metadata={"score": d}, id=str(i)) for i, d in enumerate(distances)]
+    docs = [
+        Document(page_content=f"d{i} text long enough", metadata={"score": d}, id=str(i))
+        for i, d in enumerate(distances)
+    ]
     theirs = [d.id for d in community.LongContextReorder().transform_documents(docs)]
-    ours = [d.id for d in LCReorder(strategy="long_context", score_direction="distance").transform_documents(docs)]
+    ours = [
+        d.id for d in LCReorder(strategy="long_context", score_direction="distance").transform_documents(docs)
+    ]
     assert ours[-1] == "0"
     assert theirs[0] == "0"  # odd count: theirs puts the best at the start, by parity

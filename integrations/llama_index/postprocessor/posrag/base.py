@@ -16,7 +16,10 @@ from posrag.registry import remember_documents
 def node_to_document(node: NodeWithScore) -> ScoredDocument:
     """posrag's view of a node: its text without metadata, its metadata, score and id."""
     return ScoredDocument(
-        text=node.node.get_content(), metadata=dict(node.node.metadata), score=node.score, id=node.node.node_id
+        text=node.node.get_content(),
+        metadata=dict(node.node.metadata),
+        score=node.score,
+        id=node.node.node_id,
     )
 
 
@@ -32,7 +35,9 @@ class PositionReorder(BaseNodePostprocessor):
     embedder see. The input list and nodes are not modified.
     """
 
-    strategy: Strategy = Field(default="recency", description="recency, graduated, sandwich, long_context or none.")
+    strategy: Strategy = Field(
+        default="recency", description="recency, graduated, sandwich, long_context or none."
+    )
     score_direction: ScoreDirection = Field(
         default="similarity", description="'similarity' if higher scores are better, 'distance' if lower are."
     )
@@ -61,7 +66,9 @@ class PositionReorder(BaseNodePostprocessor):
             node = original.node.model_copy()
             node.metadata = {**original.node.metadata, **PositionInfo(new_index, total).to_metadata()}
             node.excluded_llm_metadata_keys = _with_position_keys(original.node.excluded_llm_metadata_keys)
-            node.excluded_embed_metadata_keys = _with_position_keys(original.node.excluded_embed_metadata_keys)
+            node.excluded_embed_metadata_keys = _with_position_keys(
+                original.node.excluded_embed_metadata_keys
+            )
             out.append(NodeWithScore(node=node, score=original.score))
         remember_documents(node_to_document(n) for n in out)
         return out
