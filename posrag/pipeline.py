@@ -1,0 +1,154 @@
+"""The end-to-end path in the core: retrieve → reorder → prompt → generate, with a trace of what happened.
+
+Framework users get the same path from their framework's components (posrag's retriever, reorder step and
+LLM); this is the framework-free version the demo and the benchmark use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from posrag.documents import ScoredDocument
+from posrag.errors import ConfigurationError
+from posrag.generation import GenerationConfig, generate_text, stream_text
+from posrag.ordering import Reorderer, Strategy
+from posrag.prompts import DEFAULT_TEMPLATE, DocumentSpan, PromptTemplate, RAGPrompt, build_prompt
+
+if TYPE_CHECKING:
+    from posrag.models import LoadedModel
+    from posrag.retrieval import DocumentIndex
+    from posrag.steering import SteeringConfig
+
+#: Answers are short: stop at the end of the first line.
+DEFAULT_GENERATION = GenerationConfig(max_new_tokens=48, stop=("\n",))
+
+
+@dataclass(frozen=True)
+class PipelineResult:
+    """What one question went through: the documents in prompt order with positions, the answer, timings."""
+
+    question: str
+    answer: str
+    prompt: str
+    spans: tuple[DocumentSpan, ...]
+    strategy: str
+    steering: tuple[dict[str, Any], ...] = ()
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def documents(self) -> list[ScoredDocument]:
+        return [span.document for span in self.spans]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "question": self.question,
+            "answer": self.answer,
+            "strategy": self.strategy,
+            "documents": [
+                {**span.to_dict(), "score": span.document.score, "text": span.document.text} for span in self.spans
+            ],
+            "steering": list(self.steering),
+            "timings": dict(self.timings),
+        }
+
+
+class RAGPipeline:
+    """Retrieve ``k`` documents, reorder them, build the prompt, and generate with a local model.
+
+    ``steering`` (a :class:`posrag.steering.SteeringConfig`) turns on position-graduated steering toward the
+    retrieved documents; without it generation is plain.
+    """
+
+    def __init__(
+        self,
+        index: DocumentIndex,
+        llm: LoadedModel,
+        *,
+        k: int = 5,
+        reorder: Reorderer | Strategy = "recency",
+        template: PromptTemplate = DEFAULT_TEMPLATE,
+        generation: GenerationConfig = DEFAULT_GENERATION,
+        steering: SteeringConfig | None = None,
+    ) -> None:
+        if k < 1:
+            raise ConfigurationError(f"k must be >= 1 (documents to retrieve), got {k}.")
+        self.index = index
+        self.llm = llm
+        self.k = k
+        self.reorderer = reorder if isinstance(reorder, Reorderer) else Reorderer(reorder)
+        self.template = template
+        self.generation = generation
+        self.steering = steering
+
+    def prepare(self, question: str) -> tuple[RAGPrompt, dict[str, float]]:
+        """Retrieve, reorder and build the prompt (everything but generation)."""
+        started = time.perf_counter()
+        retrieved = self.index.search(question, k=self.k)
+        retrieved_at = time.perf_counter()
+        prompt = build_prompt(question, self.reorderer(retrieved), self.template)
+        timings = {"retrieve_s": retrieved_at - started, "reorder_s": time.perf_counter() - retrieved_at}
+        return prompt, timings
+
+    def run(self, question: str) -> PipelineResult:
+        prompt, timings = self.prepare(question)
+        started = time.perf_counter()
+        steering_trace: tuple[dict[str, Any], ...] = ()
+        if self.steering is None:
+            answer = generate_text(self.llm.model, self.llm.tokenizer, prompt.text, self.generation)
+        else:
+            from posrag.steering import SteeredGenerator
+
+            steered = SteeredGenerator(self.llm.model, self.llm.tokenizer, self.steering).generate(
+                prompt.text, steering_targets(prompt), self.generation
+            )
+            answer = steered.text
+            steering_trace = tuple(entry.to_dict() for entry in steered.trace)
+        timings["generate_s"] = time.perf_counter() - started
+        return PipelineResult(
+            question=question,
+            answer=answer.strip(),
+            prompt=prompt.text,
+            spans=prompt.spans,
+            strategy=self.reorderer.strategy,
+            steering=steering_trace,
+            timings=timings,
+        )
+
+    async def arun(self, question: str) -> PipelineResult:
+        """:meth:`run` in a worker thread, so the event loop stays free while the model works."""
+        return await asyncio.to_thread(self.run, question)
+
+    def stream(self, question: str) -> Iterator[str]:
+        """Yield the answer piece by piece (plain or steered generation)."""
+        prompt, _ = self.prepare(question)
+        if self.steering is None:
+            yield from stream_text(self.llm.model, self.llm.tokenizer, prompt.text, self.generation)
+            return
+        from posrag.steering import SteeredGenerator
+
+        generator = SteeredGenerator(self.llm.model, self.llm.tokenizer, self.steering)
+        yield from generator.stream(prompt.text, steering_targets(prompt), self.generation)
+
+
+def steering_targets(prompt: RAGPrompt) -> list[Any]:
+    """The steering targets of a built prompt: each document's character span, position, score and type."""
+    from posrag.steering import SteeringTarget
+
+    return [
+        SteeringTarget(
+            start_char=span.start,
+            end_char=span.end,
+            relative_position=span.position.relative,
+            score=span.document.score,
+            rule_type=span.document.metadata.get("rule_type"),
+            doc_id=span.document.id,
+        )
+        for span in prompt.spans
+    ]
+
+
+__all__ = ["DEFAULT_GENERATION", "PipelineResult", "RAGPipeline", "steering_targets"]

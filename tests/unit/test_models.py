@@ -1,0 +1,136 @@
+"""Model loading: the conversion cache's crash safety, local directories, and clear errors when offline.
+
+The GGUF de-quantization itself (45 s) is exercised by the integration tests; here a tiny model stands in for
+its output so that the cache protocol (temporary directory, marker, rename, stale clean-up) runs in seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from posrag import models
+from posrag.errors import ConfigurationError, ModelNotFoundError
+
+
+def _write_tiny(out_dir: Path) -> None:
+    from posrag.testing import tiny_model
+
+    tm = tiny_model("llama")
+    tm.model.save_pretrained(out_dir)
+    tm.tokenizer.save_pretrained(out_dir)
+    (out_dir / models._COMPLETE_MARKER).write_text("{}")
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv(models.CACHE_DIR_ENV, str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def test_cache_dir_follows_the_environment(cache):
+    assert models.cache_dir() == cache
+
+
+def test_conversion_is_atomic_and_cleans_stale_partials(cache, monkeypatch):
+    calls = []
+    monkeypatch.setattr(models, "_convert_gguf", lambda package, out, progress: (calls.append(out), _write_tiny(out)))
+    root = cache / "models"
+    stale = root / ".tmp-killed-run"
+    stale.mkdir(parents=True)
+    (stale / "model.safetensors").write_bytes(b"half")
+    package = models._gemma_package()
+    partial_target = root / f"gemma-3-270m-q4_k_m-{package.EXPECTED_SHA256[:12]}"
+    partial_target.mkdir()
+    (partial_target / "config.json").write_text("{}")  # no completion marker: must not be trusted
+
+    path = models.default_llm_path(progress=False)
+
+    assert path == partial_target and models._is_complete(path)
+    assert not stale.exists() and not list(root.glob(".tmp-*"))
+    assert calls and calls[0].parent == root and calls[0].name.startswith(".tmp-")
+    assert models.default_llm_path(progress=False) == path  # cached: no second conversion
+    assert len(calls) == 1
+
+
+def test_a_killed_conversion_leaves_nothing_that_is_loaded(cache, monkeypatch):
+    """Kill a conversion half-way (in a subprocess) and check the next call converts afresh."""
+    script = textwrap.dedent(
+        """
+        import time
+        from posrag import models
+        def slow(package, out, progress):
+            (out / "config.json").write_text("{}")
+            (out / "model.safetensors").write_bytes(b"partial")
+            print("WRITING", flush=True)
+            time.sleep(60)
+        models._convert_gguf = slow
+        models.default_llm_path(progress=False)
+        """
+    )
+    env = {**os.environ, models.CACHE_DIR_ENV: str(cache)}
+    proc = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "WRITING"
+    finally:
+        proc.kill()
+        proc.wait()
+    root = cache / "models"
+    assert not [p for p in root.iterdir() if p.name.startswith("gemma") and models._is_complete(p)]
+
+    monkeypatch.setattr(models, "_convert_gguf", lambda package, out, progress: _write_tiny(out))
+    path = models.default_llm_path(progress=False)
+    assert models._is_complete(path)
+    assert not list(root.glob(".tmp-*"))
+
+
+def test_load_a_local_directory_and_share_instances(tmp_path):
+    _write_tiny(tmp_path / "tiny")
+    first = models.load_causal_lm(tmp_path / "tiny")
+    assert first.source.startswith("local directory") and not first.model.training
+    assert models.load_causal_lm(tmp_path / "tiny") is first
+    assert models.load_causal_lm(tmp_path / "tiny", cache=False) is not first
+    assert first.model.dtype == torch.float32
+
+
+def test_missing_models_fail_with_the_name_and_the_fix(tmp_path, monkeypatch):
+    monkeypatch.delenv(models.ALLOW_DOWNLOAD_ENV, raising=False)
+    with pytest.raises(ModelNotFoundError, match=r"'no-such-org/no-such-model' was not found locally.*allow_download"):
+        models.load_causal_lm("no-such-org/no-such-model", cache=False)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelNotFoundError, match=r"no config\.json"):
+        models.load_causal_lm(tmp_path / "empty", cache=False)
+    with pytest.raises(ModelNotFoundError, match="could not be loaded locally"):
+        models.load_embedder("no-such-org/no-such-embedder", cache=False)
+    with pytest.raises(ConfigurationError, match=r"Unknown dtype .float7."):
+        models.load_causal_lm(tmp_path / "empty", dtype="float7")
+
+
+def test_conversion_waits_for_a_concurrent_converter(cache, monkeypatch):
+    """Two threads asking at once convert once (the file lock serialises them)."""
+    import threading
+
+    calls = []
+
+    def convert(package, out, progress):
+        calls.append(out)
+        time.sleep(0.2)
+        _write_tiny(out)
+
+    monkeypatch.setattr(models, "_convert_gguf", convert)
+    results = []
+    threads = [
+        threading.Thread(target=lambda: results.append(models.default_llm_path(progress=False))) for _ in range(2)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and len(set(results)) == 1

@@ -1,0 +1,76 @@
+"""The core pipeline on a tiny model: retrieval order → reordered prompt → generation, with a trace."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from posrag.documents import ScoredDocument
+from posrag.errors import ConfigurationError
+from posrag.generation import GenerationConfig, generate_text
+from posrag.pipeline import RAGPipeline
+
+
+class ListIndex:
+    """A stand-in index returning fixed scored documents (the pipeline, not retrieval, is under test)."""
+
+    def __init__(self, documents):
+        self.documents = documents
+        self.queries = []
+
+    def search(self, query, k=4):
+        self.queries.append((query, k))
+        return sorted(self.documents, key=lambda d: -d.score)[:k]
+
+
+DOCS = [
+    ScoredDocument("Paris is the capital of France.", {"title": "France"}, score=0.9, id="fr"),
+    ScoredDocument("Berlin is the capital of Germany.", {"title": "Germany"}, score=0.5, id="de"),
+    ScoredDocument("Rome is the capital of Italy.", {}, score=0.7, id="it"),
+]
+
+
+@pytest.fixture
+def pipeline(tiny_llama):
+    from posrag.models import LoadedModel
+
+    llm = LoadedModel(tiny_llama.model, tiny_llama.tokenizer, "tiny-llama", "in-process")
+    return RAGPipeline(ListIndex(DOCS), llm, k=3, generation=GenerationConfig(max_new_tokens=5))
+
+
+def test_run_orders_documents_and_traces_positions(pipeline):
+    result = pipeline.run("What is the capital of France?")
+    assert [d.id for d in result.documents] == ["de", "it", "fr"]  # recency: best last
+    assert [s.position.relative for s in result.spans] == [0.0, 0.5, 1.0]
+    for span in result.spans:
+        assert result.prompt[span.start : span.end] == span.document.text
+    assert result.prompt.endswith("Question: What is the capital of France?\nAnswer:")
+    assert pipeline.index.queries == [("What is the capital of France?", 3)]
+    # The answer is exactly what plain generation gives for that prompt.
+    expected = generate_text(pipeline.llm.model, pipeline.llm.tokenizer, result.prompt, pipeline.generation)
+    assert result.answer == expected.strip()
+    as_dict = result.to_dict()
+    assert [d["id"] for d in as_dict["documents"]] == ["de", "it", "fr"]
+    assert set(as_dict["timings"]) == {"retrieve_s", "reorder_s", "generate_s"}
+
+
+def test_async_and_stream_agree_with_run(pipeline):
+    result = pipeline.run("capital?")
+    assert asyncio.run(pipeline.arun("capital?")).answer == result.answer
+    streamed = "".join(pipeline.stream("capital?"))
+    assert streamed.strip() == result.answer
+
+
+def test_strategy_is_configurable(tiny_llama):
+    from posrag.models import LoadedModel
+
+    llm = LoadedModel(tiny_llama.model, tiny_llama.tokenizer, "tiny", "in-process")
+    result = RAGPipeline(ListIndex(DOCS), llm, k=3, reorder="none", generation=GenerationConfig(max_new_tokens=2)).run(
+        "q?"
+    )
+    assert [d.id for d in result.documents] == ["fr", "it", "de"]  # retrieval order kept
+    with pytest.raises(ConfigurationError, match="k must be >= 1"):
+        RAGPipeline(ListIndex(DOCS), llm, k=0)
+    with pytest.raises(ConfigurationError, match="strategy="):
+        RAGPipeline(ListIndex(DOCS), llm, reorder="bogus")  # type: ignore[arg-type]
