@@ -1,12 +1,14 @@
 """Plain local text generation with a Hugging Face causal LM: prompt formatting, generate, stream.
 
-This is the unsteered engine; :mod:`posrag.steering` wraps the same calls in its hooks.
+This is the unsteered engine; :mod:`posrag.steering` runs the same functions with its hooks around them
+(``around``: a context manager entered in the thread that runs ``model.generate``).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,35 +16,55 @@ import torch
 
 from posrag.errors import ConfigurationError
 
+AroundGeneration = Callable[[], AbstractContextManager[Any]]
+
 
 @dataclass(frozen=True)
 class GenerationConfig:
-    """Generation settings (greedy when ``temperature == 0``)."""
+    """Generation settings (greedy when ``temperature == 0``).
+
+    ``stop``: strings that end the completion (generation stops as soon as one appears; it is cut off).
+    ``min_new_tokens``: suppress end-of-sequence before this many tokens (benchmarks use it to fix lengths).
+    """
 
     max_new_tokens: int = 64
     temperature: float = 0.0
     top_p: float = 1.0
     stop: tuple[str, ...] = field(default_factory=tuple)
+    min_new_tokens: int = 0
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
             raise ConfigurationError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}.")
         if self.temperature < 0:
             raise ConfigurationError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}.")
+        if not 0 <= self.min_new_tokens <= self.max_new_tokens:
+            raise ConfigurationError(
+                f"min_new_tokens must be in [0, max_new_tokens={self.max_new_tokens}], got {self.min_new_tokens}."
+            )
         object.__setattr__(self, "stop", tuple(self.stop))
 
     def hf_kwargs(self, tokenizer: Any) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
             "max_new_tokens": self.max_new_tokens,
-            "pad_token_id": tokenizer.pad_token_id
-            if tokenizer.pad_token_id is not None
-            else tokenizer.eos_token_id,
+            "pad_token_id": tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
         }
+        if self.min_new_tokens:
+            kwargs["min_new_tokens"] = self.min_new_tokens
         if self.temperature > 0:
             kwargs.update(do_sample=True, temperature=self.temperature, top_p=self.top_p)
         else:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         return kwargs
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "max_new_tokens": self.max_new_tokens,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "stop": list(self.stop),
+            "min_new_tokens": self.min_new_tokens,
+        }
 
 
 def truncate_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
@@ -51,36 +73,103 @@ def truncate_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
     return (text[:cut], True) if cut >= 0 else (text, False)
 
 
-def encode_prompt(tokenizer: Any, prompt: str, device: torch.device) -> dict[str, torch.Tensor]:
-    """Tokenize a prompt exactly as generation will see it (special tokens included)."""
+def encode_prompt(
+    tokenizer: Any, prompt: str, device: torch.device, *, add_special_tokens: bool = True
+) -> dict[str, torch.Tensor]:
+    """Tokenize a prompt exactly as generation will see it (special tokens included unless told otherwise)."""
     if not prompt:
         raise ConfigurationError("The prompt is empty; pass some text to generate from.")
-    encoded = tokenizer(prompt, return_tensors="pt")
+    encoded = tokenizer(prompt, return_tensors="pt", add_special_tokens=add_special_tokens)
     return {k: v.to(device) for k, v in encoded.items() if k in ("input_ids", "attention_mask")}
 
 
-@torch.inference_mode()
-def generate_text(model: Any, tokenizer: Any, prompt: str, config: GenerationConfig | None = None) -> str:
-    """Generate a completion of ``prompt`` (the completion only, stop sequences applied)."""
-    config = config or GenerationConfig()
-    inputs = encode_prompt(tokenizer, prompt, model.device)
-    output = model.generate(**inputs, **config.hf_kwargs(tokenizer))
-    text = tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
-    return truncate_at_stop(text, config.stop)[0]
+def has_chat_template(tokenizer: Any) -> bool:
+    return bool(getattr(tokenizer, "chat_template", None))
 
 
-def stream_text(
-    model: Any, tokenizer: Any, prompt: str, config: GenerationConfig | None = None
-) -> Iterator[str]:
-    """Yield the completion of ``prompt`` piece by piece (stop sequences applied across pieces).
+def apply_chat_template(tokenizer: Any, messages: Sequence[Mapping[str, str]]) -> str:
+    """Format chat ``messages`` with the tokenizer's template, ready for the assistant's turn.
 
-    Generation runs in a worker thread (transformers' ``TextIteratorStreamer``); closing the iterator
-    early stops generation at the next token.
+    The result already holds the template's special tokens: encode it with ``add_special_tokens=False``.
     """
-    from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+    if not has_chat_template(tokenizer):
+        raise ConfigurationError(
+            f"{type(tokenizer).__name__} has no chat template; format the prompt as plain text instead "
+            "(posrag's LLM classes do this automatically for base models)."
+        )
+    return str(tokenizer.apply_chat_template([dict(m) for m in messages], tokenize=False, add_generation_prompt=True))
+
+
+def _stopping_criteria(tokenizer: Any, prompt_length: int, stop: Sequence[str], extra: Sequence[Any] = ()):
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class _StopStrings(StoppingCriteria):
+        """Stop once any stop string appears in the decoded completion."""
+
+        def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.BoolTensor:
+            text = tokenizer.decode(input_ids[0, prompt_length:], skip_special_tokens=True)
+            hit = truncate_at_stop(text, stop)[1]
+            return torch.full((input_ids.shape[0],), hit, dtype=torch.bool, device=input_ids.device)  # type: ignore[return-value]
+
+    criteria = list(extra)
+    if any(stop):
+        criteria.append(_StopStrings())
+    return StoppingCriteriaList(criteria)
+
+
+def generate_from_inputs(
+    model: Any,
+    tokenizer: Any,
+    inputs: Mapping[str, torch.Tensor],
+    config: GenerationConfig | None = None,
+    *,
+    around: AroundGeneration | None = None,
+) -> tuple[str, int]:
+    """Generate from encoded ``inputs``; return the completion (stops applied) and the number of new tokens."""
+    config = config or GenerationConfig()
+    prompt_length = int(inputs["input_ids"].shape[1])
+    with torch.inference_mode(), (around or nullcontext)():
+        output = model.generate(
+            **inputs,
+            **config.hf_kwargs(tokenizer),
+            stopping_criteria=_stopping_criteria(tokenizer, prompt_length, config.stop),
+        )
+    new_tokens = output[0, prompt_length:]
+    text = tokenizer.decode(new_tokens, skip_special_tokens=True)
+    return truncate_at_stop(text, config.stop)[0], int(new_tokens.shape[0])
+
+
+def generate_text(
+    model: Any,
+    tokenizer: Any,
+    prompt: str,
+    config: GenerationConfig | None = None,
+    *,
+    add_special_tokens: bool = True,
+) -> str:
+    """Generate a completion of ``prompt`` (the completion only, stop sequences applied)."""
+    inputs = encode_prompt(tokenizer, prompt, model.device, add_special_tokens=add_special_tokens)
+    return generate_from_inputs(model, tokenizer, inputs, config)[0]
+
+
+def stream_from_inputs(
+    model: Any,
+    tokenizer: Any,
+    inputs: Mapping[str, torch.Tensor],
+    config: GenerationConfig | None = None,
+    *,
+    around: AroundGeneration | None = None,
+) -> Iterator[str]:
+    """Yield the completion of encoded ``inputs`` piece by piece (stop sequences applied across pieces).
+
+    Generation runs in a worker thread (transformers' ``TextIteratorStreamer``), inside ``around()`` if given.
+    Closing the iterator early stops generation at the next token and waits for the worker, so whatever
+    ``around`` set up is undone by the time ``close()`` returns.
+    """
+    from transformers import StoppingCriteria, TextIteratorStreamer
 
     config = config or GenerationConfig()
-    inputs = encode_prompt(tokenizer, prompt, model.device)
+    prompt_length = int(inputs["input_ids"].shape[1])
     streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
     cancelled = threading.Event()
 
@@ -92,18 +181,18 @@ def stream_text(
 
     def _run() -> None:
         try:
-            with torch.inference_mode():
+            with torch.inference_mode(), (around or nullcontext)():
                 model.generate(
                     **inputs,
                     **config.hf_kwargs(tokenizer),
                     streamer=streamer,
-                    stopping_criteria=StoppingCriteriaList([_Cancel()]),
+                    stopping_criteria=_stopping_criteria(tokenizer, prompt_length, config.stop, [_Cancel()]),
                 )
         except BaseException as exc:  # surfaced in the consumer thread below
             errors.append(exc)
             streamer.end()
 
-    worker = threading.Thread(target=_run, daemon=True)
+    worker = threading.Thread(target=_run, daemon=True, name="posrag-generate")
     worker.start()
     hold = max((len(s) - 1 for s in config.stop), default=0)
     seen = emitted = ""
@@ -128,4 +217,30 @@ def stream_text(
         worker.join()
 
 
-__all__ = ["GenerationConfig", "encode_prompt", "generate_text", "stream_text", "truncate_at_stop"]
+def stream_text(
+    model: Any,
+    tokenizer: Any,
+    prompt: str,
+    config: GenerationConfig | None = None,
+    *,
+    add_special_tokens: bool = True,
+) -> Iterator[str]:
+    """Yield the completion of ``prompt`` piece by piece (stop sequences applied across pieces).
+
+    Closing the iterator early stops generation at the next token.
+    """
+    inputs = encode_prompt(tokenizer, prompt, model.device, add_special_tokens=add_special_tokens)
+    yield from stream_from_inputs(model, tokenizer, inputs, config)
+
+
+__all__ = [
+    "GenerationConfig",
+    "apply_chat_template",
+    "encode_prompt",
+    "generate_from_inputs",
+    "generate_text",
+    "has_chat_template",
+    "stream_from_inputs",
+    "stream_text",
+    "truncate_at_stop",
+]
