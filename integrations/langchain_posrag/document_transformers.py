@@ -24,9 +24,7 @@ class PositionReorder(BaseDocumentTransformer, RunnableSerializable[Sequence[Doc
     ``posrag_relative_position`` added to their metadata; the input is not modified.
     """
 
-    strategy: Strategy = Field(
-        default="recency", description="recency, graduated, sandwich, long_context or none."
-    )
+    strategy: Strategy = Field(default="recency", description="recency, graduated, sandwich, long_context or none.")
     score_direction: ScoreDirection = Field(
         default="similarity", description="'similarity' if higher scores are better, 'distance' if lower are."
     )
@@ -66,8 +64,7 @@ class PositionReorder(BaseDocumentTransformer, RunnableSerializable[Sequence[Doc
             for new, old in enumerate(order)
         ]
         remember_documents(
-            ScoredDocument(text=d.page_content, metadata=d.metadata, score=self._score(d), id=d.id)
-            for d in out
+            ScoredDocument(text=d.page_content, metadata=d.metadata, score=self._score(d), id=d.id) for d in out
         )
         return out
 
@@ -75,14 +72,10 @@ class PositionReorder(BaseDocumentTransformer, RunnableSerializable[Sequence[Doc
         # Pure CPU work on a handful of documents: cheaper inline than a thread hop.
         return self.transform_documents(documents, **kwargs)
 
-    def invoke(
-        self, input: Sequence[Document], config: RunnableConfig | None = None, **kwargs: Any
-    ) -> list[Document]:
+    def invoke(self, input: Sequence[Document], config: RunnableConfig | None = None, **kwargs: Any) -> list[Document]:
         return self._call_with_config(self.transform_documents, input, config, run_type="parser", **kwargs)
 
     async def ainvoke(
         self, input: Sequence[Document], config: RunnableConfig | None = None, **kwargs: Any
     ) -> list[Document]:
-        return await self._acall_with_config(
-            self.atransform_documents, input, config, run_type="parser", **kwargs
-        )
+        return await self._acall_with_config(self.atransform_documents, input, config, run_type="parser", **kwargs)

@@ -54,8 +54,11 @@ def demo(
         return
     console.print(f"[bold]Question:[/bold] {result.question}")
     table = Table(title=f"Retrieved documents in prompt order (strategy: {result.strategy})")
-    for column in ("#", "relative position", "score", "title", "text"):
-        table.add_column(column, overflow="fold")
+    table.add_column("#", justify="right")
+    table.add_column("rel. pos", justify="right")
+    table.add_column("score", justify="right")
+    table.add_column("title", max_width=22)
+    table.add_column("text", ratio=1, overflow="fold")
     for span in result.spans:
         doc = span.document
         table.add_row(
