@@ -1,0 +1,105 @@
+"""Retroactive exploration as an agent tool call: bounded inputs in, compact JSON-ready data out.
+
+The LangChain and LlamaIndex tools are thin adapters over :func:`explore_for_agent`; the bounds live here
+so both frameworks enforce the same ones, and an agent cannot make a call run away.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from posrag.errors import ConfigurationError
+from posrag.retroactive.generator import RetroactivePositionGenerator
+from posrag.retroactive.results import ExplorationResult, normalize_number
+
+TOOL_NAME = "explore_token_positions"
+TOOL_DESCRIPTION = (
+    "Generate the next token of a text once, then show how the model's prediction of the token after it "
+    "changes if that token were placed `gap` positions further away. Returns JSON: the token, and per gap the "
+    "top next tokens with probabilities, the entropy and the KL divergence from gap 0 (nats)."
+)
+
+
+@dataclass(frozen=True)
+class ToolLimits:
+    """What one tool call may ask for: at most ``max_gaps`` gaps, each <= ``max_gap``, a prompt of at most
+    ``max_prompt_tokens`` tokens, and ``top_k`` <= ``max_top_k``."""
+
+    max_gaps: int = 16
+    max_gap: int = 2048
+    max_prompt_tokens: int = 512
+    max_top_k: int = 10
+
+    def __post_init__(self) -> None:
+        for name in ("max_gaps", "max_gap", "max_prompt_tokens", "max_top_k"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigurationError(f"ToolLimits.{name} must be a positive integer, got {value!r}.")
+
+
+def validate_tool_call(
+    generator: RetroactivePositionGenerator, prompt: str, gaps: Sequence[float], top_k: int, limits: ToolLimits
+) -> None:
+    """Raise :class:`~posrag.errors.ConfigurationError` with an agent-readable message if the call is out of bounds."""
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise ConfigurationError("`prompt` is empty; pass the text whose next token should be explored.")
+    if not isinstance(gaps, Sequence) or isinstance(gaps, str) or not gaps:
+        raise ConfigurationError("`gaps` must be a non-empty list of numbers, e.g. [5, 10, 20].")
+    if len(gaps) > limits.max_gaps:
+        raise ConfigurationError(f"Too many gaps: {len(gaps)} given, at most {limits.max_gaps} per call.")
+    for gap in gaps:
+        if isinstance(gap, bool) or not isinstance(gap, (int, float)) or not math.isfinite(gap):
+            raise ConfigurationError(f"Every gap must be a finite number, got {gap!r}.")
+        if not 0 <= gap <= limits.max_gap:
+            raise ConfigurationError(
+                f"Gap {normalize_number(gap)} is out of range: gaps must be between 0 and {limits.max_gap}."
+            )
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= limits.max_top_k:
+        raise ConfigurationError(f"`top_k` must be an integer from 1 to {limits.max_top_k}, got {top_k!r}.")
+    n_tokens = generator.count_tokens(prompt)
+    if n_tokens > limits.max_prompt_tokens:
+        raise ConfigurationError(
+            f"The prompt has {n_tokens} tokens, more than this tool's limit of {limits.max_prompt_tokens}; "
+            "pass a shorter prompt (e.g. only its end)."
+        )
+
+
+def compact(result: ExplorationResult, top_k: int, digits: int = 4) -> dict[str, Any]:
+    """The small JSON an agent reads: token, and per gap the top tokens, entropy and KL from gap 0."""
+
+    def entry(e: Any) -> dict[str, Any]:
+        return {
+            "gap": e.gap,
+            "position": e.position,
+            "top": [[t, round(p, digits)] for t, p in zip(e.top_tokens[:top_k], e.top_probs[:top_k], strict=True)],
+            "entropy": round(e.entropy, digits),
+            "kl": round(e.kl_divergence, digits),
+        }
+
+    return {
+        "token": result.original_token,
+        "token_position": result.original_position,
+        "token_prob": round(result.original_prob, digits),
+        "baseline": entry(result.baseline),
+        "gaps": [entry(e) for e in result.explorations],
+    }
+
+
+def explore_for_agent(
+    generator: RetroactivePositionGenerator,
+    prompt: str,
+    gaps: Sequence[float],
+    top_k: int = 3,
+    limits: ToolLimits | None = None,
+) -> dict[str, Any]:
+    """Validate a tool call against ``limits``, run it, and return :func:`compact` data."""
+    limits = limits or ToolLimits()
+    validate_tool_call(generator, prompt, gaps, top_k, limits)
+    result = generator.generate_and_explore(prompt, list(gaps), top_k=top_k)
+    return compact(result, top_k)
+
+
+__all__ = ["TOOL_DESCRIPTION", "TOOL_NAME", "ToolLimits", "compact", "explore_for_agent", "validate_tool_call"]
