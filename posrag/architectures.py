@@ -130,9 +130,7 @@ def decoder_layers(model: nn.Module) -> Sequence[nn.Module]:
 def attention_modules(model: nn.Module) -> list[nn.Module]:
     """The self-attention module of every decoder layer, in layer order."""
     spec = get_spec(model)
-    return [
-        _resolve(layer, spec.attention_attr, "the attention module", model) for layer in decoder_layers(model)
-    ]
+    return [_resolve(layer, spec.attention_attr, "the attention module", model) for layer in decoder_layers(model)]
 
 
 def num_layers(model: nn.Module) -> int:
@@ -172,11 +170,7 @@ def layer_types(model: nn.Module) -> list[str]:
     if types:
         return list(types)
     window = getattr(model.config, "sliding_window", None)
-    kind = (
-        "sliding_attention"
-        if window and getattr(model.config, "use_sliding_window", True)
-        else "full_attention"
-    )
+    kind = "sliding_attention" if window and getattr(model.config, "use_sliding_window", True) else "full_attention"
     if model.config.model_type in ("llama", "gpt2", "qwen2"):
         kind = "full_attention"  # these configs may carry a sliding_window that is not used
     return [kind] * num_layers(model)

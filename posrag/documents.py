@@ -39,8 +39,7 @@ class PositionInfo:
     def __post_init__(self) -> None:
         if self.total < 1 or not 0 <= self.index < self.total:
             raise ConfigurationError(
-                f"PositionInfo needs 0 <= index < total with total >= 1; got index={self.index}, "
-                f"total={self.total}."
+                f"PositionInfo needs 0 <= index < total with total >= 1; got index={self.index}, total={self.total}."
             )
 
     @property

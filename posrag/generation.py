@@ -25,6 +25,8 @@ class GenerationConfig:
 
     ``stop``: strings that end the completion (generation stops as soon as one appears; it is cut off).
     ``min_new_tokens``: suppress end-of-sequence before this many tokens (benchmarks use it to fix lengths).
+    ``strip_leading``: drop the completion's leading whitespace before stop sequences apply, so a completion
+    that opens with a newline is not cut to nothing by ``stop=("\\n",)`` (the benchmark's first-line answers).
     """
 
     max_new_tokens: int = 64
@@ -32,6 +34,7 @@ class GenerationConfig:
     top_p: float = 1.0
     stop: tuple[str, ...] = field(default_factory=tuple)
     min_new_tokens: int = 0
+    strip_leading: bool = False
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
@@ -64,11 +67,17 @@ class GenerationConfig:
             "top_p": self.top_p,
             "stop": list(self.stop),
             "min_new_tokens": self.min_new_tokens,
+            "strip_leading": self.strip_leading,
         }
 
 
-def truncate_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
-    """Cut ``text`` at the earliest stop sequence; return the text and whether a stop was hit."""
+def truncate_at_stop(text: str, stop: Sequence[str], *, strip_leading: bool = False) -> tuple[str, bool]:
+    """Cut ``text`` at the earliest stop sequence; return the text and whether a stop was hit.
+
+    ``strip_leading``: remove leading whitespace first, so stops only count once the completion has text.
+    """
+    if strip_leading:
+        text = text.lstrip()
     cut = min((i for i in (text.find(s) for s in stop if s) if i >= 0), default=-1)
     return (text[:cut], True) if cut >= 0 else (text, False)
 
@@ -100,7 +109,9 @@ def apply_chat_template(tokenizer: Any, messages: Sequence[Mapping[str, str]]) -
     return str(tokenizer.apply_chat_template([dict(m) for m in messages], tokenize=False, add_generation_prompt=True))
 
 
-def _stopping_criteria(tokenizer: Any, prompt_length: int, stop: Sequence[str], extra: Sequence[Any] = ()):
+def _stopping_criteria(
+    tokenizer: Any, prompt_length: int, stop: Sequence[str], extra: Sequence[Any] = (), *, strip_leading: bool = False
+):
     from transformers import StoppingCriteria, StoppingCriteriaList
 
     class _StopStrings(StoppingCriteria):
@@ -108,7 +119,7 @@ def _stopping_criteria(tokenizer: Any, prompt_length: int, stop: Sequence[str], 
 
         def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.BoolTensor:
             text = tokenizer.decode(input_ids[0, prompt_length:], skip_special_tokens=True)
-            hit = truncate_at_stop(text, stop)[1]
+            hit = truncate_at_stop(text, stop, strip_leading=strip_leading)[1]
             return torch.full((input_ids.shape[0],), hit, dtype=torch.bool, device=input_ids.device)  # type: ignore[return-value]
 
     criteria = list(extra)
@@ -132,11 +143,13 @@ def generate_from_inputs(
         output = model.generate(
             **inputs,
             **config.hf_kwargs(tokenizer),
-            stopping_criteria=_stopping_criteria(tokenizer, prompt_length, config.stop),
+            stopping_criteria=_stopping_criteria(
+                tokenizer, prompt_length, config.stop, strip_leading=config.strip_leading
+            ),
         )
     new_tokens = output[0, prompt_length:]
     text = tokenizer.decode(new_tokens, skip_special_tokens=True)
-    return truncate_at_stop(text, config.stop)[0], int(new_tokens.shape[0])
+    return truncate_at_stop(text, config.stop, strip_leading=config.strip_leading)[0], int(new_tokens.shape[0])
 
 
 def generate_text(
@@ -186,7 +199,9 @@ def stream_from_inputs(
                     **inputs,
                     **config.hf_kwargs(tokenizer),
                     streamer=streamer,
-                    stopping_criteria=_stopping_criteria(tokenizer, prompt_length, config.stop, [_Cancel()]),
+                    stopping_criteria=_stopping_criteria(
+                        tokenizer, prompt_length, config.stop, [_Cancel()], strip_leading=config.strip_leading
+                    ),
                 )
         except BaseException as exc:  # surfaced in the consumer thread below
             errors.append(exc)
@@ -199,7 +214,7 @@ def stream_from_inputs(
     try:
         for piece in streamer:
             seen += piece
-            text, stopped = truncate_at_stop(seen, config.stop)
+            text, stopped = truncate_at_stop(seen, config.stop, strip_leading=config.strip_leading)
             # Hold back a tail that might be the start of a stop sequence.
             safe = text if stopped else text[: max(len(emitted), len(text) - hold)]
             if len(safe) > len(emitted):
@@ -209,7 +224,7 @@ def stream_from_inputs(
                 return
         if errors:
             raise errors[0]
-        text, _ = truncate_at_stop(seen, config.stop)
+        text, _ = truncate_at_stop(seen, config.stop, strip_leading=config.strip_leading)
         if len(text) > len(emitted):
             yield text[len(emitted) :]
     finally:

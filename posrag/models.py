@@ -118,9 +118,7 @@ def _convert_gguf(package: Any, out_dir: Path, *, progress: bool) -> None:
     from tqdm.auto import tqdm
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    steps = tqdm(
-        total=4, desc="posrag: preparing Gemma 3 270M (once)", disable=not progress, unit="step", leave=True
-    )
+    steps = tqdm(total=4, desc="posrag: preparing Gemma 3 270M (once)", disable=not progress, unit="step", leave=True)
     with steps:
         gguf_dir = out_dir / "gguf"
         gguf_path = package.assemble(gguf_dir / package.MODEL_NAME)
@@ -129,9 +127,7 @@ def _convert_gguf(package: Any, out_dir: Path, *, progress: bool) -> None:
         tokenizer = AutoTokenizer.from_pretrained(str(gguf_dir), gguf_file=gguf_path.name)
         steps.set_postfix_str("de-quantizing weights")
         steps.update()
-        model = AutoModelForCausalLM.from_pretrained(
-            str(gguf_dir), gguf_file=gguf_path.name, dtype=torch.float32
-        )
+        model = AutoModelForCausalLM.from_pretrained(str(gguf_dir), gguf_file=gguf_path.name, dtype=torch.float32)
         # The weights are de-quantized fp32 now; drop the GGUF bookkeeping that blocks save_pretrained.
         with contextlib.suppress(AttributeError):
             del model.config.quantization_config
@@ -238,9 +234,7 @@ def _load_uncached(
             source, load_from = "hub id", name
             kwargs["local_files_only"] = not _allow_download(allow_download)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(
-            load_from, **{k: v for k, v in kwargs.items() if k != "dtype"}
-        )
+        tokenizer = AutoTokenizer.from_pretrained(load_from, **{k: v for k, v in kwargs.items() if k != "dtype"})
         llm = AutoModelForCausalLM.from_pretrained(load_from, **kwargs)
     except (OSError, ValueError) as exc:
         if source != "hub id":

@@ -118,9 +118,7 @@ def tiny_model(
     from transformers import AutoModelForCausalLM
 
     tokenizer = tiny_tokenizer()
-    config = tiny_config(
-        arch, num_layers=num_layers, vocab_size=len(tokenizer), sliding_window=sliding_window
-    )
+    config = tiny_config(arch, num_layers=num_layers, vocab_size=len(tokenizer), sliding_window=sliding_window)
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config, attn_implementation=attn_implementation)
     model.eval()

@@ -46,9 +46,7 @@ def test_langchain_adapter_is_a_transformer_and_a_runnable():
 def test_langchain_adapter_in_lcel_sync_and_async():
     docs = lc_docs()
     chain = (
-        RunnableLambda(lambda q: docs)
-        | LCReorder(strategy="sandwich")
-        | RunnableLambda(lambda ds: [d.id for d in ds])
+        RunnableLambda(lambda q: docs) | LCReorder(strategy="sandwich") | RunnableLambda(lambda ds: [d.id for d in ds])
     )
     ranked = sorted(range(len(SCORES)), key=lambda i: -SCORES[i])
     expected = [str(ranked[1]), *[str(i) for i in ranked[:1:-1]], str(ranked[0])]
@@ -59,8 +57,7 @@ def test_langchain_adapter_in_lcel_sync_and_async():
 
 def test_langchain_adapter_reads_the_configured_score_key_and_direction():
     docs = [
-        Document(page_content=f"text {i} padded out", metadata={"distance": d})
-        for i, d in enumerate([3.0, 1.0, 2.0])
+        Document(page_content=f"text {i} padded out", metadata={"distance": d}) for i, d in enumerate([3.0, 1.0, 2.0])
     ]
     out = LCReorder(score_key="distance", score_direction="distance").invoke(docs)
     assert [d.metadata["distance"] for d in out] == [3.0, 2.0, 1.0]  # smallest distance is best, so last
@@ -102,9 +99,7 @@ def test_long_context_matches_llamaindex_when_best_end_agrees(n):
     ours_same_end = LIReorder(strategy="long_context", best_at="end" if n % 2 == 0 else "start")
     assert [x.node.node_id for x in ours_same_end.postprocess_nodes(li_nodes(scores))] == theirs
     # Ours keeps the best at the end whatever the count: it differs exactly on odd counts.
-    ours_default = [
-        x.node.node_id for x in LIReorder(strategy="long_context").postprocess_nodes(li_nodes(scores))
-    ]
+    ours_default = [x.node.node_id for x in LIReorder(strategy="long_context").postprocess_nodes(li_nodes(scores))]
     assert ours_default[-1] == best
     assert (ours_default == theirs) == (n % 2 == 0)
 
@@ -136,8 +131,6 @@ def test_langchain_community_inverts_distance_scored_input_and_we_do_not():
         for i, d in enumerate(distances)
     ]
     theirs = [d.id for d in community.LongContextReorder().transform_documents(docs)]
-    ours = [
-        d.id for d in LCReorder(strategy="long_context", score_direction="distance").transform_documents(docs)
-    ]
+    ours = [d.id for d in LCReorder(strategy="long_context", score_direction="distance").transform_documents(docs)]
     assert ours[-1] == "0"
     assert theirs[0] == "0"  # odd count: theirs puts the best at the start, by parity

@@ -35,9 +35,7 @@ class PositionReorder(BaseNodePostprocessor):
     embedder see. The input list and nodes are not modified.
     """
 
-    strategy: Strategy = Field(
-        default="recency", description="recency, graduated, sandwich, long_context or none."
-    )
+    strategy: Strategy = Field(default="recency", description="recency, graduated, sandwich, long_context or none.")
     score_direction: ScoreDirection = Field(
         default="similarity", description="'similarity' if higher scores are better, 'distance' if lower are."
     )
@@ -66,9 +64,7 @@ class PositionReorder(BaseNodePostprocessor):
             node = original.node.model_copy()
             node.metadata = {**original.node.metadata, **PositionInfo(new_index, total).to_metadata()}
             node.excluded_llm_metadata_keys = _with_position_keys(original.node.excluded_llm_metadata_keys)
-            node.excluded_embed_metadata_keys = _with_position_keys(
-                original.node.excluded_embed_metadata_keys
-            )
+            node.excluded_embed_metadata_keys = _with_position_keys(original.node.excluded_embed_metadata_keys)
             out.append(NodeWithScore(node=node, score=original.score))
         remember_documents(node_to_document(n) for n in out)
         return out
