@@ -1,0 +1,163 @@
+"""``ChatPosrag``: the chat-model face of :class:`~langchain_posrag.llms.PosragLLM`.
+
+Messages are formatted with the tokenizer's chat template (or ``Role: content`` lines for a base model without
+one, such as the default Gemma 3 270M); remembered documents found in the formatted prompt are steered toward,
+and the trace is in the ``AIMessage``'s ``response_metadata["posrag_trace"]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any
+
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel, LangSmithParams
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.runnables.config import run_in_executor
+from pydantic import ConfigDict, Field, PrivateAttr
+
+from langchain_posrag.llms import TRACE_KEY, _build_generator, _generation_config, _info
+from posrag.generation import GenerationConfig
+from posrag.steering import FormattedPrompt, SteeredGenerator, SteeringConfig, format_messages
+
+_ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool", "function": "tool"}
+
+
+def _to_dicts(messages: Sequence[BaseMessage]) -> list[dict[str, str]]:
+    return [{"role": _ROLES.get(m.type, m.type), "content": m.text} for m in messages]
+
+
+class ChatPosrag(BaseChatModel):
+    """A local chat model with position-graduated steering toward retrieved documents (see ``PosragLLM``)."""
+
+    model: Any = Field(default=None, exclude=True, description="Model directory / id, LoadedModel or pair.")
+    model_name: str | None = Field(default=None, description="Name reported in traces (default: the model's).")
+    steering: SteeringConfig | None = Field(default_factory=SteeringConfig)
+    max_tokens: int = Field(default=256, ge=1, description="Maximum number of new tokens.")
+    temperature: float = Field(default=0.0, ge=0.0, description="0 = greedy (deterministic).")
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    stop: list[str] | None = Field(default=None, description="Stop sequences, on top of any passed per call.")
+    use_chat_template: bool | None = Field(default=None, description="None: use it when the tokenizer has one.")
+    streaming: bool = Field(default=False, description="Stream by default in invoke().")
+    model_config = ConfigDict(arbitrary_types_allowed=True, protected_namespaces=())
+    _generator: SteeredGenerator = PrivateAttr()
+
+    def model_post_init(self, context: Any, /) -> None:
+        self._generator, name = _build_generator(self.model, self.steering)
+        if self.model_name is None:
+            self.model_name = name
+
+    @property
+    def generator(self) -> SteeredGenerator:
+        return self._generator
+
+    @property
+    def _llm_type(self) -> str:
+        return "posrag-chat"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {
+            "model_name": self.model_name,
+            "steering": self.steering.to_dict() if self.steering else None,
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+        }
+
+    def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
+        model = kwargs.get("model")
+        params = LangSmithParams(
+            ls_provider="posrag",
+            ls_model_name=model if isinstance(model, str) else str(self.model_name),
+            ls_model_type="chat",
+            ls_temperature=kwargs.get("temperature", self.temperature),
+            ls_max_tokens=kwargs.get("max_tokens", self.max_tokens),
+        )
+        if stops := stop or self.stop:
+            params["ls_stop"] = list(stops)
+        return params
+
+    def _prompt(self, messages: Sequence[BaseMessage]) -> FormattedPrompt:
+        return format_messages(self._generator.tokenizer, _to_dicts(messages), self.use_chat_template)
+
+    def _config(self, stop: list[str] | None, kwargs: dict[str, Any]) -> GenerationConfig:
+        return _generation_config(
+            int(kwargs.get("max_tokens", self.max_tokens)),
+            float(kwargs.get("temperature", self.temperature)),
+            float(kwargs.get("top_p", self.top_p)),
+            self.stop,
+            stop,
+        )
+
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        result = self._generator.complete(
+            self._prompt(messages), self._config(stop, kwargs), steer=self.steering is not None
+        )
+        info = _info(result, str(self.model_name))
+        message = AIMessage(content=result.text, response_metadata=info)
+        return ChatResult(generations=[ChatGeneration(message=message, generation_info=info)])
+
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
+        return await run_in_executor(None, self._generate, messages, stop, None, **kwargs)
+
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
+        trace, pieces = self._generator.stream_complete(
+            self._prompt(messages), self._config(stop, kwargs), steer=self.steering is not None
+        )
+        metadata: dict[str, Any] = {TRACE_KEY: [entry.to_dict() for entry in trace], "model_name": self.model_name}
+        first = True
+        try:
+            for piece in pieces:
+                chunk = ChatGenerationChunk(
+                    message=AIMessageChunk(content=piece, response_metadata=metadata if first else {})
+                )
+                first = False
+                if run_manager:
+                    run_manager.on_llm_new_token(piece, chunk=chunk)
+                yield chunk
+        finally:
+            pieces.close()  # type: ignore[attr-defined]
+        if first:
+            yield ChatGenerationChunk(message=AIMessageChunk(content="", response_metadata=metadata))
+
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
+        iterator = await run_in_executor(None, self._stream, messages, stop, None, **kwargs)
+        done = object()
+        try:
+            while True:
+                chunk = await run_in_executor(None, next, iterator, done)
+                if chunk is done:
+                    break
+                if run_manager:
+                    await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+                yield chunk
+        finally:
+            await run_in_executor(None, iterator.close)
+
+
+__all__ = ["ChatPosrag"]

@@ -1,0 +1,197 @@
+"""``PosragLLM``: a local Hugging Face causal LM for LangChain that steers toward the retrieved documents.
+
+Use it in an ordinary LCEL chain after posrag's ``PositionReorder``::
+
+    chain = {"context": retriever | PositionReorder() | format_docs, "question": RunnablePassthrough()} \
+        | prompt | PosragLLM() | StrOutputParser()
+
+The reorder step remembers the documents it emits; the LLM finds them in the prompt string it receives,
+steers toward their token spans (position-graduated, see :mod:`posrag.steering`) and reports the trace in
+``generation_info["posrag_trace"]`` (visible to callbacks' ``on_llm_end`` and in ``llm.generate(...)``).
+Without remembered documents in the prompt it is a plain local LLM.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
+from langchain_core.language_models.llms import LLM
+from langchain_core.outputs import Generation, GenerationChunk, LLMResult
+from langchain_core.runnables.config import run_in_executor
+from pydantic import ConfigDict, Field, PrivateAttr
+
+from posrag.generation import GenerationConfig
+from posrag.steering import SteeredGeneration, SteeredGenerator, SteeringConfig, resolve_model
+
+#: Key under which the steering trace is reported in ``generation_info`` / ``response_metadata``.
+TRACE_KEY = "posrag_trace"
+
+
+def _build_generator(model: Any, steering: SteeringConfig | None) -> tuple[SteeredGenerator, str]:
+    hf_model, tokenizer, name = resolve_model(model)
+    return SteeredGenerator(hf_model, tokenizer, steering or SteeringConfig()), name
+
+
+def _generation_config(
+    max_tokens: int, temperature: float, top_p: float, own_stop: list[str] | None, stop: list[str] | None
+) -> GenerationConfig:
+    stops = tuple(dict.fromkeys([*(own_stop or []), *(stop or [])]))
+    return GenerationConfig(max_new_tokens=max_tokens, temperature=temperature, top_p=top_p, stop=stops)
+
+
+def _info(result: SteeredGeneration, model_name: str) -> dict[str, Any]:
+    return {
+        TRACE_KEY: [entry.to_dict() for entry in result.trace],
+        "model_name": model_name,
+        "prompt_tokens": result.prompt_tokens,
+        "generated_tokens": result.generated_tokens,
+    }
+
+
+class PosragLLM(LLM):
+    """A local causal LM (Gemma 3 270M by default) with position-graduated steering toward retrieved documents.
+
+    ``model``: ``None`` (the packaged default), a local directory / cached hub id, a posrag ``LoadedModel`` or a
+    ``(model, tokenizer)`` pair. ``steering``: a :class:`~posrag.steering.SteeringConfig`, or ``None`` for a
+    plain local LLM. ``use_chat_template``: wrap the prompt as a user turn with the tokenizer's chat template
+    (``None``: when it has one).
+    """
+
+    model: Any = Field(default=None, exclude=True, description="Model directory / id, LoadedModel or pair.")
+    model_name: str | None = Field(default=None, description="Name reported in traces (default: the model's).")
+    steering: SteeringConfig | None = Field(default_factory=SteeringConfig)
+    max_tokens: int = Field(default=256, ge=1, description="Maximum number of new tokens.")
+    temperature: float = Field(default=0.0, ge=0.0, description="0 = greedy (deterministic).")
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    stop: list[str] | None = Field(default=None, description="Stop sequences, on top of any passed per call.")
+    use_chat_template: bool | None = Field(default=None)
+    streaming: bool = Field(default=False, description="Stream by default in invoke().")
+    model_config = ConfigDict(arbitrary_types_allowed=True, protected_namespaces=())
+    _generator: SteeredGenerator = PrivateAttr()
+
+    def model_post_init(self, context: Any, /) -> None:
+        self._generator, name = _build_generator(self.model, self.steering)
+        if self.model_name is None:
+            self.model_name = name
+
+    @property
+    def generator(self) -> SteeredGenerator:
+        return self._generator
+
+    @property
+    def _llm_type(self) -> str:
+        return "posrag"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {
+            "model_name": self.model_name,
+            "steering": self.steering.to_dict() if self.steering else None,
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "use_chat_template": self.use_chat_template,
+        }
+
+    def _config(self, stop: list[str] | None, kwargs: dict[str, Any]) -> GenerationConfig:
+        return _generation_config(
+            int(kwargs.get("max_tokens", self.max_tokens)),
+            float(kwargs.get("temperature", self.temperature)),
+            float(kwargs.get("top_p", self.top_p)),
+            self.stop,
+            stop,
+        )
+
+    def _complete(self, prompt: str, stop: list[str] | None, kwargs: dict[str, Any]) -> SteeredGeneration:
+        formatted = self._generator.format(prompt, self.use_chat_template)
+        return self._generator.complete(formatted, self._config(stop, kwargs), steer=self.steering is not None)
+
+    def _generate(
+        self,
+        prompts: list[str],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> LLMResult:
+        generations = []
+        for prompt in prompts:
+            result = self._complete(prompt, stop, kwargs)
+            generations.append([Generation(text=result.text, generation_info=_info(result, str(self.model_name)))])
+        return LLMResult(generations=generations, llm_output={"model_name": self.model_name})
+
+    async def _agenerate(
+        self,
+        prompts: list[str],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> LLMResult:
+        # Generation is CPU/GPU-bound: run it in a worker thread so the event loop stays free.
+        return await run_in_executor(None, self._generate, prompts, stop, None, **kwargs)
+
+    def _call(
+        self,
+        prompt: str,
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> str:
+        return self._complete(prompt, stop, kwargs).text
+
+    async def _acall(
+        self,
+        prompt: str,
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> str:
+        return await run_in_executor(None, self._call, prompt, stop, None, **kwargs)
+
+    def _stream(
+        self,
+        prompt: str,
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[GenerationChunk]:
+        formatted = self._generator.format(prompt, self.use_chat_template)
+        trace, pieces = self._generator.stream_complete(
+            formatted, self._config(stop, kwargs), steer=self.steering is not None
+        )
+        info: dict[str, Any] | None = {TRACE_KEY: [entry.to_dict() for entry in trace], "model_name": self.model_name}
+        try:
+            for piece in pieces:
+                chunk = GenerationChunk(text=piece, generation_info=info)
+                info = None  # the trace rides on the first chunk only
+                if run_manager:
+                    run_manager.on_llm_new_token(piece, chunk=chunk)
+                yield chunk
+        finally:
+            pieces.close()  # type: ignore[attr-defined]
+        if info is not None:  # nothing was generated: still report the trace
+            yield GenerationChunk(text="", generation_info=info)
+
+    async def _astream(
+        self,
+        prompt: str,
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[GenerationChunk]:
+        iterator = await run_in_executor(None, self._stream, prompt, stop, None, **kwargs)
+        done = object()
+        try:
+            while True:
+                chunk = await run_in_executor(None, next, iterator, done)
+                if chunk is done:
+                    break
+                if run_manager:
+                    await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+                yield chunk
+        finally:
+            await run_in_executor(None, iterator.close)
+
+
+__all__ = ["TRACE_KEY", "PosragLLM"]

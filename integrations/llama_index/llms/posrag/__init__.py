@@ -1,0 +1,5 @@
+"""posrag's LlamaIndex LLM: a local Hugging Face causal LM with position-graduated steering."""
+
+from llama_index.llms.posrag.base import TRACE_KEY, PosragLLM, PosragTraceHandler
+
+__all__ = ["TRACE_KEY", "PosragLLM", "PosragTraceHandler"]

@@ -1,0 +1,231 @@
+"""``PosragLLM``: a LlamaIndex ``CustomLLM`` over a local Hugging Face causal LM that steers toward retrieved nodes.
+
+Use it in an unmodified ``RetrieverQueryEngine`` with posrag's ``PositionReorder`` postprocessor::
+
+    engine = RetrieverQueryEngine.from_args(retriever, llm=PosragLLM(), node_postprocessors=[PositionReorder()])
+
+The postprocessor remembers the nodes it emits; the LLM finds their text in the prompt it receives, steers
+toward their token spans (position-graduated, see :mod:`posrag.steering`) and reports the trace in the
+``CompletionResponse``'s ``additional_kwargs["posrag_trace"]`` (the query engine's ``Response`` does not carry
+LLM metadata: read it from LlamaIndex instrumentation, e.g. :class:`PosragTraceHandler`). Without remembered
+documents in the prompt it is a plain local LLM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from llama_index.core.base.llms.types import (
+    ChatMessage,
+    ChatResponse,
+    ChatResponseAsyncGen,
+    ChatResponseGen,
+    CompletionResponse,
+    CompletionResponseAsyncGen,
+    CompletionResponseGen,
+    LLMMetadata,
+    MessageRole,
+)
+from llama_index.core.bridge.pydantic import Field, PrivateAttr
+from llama_index.core.instrumentation.event_handlers import BaseEventHandler
+from llama_index.core.instrumentation.events import BaseEvent
+from llama_index.core.instrumentation.events.llm import LLMCompletionEndEvent
+from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
+from llama_index.core.llms.custom import CustomLLM
+
+from posrag import architectures
+from posrag.generation import GenerationConfig
+from posrag.steering import (
+    FormattedPrompt,
+    SteeredGeneration,
+    SteeredGenerator,
+    SteeringConfig,
+    format_messages,
+    resolve_model,
+)
+
+#: Key under which the steering trace is reported in ``additional_kwargs``.
+TRACE_KEY = "posrag_trace"
+
+
+class PosragLLM(CustomLLM):
+    """A local causal LM (Gemma 3 270M by default) with position-graduated steering toward retrieved nodes.
+
+    ``model``: ``None`` (the packaged default), a local directory / cached hub id, a posrag ``LoadedModel`` or a
+    ``(model, tokenizer)`` pair. ``steering``: a :class:`~posrag.steering.SteeringConfig`, or ``None`` for a
+    plain local LLM. ``use_chat_template``: wrap prompts with the tokenizer's chat template (``None``: when it
+    has one); chat messages always use it when it exists.
+    """
+
+    model: Any = Field(default=None, exclude=True, description="Model directory / id, LoadedModel or pair.")
+    model_name: str | None = Field(default=None, description="Name reported in metadata (default: the model's).")
+    steering: SteeringConfig | None = Field(default_factory=SteeringConfig)
+    max_new_tokens: int = Field(default=256, ge=1, description="Maximum number of new tokens.")
+    temperature: float = Field(default=0.0, ge=0.0, description="0 = greedy (deterministic).")
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    stop: list[str] = Field(default_factory=list, description="Stop sequences.")
+    use_chat_template: bool | None = Field(default=None)
+    context_window: int | None = Field(default=None, description="Default: the model's position limit.")
+    _generator: SteeredGenerator = PrivateAttr()
+
+    def __init__(self, **data: Any) -> None:
+        super().__init__(**data)
+        hf_model, tokenizer, name = resolve_model(self.model)
+        self._generator = SteeredGenerator(hf_model, tokenizer, self.steering or SteeringConfig())
+        if self.model_name is None:
+            self.model_name = name
+        if self.context_window is None:
+            self.context_window = architectures.max_positions(hf_model)
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "PosragLLM"
+
+    @property
+    def generator(self) -> SteeredGenerator:
+        return self._generator
+
+    @property
+    def metadata(self) -> LLMMetadata:
+        return LLMMetadata(
+            context_window=int(self.context_window or 2048),
+            num_output=self.max_new_tokens,
+            is_chat_model=False,
+            model_name=str(self.model_name),
+        )
+
+    # ------------------------------------------------------------------------- helpers
+
+    def _config(self, kwargs: dict[str, Any]) -> GenerationConfig:
+        stop = [*self.stop, *kwargs.get("stop", [])]
+        return GenerationConfig(
+            max_new_tokens=int(kwargs.get("max_new_tokens", self.max_new_tokens)),
+            temperature=float(kwargs.get("temperature", self.temperature)),
+            top_p=float(kwargs.get("top_p", self.top_p)),
+            stop=tuple(dict.fromkeys(stop)),
+        )
+
+    def _response(self, result: SteeredGeneration) -> CompletionResponse:
+        data = result.to_dict()
+        return CompletionResponse(
+            text=result.text,
+            additional_kwargs={
+                TRACE_KEY: data["trace"],
+                "prompt_tokens": result.prompt_tokens,
+                "generated_tokens": result.generated_tokens,
+            },
+            raw=data,
+        )
+
+    def _stream(self, prompt: FormattedPrompt, kwargs: dict[str, Any]) -> CompletionResponseGen:
+        trace, pieces = self._generator.stream_complete(prompt, self._config(kwargs), steer=self.steering is not None)
+        extra = {TRACE_KEY: [entry.to_dict() for entry in trace]}
+        text = ""
+        try:
+            for piece in pieces:
+                text += piece
+                yield CompletionResponse(text=text, delta=piece, additional_kwargs=extra)
+        finally:
+            pieces.close()  # type: ignore[attr-defined]
+
+    def _messages(self, messages: Sequence[ChatMessage]) -> FormattedPrompt:
+        dicts = [{"role": m.role.value, "content": m.content or ""} for m in messages]
+        return format_messages(self._generator.tokenizer, dicts, self.use_chat_template)
+
+    # ------------------------------------------------------------------------- completion
+
+    @llm_completion_callback()
+    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        formatted_prompt = self._generator.format(prompt, self.use_chat_template)
+        result = self._generator.complete(formatted_prompt, self._config(kwargs), steer=self.steering is not None)
+        return self._response(result)
+
+    @llm_completion_callback()
+    def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
+        return self._stream(self._generator.format(prompt, self.use_chat_template), kwargs)
+
+    @llm_completion_callback()
+    async def acomplete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        # Generation is CPU/GPU-bound: a worker thread keeps the event loop free.
+        return await asyncio.to_thread(self.complete, prompt, formatted, **kwargs)
+
+    @llm_completion_callback()
+    async def astream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseAsyncGen:
+        return _to_async(self.stream_complete(prompt, formatted, **kwargs))
+
+    # ------------------------------------------------------------------------- chat
+
+    @llm_chat_callback()
+    def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        result = self._generator.complete(
+            self._messages(messages), self._config(kwargs), steer=self.steering is not None
+        )
+        response = self._response(result)
+        return ChatResponse(
+            message=ChatMessage(role=MessageRole.ASSISTANT, content=response.text),
+            additional_kwargs=response.additional_kwargs,
+            raw=response.raw,
+        )
+
+    @llm_chat_callback()
+    def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
+        def gen() -> ChatResponseGen:
+            for chunk in self._stream(self._messages(messages), kwargs):
+                yield ChatResponse(
+                    message=ChatMessage(role=MessageRole.ASSISTANT, content=chunk.text),
+                    delta=chunk.delta,
+                    additional_kwargs=chunk.additional_kwargs,
+                )
+
+        return gen()
+
+    @llm_chat_callback()
+    async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        return await asyncio.to_thread(self.chat, messages, **kwargs)
+
+    @llm_chat_callback()
+    async def astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseAsyncGen:
+        return _to_async(self.stream_chat(messages, **kwargs))
+
+
+def _to_async(iterator: Any) -> Any:
+    """Iterate a blocking generator from a worker thread, one item at a time, without blocking the loop."""
+
+    async def gen() -> Any:
+        done = object()
+        try:
+            while True:
+                item = await asyncio.to_thread(next, iterator, done)
+                if item is done:
+                    break
+                yield item
+        finally:
+            await asyncio.to_thread(iterator.close)
+
+    return gen()
+
+
+class PosragTraceHandler(BaseEventHandler):
+    """Collects the steering traces of completed LLM calls from LlamaIndex instrumentation.
+
+    ``get_dispatcher().add_event_handler(handler)``; after a query, ``handler.traces`` holds one trace (a list
+    of per-document dicts) per completion that carried one.
+    """
+
+    traces: list[list[dict[str, Any]]] = Field(default_factory=list)
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "PosragTraceHandler"
+
+    def handle(self, event: BaseEvent, **kwargs: Any) -> None:
+        if isinstance(event, LLMCompletionEndEvent) and TRACE_KEY in event.response.additional_kwargs:
+            with self._lock:
+                self.traces.append(event.response.additional_kwargs[TRACE_KEY])
+
+
+__all__ = ["TRACE_KEY", "PosragLLM", "PosragTraceHandler"]

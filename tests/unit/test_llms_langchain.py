@@ -1,0 +1,205 @@
+"""LangChain ``PosragLLM`` and ``ChatPosrag`` on a tiny model: plain behaviour, LCEL with steering, trace, async."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+import torch
+from langchain_core.callbacks import BaseCallbackHandler
+from langchain_core.documents import Document
+from langchain_core.language_models import BaseChatModel
+from langchain_core.language_models.llms import LLM
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+from langchain_core.outputs import LLMResult
+from langchain_core.prompts import ChatPromptTemplate, PromptTemplate
+from langchain_core.runnables import RunnableLambda, RunnablePassthrough
+from langchain_posrag import ChatPosrag, PositionReorder, PosragLLM
+from langchain_tests.unit_tests import ChatModelUnitTests
+
+from posrag.generation import GenerationConfig, apply_chat_template, generate_text
+from posrag.steering import SteeringConfig, hook_counts
+from posrag.testing import tiny_model
+
+TINY = tiny_model("llama", num_layers=4)
+DOCS = [
+    Document("Paris is the capital of France.", metadata={"score": 0.9}, id="paris"),
+    Document("Everest is the highest mountain on Earth.", metadata={"score": 0.3}, id="everest"),
+    Document("Rome is the capital of Italy, a city.", metadata={"score": 0.6}, id="rome"),
+]
+PROMPT = PromptTemplate.from_template("Use the documents below.\n{context}\n\nQuestion: {question}\nAnswer:")
+PLAIN_PROMPT = "Question: What is the capital of France? Answer:"
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Any:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+    assert hook_counts(TINY.model) == {"forward": 0, "forward_pre": 0}
+
+
+def _llm(**kwargs: Any) -> PosragLLM:
+    return PosragLLM(model=TINY, **{"max_tokens": 8, **kwargs})
+
+
+class TraceCatcher(BaseCallbackHandler):
+    def __init__(self) -> None:
+        self.infos: list[dict[str, Any]] = []
+
+    def on_llm_end(self, response: LLMResult, **kwargs: Any) -> None:
+        for generations in response.generations:
+            self.infos.extend(g.generation_info or {} for g in generations)
+
+
+def _chain(llm: Any):
+    def format_docs(docs: list[Document]) -> str:
+        return "\n".join(f"Document [{i + 1}] {d.page_content}" for i, d in enumerate(docs))
+
+    retriever = RunnableLambda(lambda question: list(DOCS))
+    return {"context": retriever | PositionReorder() | format_docs, "question": RunnablePassthrough()} | PROMPT | llm
+
+
+def test_is_a_langchain_llm() -> None:
+    llm = _llm()
+    assert isinstance(llm, LLM)
+    assert llm._llm_type == "posrag"
+    assert llm._identifying_params["model_name"] == "llama"
+    assert llm._identifying_params["steering"]["mechanism"] == SteeringConfig().mechanism
+
+
+def test_without_documents_it_is_a_plain_local_llm() -> None:
+    plain = generate_text(TINY.model, TINY.tokenizer, PLAIN_PROMPT, GenerationConfig(max_new_tokens=8))
+    assert _llm(use_chat_template=False).invoke(PLAIN_PROMPT) == plain
+    templated = apply_chat_template(TINY.tokenizer, [{"role": "user", "content": PLAIN_PROMPT}])
+    expected = generate_text(
+        TINY.model, TINY.tokenizer, templated, GenerationConfig(max_new_tokens=8), add_special_tokens=False
+    )
+    assert _llm().invoke(PLAIN_PROMPT) == expected  # the tiny tokenizer has a chat template: used by default
+    result = _llm(use_chat_template=False).generate([PLAIN_PROMPT])
+    assert result.generations[0][0].generation_info["posrag_trace"] == []
+
+
+def test_lcel_chain_with_reorder_steers_and_reports_the_trace() -> None:
+    catcher = TraceCatcher()
+    llm = _llm(steering=SteeringConfig(mechanism="both"), use_chat_template=False)
+    answer = _chain(llm).invoke("What is the capital of France?", config={"callbacks": [catcher]})
+    assert isinstance(answer, str)
+    (info,) = catcher.infos
+    trace = info["posrag_trace"]
+    # PositionReorder(recency) puts the best document last: everest (0.3), rome (0.6), paris (0.9).
+    assert [t["doc_id"] for t in trace] == ["everest", "rome", "paris"]
+    assert [t["relative_position"] for t in trace] == [0.0, 0.5, 1.0]
+    # top_k=1 (default): only the best-scored document is steered.
+    assert [t["tier"] for t in trace] == ["off", "off", "full"]
+    assert [t["mechanism"] for t in trace] == ["none", "none", "both"]
+    assert trace[2]["layers"] and trace[2]["attention_layers"]
+    assert trace[2]["multiplier"] == pytest.approx(0.7)  # the step curve at p = 1
+    everyone = _llm(steering=SteeringConfig(mechanism="both", top_k=None), use_chat_template=False)
+    catcher.infos.clear()
+    _chain(everyone).invoke("What is the capital of France?", config={"callbacks": [catcher]})
+    trace = catcher.infos[0]["posrag_trace"]
+    assert all(t["mechanism"] == "both" and t["layers"] and t["attention_layers"] for t in trace)
+    assert trace[0]["intensity"] > trace[2]["intensity"]  # the step curve steers early documents hardest
+    assert info["prompt_tokens"] > trace[-1]["token_span"]["end"]
+
+
+def test_steering_none_is_plain_even_with_documents() -> None:
+    catcher = TraceCatcher()
+    steered_off = _llm(steering=None, use_chat_template=False)
+    answer = _chain(steered_off).invoke("What is the capital of France?", config={"callbacks": [catcher]})
+    assert catcher.infos[0]["posrag_trace"] == []
+    prompt = PROMPT.format(
+        context="\n".join(f"Document [{i + 1}] {d.page_content}" for i, d in enumerate([DOCS[1], DOCS[2], DOCS[0]])),
+        question="What is the capital of France?",
+    )
+    assert answer == generate_text(TINY.model, TINY.tokenizer, prompt, GenerationConfig(max_new_tokens=8))
+
+
+def test_stream_matches_invoke_and_carries_the_trace_once() -> None:
+    llm = _llm(steering=SteeringConfig(mechanism="both"), use_chat_template=False, max_tokens=12)
+    chain_prompt = _chain(RunnableLambda(lambda p: p.to_string())).invoke("What is the capital of France?")
+    full = llm.invoke(chain_prompt)
+    chunks = list(llm._stream(chain_prompt))
+    assert "".join(c.text for c in chunks) == full
+    assert "".join(llm.stream(chain_prompt)) == full
+    with_trace = [c for c in chunks if c.generation_info and "posrag_trace" in c.generation_info]
+    assert len(with_trace) == 1 and len(with_trace[0].generation_info["posrag_trace"]) == 3
+
+
+def test_stop_sequences_cut_the_output() -> None:
+    llm = _llm(use_chat_template=False, max_tokens=16)
+    full = llm.invoke(PLAIN_PROMPT)
+    stop = full.strip()[2:5]
+    assert stop and stop in full
+    cut = llm.invoke(PLAIN_PROMPT, stop=[stop])
+    assert cut == full[: full.index(stop)]
+    assert _llm(use_chat_template=False, max_tokens=16, stop=[stop]).invoke(PLAIN_PROMPT) == cut
+    assert "".join(llm.stream(PLAIN_PROMPT, stop=[stop])) == cut
+
+
+def test_async_matches_sync() -> None:
+    llm = _llm(steering=SteeringConfig(mechanism="both"), use_chat_template=False)
+    chain = _chain(llm)
+
+    async def run() -> tuple[str, str, str]:
+        answer = await chain.ainvoke("What is the capital of France?")
+        streamed = "".join([piece async for piece in llm.astream(PLAIN_PROMPT)])
+        return answer, streamed, await llm.ainvoke(PLAIN_PROMPT)
+
+    answer, streamed, direct = asyncio.run(run())
+    assert answer == chain.invoke("What is the capital of France?")
+    assert streamed == direct == llm.invoke(PLAIN_PROMPT)
+
+
+# ----------------------------------------------------------------------------- chat model
+
+
+def test_chat_model_steers_in_an_lcel_chain_and_reports_in_response_metadata() -> None:
+    chat = ChatPosrag(model=TINY, max_tokens=8, steering=SteeringConfig(mechanism="attention", top_k=None))
+    assert isinstance(chat, BaseChatModel)
+    prompt = ChatPromptTemplate.from_messages(
+        [("system", "Answer from the documents."), ("human", "{context}\n\nQuestion: {question}")]
+    )
+
+    def format_docs(docs: list[Document]) -> str:
+        return "\n".join(d.page_content for d in docs)
+
+    chain = (
+        {
+            "context": RunnableLambda(lambda q: list(DOCS)) | PositionReorder() | format_docs,
+            "question": RunnablePassthrough(),
+        }
+        | prompt
+        | chat
+    )
+    message = chain.invoke("What is the capital of France?")
+    assert isinstance(message, AIMessage)
+    trace = message.response_metadata["posrag_trace"]
+    assert [t["doc_id"] for t in trace] == ["everest", "rome", "paris"]
+    assert all(t["mechanism"] == "attention" for t in trace)
+    streamed = list(chat.stream([HumanMessage("hi"), SystemMessage("be brief")]))
+    assert "".join(c.text for c in streamed) == chat.invoke([HumanMessage("hi"), SystemMessage("be brief")]).text
+
+
+def test_chat_model_without_documents_is_the_templated_plain_output() -> None:
+    chat = ChatPosrag(model=TINY, max_tokens=8)
+    templated = apply_chat_template(TINY.tokenizer, [{"role": "user", "content": "Hello there"}])
+    expected = generate_text(
+        TINY.model, TINY.tokenizer, templated, GenerationConfig(max_new_tokens=8), add_special_tokens=False
+    )
+    message = chat.invoke("Hello there")
+    assert message.text == expected
+    assert message.response_metadata["posrag_trace"] == []
+
+
+class TestChatPosragStandard(ChatModelUnitTests):
+    @property
+    def chat_model_class(self) -> type[ChatPosrag]:
+        return ChatPosrag
+
+    @property
+    def chat_model_params(self) -> dict[str, Any]:
+        return {"model": TINY}
