@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from posrag.cli import demo
+from posrag.cli import bench, demo, explore, profile
 
 app = typer.Typer(
     name="posrag",
@@ -21,6 +21,10 @@ def _main() -> None:
 
 
 demo.register(app)
+explore.register(app)
+
+bench.register(app)
+profile.register(app)
 
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -1,0 +1,71 @@
+"""Benchmarks: the "Lost in the Middle" position benchmark and position-bias profiling.
+
+* :mod:`~posrag.bench.data`: the paper's record format, answer scoring, moving the gold document.
+* :mod:`~posrag.bench.synthetic`: an offline, seeded data set in that format (shipped: ``litm-synthetic-20``).
+* :mod:`~posrag.bench.litm`: conditions, regimes, the runner (:class:`LitmBenchmark`) and its results.
+* :mod:`~posrag.bench.stats`, :mod:`~posrag.bench.measure`, :mod:`~posrag.bench.plot`: intervals, cost, plot.
+* :mod:`~posrag.bench.profile`: :class:`BiasProfile`, classification and ``position_bias="auto"`` resolution.
+"""
+
+from posrag.bench.data import (
+    LitmDocument,
+    LitmRecord,
+    fit_documents,
+    is_correct,
+    load_records,
+    normalize_answer,
+    packaged_dataset,
+)
+from posrag.bench.litm import (
+    CONDITIONS,
+    REGIMES,
+    ConditionResult,
+    LitmBenchmark,
+    LitmConfig,
+    LitmResult,
+    PositionAccuracy,
+    TargetCheck,
+    TrialRecord,
+    evaluate_targets,
+)
+from posrag.bench.plot import plot_accuracy
+from posrag.bench.profile import (
+    BiasProfile,
+    classify_bias,
+    load_profile,
+    profile_bias,
+    resolve_position_bias,
+    save_profile,
+)
+from posrag.bench.stats import wilson_interval
+from posrag.bench.synthetic import make_synthetic_records, write_jsonl
+
+__all__ = [
+    "CONDITIONS",
+    "REGIMES",
+    "BiasProfile",
+    "ConditionResult",
+    "LitmBenchmark",
+    "LitmConfig",
+    "LitmDocument",
+    "LitmRecord",
+    "LitmResult",
+    "PositionAccuracy",
+    "TargetCheck",
+    "TrialRecord",
+    "classify_bias",
+    "evaluate_targets",
+    "fit_documents",
+    "is_correct",
+    "load_profile",
+    "load_records",
+    "make_synthetic_records",
+    "normalize_answer",
+    "packaged_dataset",
+    "plot_accuracy",
+    "profile_bias",
+    "resolve_position_bias",
+    "save_profile",
+    "wilson_interval",
+    "write_jsonl",
+]

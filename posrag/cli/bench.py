@@ -1,0 +1,206 @@
+"""``posrag bench``: the "Lost in the Middle" benchmark (``litm``) and its data (``make-synthetic``)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from posrag.errors import PosragError
+
+bench_app = typer.Typer(
+    name="bench",
+    help="Benchmarks: accuracy by document position for every ordering and steering condition.",
+    no_args_is_help=True,
+)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(bench_app, name="bench")
+
+
+def _ints(value: str, option: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise typer.BadParameter(
+            f"{option} takes comma-separated integers, e.g. 1,5,10,15,20; got {value!r}."
+        ) from None
+
+
+def _names(value: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fail(exc: PosragError) -> typer.Exit:
+    typer.echo(f"Error: {exc}", err=True)
+    return typer.Exit(2)
+
+
+@bench_app.command("litm")
+def litm(
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            help="Records in the Lost-in-the-Middle format (.jsonl or .jsonl.gz); default: the shipped "
+            "synthetic set (100 questions, 20 documents)."
+        ),
+    ] = None,
+    positions: Annotated[str, typer.Option(help="1-based gold positions, comma-separated.")] = "1,5,10,15,20",
+    conditions: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated conditions or 'all': baseline, recency, graduated, sandwich, "
+            "long_context, none, steer-activation, steer-attention, hybrid, control-activation, "
+            "control-attention."
+        ),
+    ] = "all",
+    regimes: Annotated[str, typer.Option(help="oracle, retrieval or both (comma-separated).")] = "oracle,retrieval",
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the full result as JSON here.")] = None,
+    plot: Annotated[Path | None, typer.Option(help="Write the accuracy-vs-position plot (PNG) here.")] = None,
+    table: Annotated[Path | None, typer.Option(help="Also write the markdown table here.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Use only the first N questions (quick runs).", min=1)] = None,
+    num_docs: Annotated[
+        int | None,
+        typer.Option(
+            help="Documents per question; records with fewer get distractors drawn from the other records "
+            "(default: the records' own count, at least the largest position).",
+            min=1,
+        ),
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="LLM: default packaged Gemma 3 270M, or a local path.")] = None,
+    steering: Annotated[
+        str,
+        typer.Option(help='SteeringConfig overrides as JSON for every steered condition, e.g. \'{"curve": "flat"}\'.'),
+    ] = "{}",
+    hybrid_strategy: Annotated[
+        str | None,
+        typer.Option(help="Reorder strategy of 'hybrid' (default: the steering preset's pairing)."),
+    ] = None,
+    hybrid_mechanism: Annotated[
+        str | None, typer.Option(help="Steering mechanism of 'hybrid' (default: SteeringConfig's).")
+    ] = None,
+    steer_top_k: Annotated[int, typer.Option(help="Retrieval regime: steer the k best-scored documents.", min=1)] = 1,
+    max_new_tokens: Annotated[int, typer.Option(help="Greedy tokens per answer (first line is scored).", min=1)] = 20,
+    seed: Annotated[int, typer.Option(help="Seed for distractor filling and control targets.")] = 0,
+    records: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write every trial (prediction, correctness, latency) here, one JSON object a line "
+            "(.jsonl, or .jsonl.gz to compress)."
+        ),
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Accuracy by gold-document position for every ordering and steering condition, with 95% intervals.
+
+    The gold document of each question is moved to each requested position (the distractors keep their
+    order); each condition answers greedily; a table goes to stdout, the full result to --json, the figure to
+    --plot. Identical prompts and steering plans are generated once and reused.
+    """
+    from posrag.bench.data import load_records, packaged_dataset
+    from posrag.bench.litm import CONDITIONS, LitmBenchmark, LitmConfig
+    from posrag.generation import GenerationConfig
+    from posrag.models import load_causal_lm
+
+    try:
+        overrides: dict[str, Any] = json.loads(steering)
+    except json.JSONDecodeError as exc:
+        raise typer.BadParameter(f'--steering must be a JSON object, e.g. \'{{"curve": "flat"}}\': {exc}') from None
+    if not isinstance(overrides, dict):
+        raise typer.BadParameter("--steering must be a JSON object of SteeringConfig fields.")
+    try:
+        path = data or packaged_dataset()
+        everything = load_records(path)
+        loaded = everything[:limit] if limit else everything
+        config = LitmConfig(
+            positions=_ints(positions, "--positions"),
+            conditions=CONDITIONS if conditions.strip() == "all" else _names(conditions),
+            regimes=_names(regimes),
+            num_docs=num_docs,
+            generation=GenerationConfig(max_new_tokens=max_new_tokens, stop=("\n",)),
+            steering=overrides,
+            hybrid_strategy=hybrid_strategy,
+            hybrid_mechanism=hybrid_mechanism,
+            steer_top_k=steer_top_k,
+            seed=seed,
+        )
+        started = time.perf_counter()
+        lm = load_causal_lm(model, progress=progress)
+        bench = LitmBenchmark(lm.model, lm.tokenizer, config, model_name=lm.name)
+        result = bench.run(
+            loaded,
+            progress=progress,
+            keep_records=records is not None,
+            pool=[doc for record in everything for doc in record.documents],
+            data_info={
+                "path": str(path),
+                "sha256": _sha256(Path(path)),
+                "limit": limit,
+                "command": "posrag " + shlex.join(sys.argv[1:]) if sys.argv[1:] else None,
+            },
+        )
+    except PosragError as exc:
+        raise _fail(exc) from None
+    total = time.perf_counter() - started
+    typer.echo(result.table())
+    payload = result.to_dict()
+    payload["timing"]["total_s_with_model_load"] = total
+    if records is not None:
+        from posrag.bench.synthetic import write_jsonl
+
+        write_jsonl([trial.to_dict() for trial in result.records], records)
+        payload.pop("records", None)
+        payload["records_file"] = str(records)
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    if table is not None:
+        table.parent.mkdir(parents=True, exist_ok=True)
+        table.write_text(result.table() + "\n", encoding="utf-8")
+    if plot is not None:
+        from posrag.bench.plot import plot_accuracy
+
+        plot_accuracy(result, plot)
+    wall = result.timing["wall_s"]
+    typer.echo(
+        f"\n{result.timing['generations']} generations for {result.timing['trials']} trials in {wall:.0f} s "
+        f"({total:.0f} s with model loading).",
+        err=True,
+    )
+
+
+@bench_app.command("make-synthetic")
+def make_synthetic(
+    out: Annotated[Path, typer.Argument(help="Where to write the records (.jsonl, or .jsonl.gz to compress).")],
+    questions: Annotated[int, typer.Option(help="Number of questions.", min=1)] = 100,
+    docs: Annotated[
+        int, typer.Option(help="Documents per question (one gold, the rest distractors).", min=2, max=20)
+    ] = 20,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same file).")] = 0,
+    kinds: Annotated[
+        str, typer.Option(help="Attribute kinds, comma-separated: birthplace, company, profession.")
+    ] = "birthplace,company,profession",
+) -> None:
+    """Write a seeded synthetic Lost-in-the-Middle data set offline: fictional people, one fact each."""
+    from posrag.bench.synthetic import make_synthetic_records, write_jsonl
+
+    try:
+        written = write_jsonl(make_synthetic_records(questions, docs, seed=seed, kinds=_names(kinds)), out)
+    except PosragError as exc:
+        raise _fail(exc) from None
+    typer.echo(f"Wrote {questions} questions with {docs} documents each to {written}.")

@@ -1,0 +1,115 @@
+"""``posrag bench`` and ``posrag profile`` through typer's CliRunner, on a tiny model saved to disk."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from posrag.bench.data import load_records
+from posrag.cli.main import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory):
+    from posrag.testing import tiny_model
+
+    tiny = tiny_model("llama")
+    path = tmp_path_factory.mktemp("tiny-llama")
+    tiny.model.save_pretrained(path)
+    tiny.tokenizer.save_pretrained(path)
+    return path
+
+
+def test_make_synthetic_is_seeded(tmp_path):
+    for name in ("a.jsonl", "b.jsonl.gz"):
+        out = runner.invoke(app, ["bench", "make-synthetic", str(tmp_path / name), "--questions", "5", "--docs", "6"])
+        assert out.exit_code == 0, out.output
+    a, b = (load_records(tmp_path / n) for n in ("a.jsonl", "b.jsonl.gz"))
+    assert a == b and len(a) == 5 and len(a[0].documents) == 6
+
+
+def test_bench_litm_writes_table_json_and_plot(tmp_path, tiny_dir):
+    data = tmp_path / "d.jsonl"
+    runner.invoke(app, ["bench", "make-synthetic", str(data), "--questions", "2", "--docs", "3"])
+    args = [
+        "bench",
+        "litm",
+        "--data",
+        str(data),
+        "--model",
+        str(tiny_dir),
+        "--positions",
+        "1,3",
+        "--conditions",
+        "baseline",
+        "--regimes",
+        "oracle",
+        "--json",
+        str(tmp_path / "r.json"),
+        "--plot",
+        str(tmp_path / "r.png"),
+        "--max-new-tokens",
+        "2",
+        "--no-progress",
+        "--records",
+        str(tmp_path / "trials.jsonl.gz"),
+    ]
+    out = runner.invoke(app, args)
+    assert out.exit_code == 0, out.output
+    assert "| baseline |" in out.stdout
+    result = json.loads((tmp_path / "r.json").read_text())
+    assert result["schema"] == "posrag.bench.litm"
+    assert [p["position"] for p in result["results"][0]["positions"]] == [1, 3]
+    assert "records" not in result and result["records_file"].endswith("trials.jsonl.gz")
+    with gzip.open(tmp_path / "trials.jsonl.gz", "rt") as handle:
+        trials = [json.loads(line) for line in handle]
+    assert len(trials) == 4 and {t["position"] for t in trials} == {1, 3}
+    assert result["data"]["path"] == str(data) and len(result["data"]["sha256"]) == 64
+    assert (tmp_path / "r.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--conditions", "baseline,magic"], "Unknown condition"),
+        (["--positions", "1,x"], "comma-separated integers"),
+        (["--regimes", "sideways"], "regimes must be"),
+        (["--steering", "[1]"], "JSON object"),
+    ],
+)
+def test_bench_litm_reports_bad_options(extra, message, tiny_dir):
+    out = runner.invoke(app, ["bench", "litm", "--model", str(tiny_dir), "--limit", "1", "--no-progress", *extra])
+    assert out.exit_code == 2
+    assert message in out.output
+
+
+def test_profile_command_saves_a_profile(tmp_path, tiny_dir):
+    target = tmp_path / "profile.json"
+    out = runner.invoke(
+        app,
+        [
+            "profile",
+            "--model",
+            str(tiny_dir),
+            "--questions",
+            "2",
+            "--positions",
+            "1,2,3",
+            "--docs",
+            "3",
+            "--out",
+            str(target),
+            "--json",
+            "--no-progress",
+        ],
+    )
+    assert out.exit_code == 0, out.output
+    saved = json.loads(target.read_text())
+    assert saved["classification"] in ("recency", "u_curve", "flat", "primacy")
+    assert saved["positions"] == [1, 2, 3] and saved["total"] == 3
+    assert json.loads(out.stdout)["path"] == str(target)

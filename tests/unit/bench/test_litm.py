@@ -1,0 +1,331 @@
+"""The benchmark harness on a tiny random model: condition wiring, reuse of identical work, results."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from posrag.bench.data import fit_documents, parse_record
+from posrag.bench.litm import (
+    CONDITIONS,
+    SCHEMA,
+    SCHEMA_VERSION,
+    ConditionResult,
+    LitmBenchmark,
+    LitmConfig,
+    LitmResult,
+    PositionAccuracy,
+    evaluate_targets,
+    resolve_condition,
+)
+from posrag.bench.plot import plot_accuracy
+from posrag.bench.synthetic import make_synthetic_records
+from posrag.errors import ConfigurationError
+from posrag.generation import GenerationConfig, generate_text
+from tests.unit.hashing_embedder import HashingEmbedder
+
+GEN = GenerationConfig(max_new_tokens=3, stop=("\n",))
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    from posrag.testing import tiny_model
+
+    return tiny_model("gemma3")
+
+
+@pytest.fixture(scope="module")
+def records():
+    return [parse_record(r, f"s{i}") for i, r in enumerate(make_synthetic_records(3, 4, seed=0))]
+
+
+def _bench(tiny, **config) -> LitmBenchmark:
+    config.setdefault("generation", GEN)
+    config.setdefault("positions", (1, 2, 4))
+    return LitmBenchmark(
+        tiny.model, tiny.tokenizer, LitmConfig(**config), embedder=HashingEmbedder(), model_name="tiny"
+    )
+
+
+@pytest.fixture(scope="module")
+def result(tiny, records) -> LitmResult:
+    return _bench(tiny).run(records, progress=False, keep_records=True, data_info={"path": "synthetic"})
+
+
+def _order(record, position):
+    distractors = [i for i in range(len(record.documents)) if i != record.gold_index]
+    return [*distractors[: position - 1], record.gold_index, *distractors[position - 1 :]]
+
+
+# ----------------------------------------------------------------------------- conditions
+
+
+def test_condition_names_resolve():
+    assert resolve_condition("baseline", hybrid_strategy="recency", hybrid_mechanism="attention").steered is False
+    assert resolve_condition("long_context", hybrid_strategy="x", hybrid_mechanism="y").strategy == "long_context"
+    steer = resolve_condition("steer-activation", hybrid_strategy="x", hybrid_mechanism="y")
+    assert (steer.strategy, steer.mechanism, steer.aim) == (None, "activation", "relevant")
+    control = resolve_condition("control-attention", hybrid_strategy="x", hybrid_mechanism="y")
+    assert (control.mechanism, control.aim) == ("attention", "distractor")
+    hybrid = resolve_condition("hybrid", hybrid_strategy="sandwich", hybrid_mechanism="both")
+    assert (hybrid.strategy, hybrid.mechanism) == ("sandwich", "both")
+    with pytest.raises(ConfigurationError, match="Unknown condition"):
+        resolve_condition("magic", hybrid_strategy="x", hybrid_mechanism="y")
+
+
+def test_config_validates_and_always_includes_the_baseline():
+    config = LitmConfig(positions=(5, 1), conditions=("recency",))
+    assert config.positions == (1, 5)
+    assert config.conditions == ("baseline", "recency")
+    for bad in (
+        {"positions": (0,)},
+        {"positions": (1, 1)},
+        {"conditions": ("x",)},
+        {"regimes": ("both",)},
+        {"num_docs": 3, "positions": (1, 5)},
+        {"steer_top_k": 0},
+        {"hybrid_strategy": "best"},
+        {"hybrid_mechanism": "magic"},
+    ):
+        with pytest.raises(ConfigurationError):
+            LitmConfig(**bad)
+
+
+def test_hybrid_defaults_come_from_the_steering_config(tiny):
+    from posrag.steering import SteeringConfig
+
+    bench = _bench(tiny, conditions=("hybrid",), steering={"position_bias": "u_curve"})
+    hybrid = next(c for c in bench.conditions if c.name == "hybrid")
+    expected = SteeringConfig(position_bias="u_curve")
+    assert (hybrid.strategy, hybrid.mechanism) == (expected.reorder_strategy, expected.mechanism)
+
+
+def test_baseline_prompt_has_the_gold_at_the_requested_position(tiny, records):
+    bench = _bench(tiny, conditions=("baseline",))
+    record = records[0]
+    for position in (1, 2, 4):
+        variant = bench.variant(record, _order(record, position), bench.conditions[0], "oracle", [0.0] * 4, position)
+        assert variant.gold_position == position
+        assert variant.prompt.spans[position - 1].document.text == record.gold.text
+        assert [s.document.text for s in variant.prompt.spans if s.document.text != record.gold.text] == [
+            d.text for d in record.distractors
+        ]
+        assert variant.targets == ()
+
+
+def test_reordering_uses_scores_not_isgold(tiny, records):
+    bench = _bench(tiny, conditions=("recency",))
+    record = records[0]
+    scores = [0.1, 0.2, 0.3, 0.4]
+    scores[record.gold_index] = 0.0  # the retriever ranks the gold document last
+    recency = next(c for c in bench.conditions if c.name == "recency")
+    variant = bench.variant(record, _order(record, 1), recency, "retrieval", scores, 1)
+    assert [s.document.score for s in variant.prompt.spans] == sorted(scores)  # best last
+    assert variant.gold_position == 1  # worst-scored → first
+
+
+def test_steering_aims_at_the_gold_in_oracle_and_at_the_top_score_in_retrieval(tiny, records):
+    bench = _bench(tiny, conditions=("steer-attention", "control-attention"))
+    steer, control = (
+        next(c for c in bench.conditions if c.name == n) for n in ("steer-attention", "control-attention")
+    )
+    record = records[1]
+    scores = [0.5] * 4
+    top = (record.gold_index + 1) % 4
+    scores[top] = 0.9  # a distractor outranks the gold document
+    order = _order(record, 3)
+    oracle = bench.variant(record, order, steer, "oracle", scores, 3)
+    (target,) = oracle.targets
+    assert oracle.prompt.text[target.start_char : target.end_char] == record.gold.text
+    assert target.relative_position == pytest.approx(2 / 3)
+    retrieval = bench.variant(record, order, steer, "retrieval", scores, 3)
+    (target,) = retrieval.targets
+    assert target.doc_id == str(top)
+    assert retrieval.prompt.text[target.start_char : target.end_char] == record.documents[top].text
+    for regime in ("oracle", "retrieval"):
+        first = bench.variant(record, order, control, regime, scores, 3)
+        (aimed,) = first.targets
+        assert aimed.doc_id not in (str(record.gold_index), str(top) if regime == "retrieval" else None)
+        assert bench.variant(record, order, control, regime, scores, 3).targets == first.targets  # seeded
+
+
+def test_steer_top_k_targets_that_many(tiny, records):
+    bench = _bench(tiny, conditions=("steer-activation",), steer_top_k=2, regimes=("retrieval",))
+    steer = next(c for c in bench.conditions if c.steered)
+    scores = [0.1, 0.9, 0.5, 0.7]
+    variant = bench.variant(records[0], _order(records[0], 1), steer, "retrieval", scores, 1)
+    assert sorted(t.doc_id for t in variant.targets) == ["1", "3"]
+
+
+# ----------------------------------------------------------------------------- running
+
+
+def test_run_covers_every_condition_regime_and_position(result, records):
+    assert {(r.condition, r.regime) for r in result.results} == {
+        (c, g) for c in CONDITIONS for g in ("oracle", "retrieval")
+    }
+    for r in result.results:
+        assert [p.position for p in r.positions] == [1, 2, 4]
+        assert all(p.n == len(records) for p in r.positions)
+        assert 0.0 <= r.worst.accuracy <= r.mean_accuracy <= r.best.accuracy <= 1.0
+    assert len(result.records) == len(records) * 3 * len(CONDITIONS) * 2
+
+
+def test_identical_work_is_generated_once(result, records):
+    for regime in ("oracle", "retrieval"):
+        # A reorder strategy yields the same prompt wherever the gold started: one generation per question.
+        assert result.result("recency", regime).generations <= len(records)
+    assert result.result("baseline", "retrieval").generations == 0  # the oracle regime generated it
+    assert result.result("none", "oracle").generations == 0  # "none" is the baseline
+    assert result.result("graduated", "oracle").generations == 0  # the same permutation as recency
+    assert result.timing["generations"] == sum(r.generations for r in result.results)
+    for condition in ("baseline", "recency", "sandwich"):
+        oracle, retrieval = result.result(condition, "oracle"), result.result(condition, "retrieval")
+        assert oracle.accuracies == retrieval.accuracies
+
+
+def test_baseline_predictions_are_plain_generation(tiny, result, records):
+    from posrag.documents import ScoredDocument
+    from posrag.prompts import build_prompt
+
+    record = records[2]
+    docs = [ScoredDocument(d.text, {"title": d.title}) for d in record.with_gold_at(1)]
+    expected = generate_text(tiny.model, tiny.tokenizer, build_prompt(record.question, docs).text, GEN)
+    (trial,) = [
+        t
+        for t in result.records
+        if t.question_id == record.id and t.position == 2 and t.condition == "baseline" and t.regime == "oracle"
+    ]
+    assert trial.prediction == expected.strip().split("\n")[0].strip()
+
+
+def test_the_json_is_stable_and_round_trips(result):
+    data = json.loads(json.dumps(result.to_dict()))
+    assert data["schema"] == SCHEMA and data["schema_version"] == SCHEMA_VERSION
+    assert set(data) >= {
+        "model",
+        "embedder",
+        "data",
+        "settings",
+        "retrieval",
+        "results",
+        "targets",
+        "environment",
+        "timing",
+        "records",
+    }
+    assert data["data"]["num_docs"] == 4 and data["data"]["chance_accuracy"] == 0.25
+    assert data["retrieval"]["gold_top1"] >= 0.0
+    first = data["results"][0]
+    assert set(first) >= {
+        "condition",
+        "regime",
+        "positions",
+        "mean_accuracy",
+        "worst_accuracy",
+        "worst_position",
+        "best_accuracy",
+        "mean_latency_s",
+        "added_latency_s",
+        "peak_memory_mb",
+        "peak_memory_delta_mb",
+        "generations",
+    }
+    assert set(first["positions"][0]) == {"position", "relative_position", "n", "correct", "accuracy", "ci95"}
+    assert data["settings"]["steering_configs"]["attention"]["mechanism"] == "attention"
+    assert LitmResult.from_dict(data).to_dict() == data
+    with pytest.raises(ConfigurationError, match="newer"):
+        LitmResult.from_dict({**data, "schema_version": SCHEMA_VERSION + 1})
+    with pytest.raises(ConfigurationError, match="Not a posrag"):
+        LitmResult.from_dict({**data, "schema": "other"})
+
+
+def test_costs_are_measured(result):
+    baseline = result.result("baseline", "oracle")
+    assert baseline.mean_latency_s > 0 and baseline.added_latency_s == 0.0
+    assert baseline.peak_memory_mb > 0 and baseline.peak_memory_delta_mb >= 0
+
+
+def test_table_and_plot(result, tmp_path):
+    table = result.table()
+    assert "**oracle regime**" in table and "| steer-attention |" in table and "Targets:" in table
+    path = plot_accuracy(result, tmp_path / "plot.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_records_with_too_few_documents_get_distractors(tiny):
+    records = [parse_record(r, f"s{i}") for i, r in enumerate(make_synthetic_records(4, 2, seed=3))]
+    out = _bench(tiny, conditions=("baseline",), regimes=("oracle",), positions=(1, 3)).run(records, progress=False)
+    assert out.data["num_docs"] == 3 and out.data["distractors_filled"] is True
+    assert fit_documents(records, 3)[0].documents[:2] == records[0].documents
+
+
+# ----------------------------------------------------------------------------- targets
+
+
+def _condition(name, regime, correct, n=10, positions=(1, 10, 20)):
+    return ConditionResult(
+        condition=name,
+        regime=regime,
+        description="",
+        positions=tuple(
+            PositionAccuracy(p, (p - 1) / 19, n, c, 0.0, 1.0) for p, c in zip(positions, correct, strict=True)
+        ),
+        mean_latency_s=1.0,
+        added_latency_s=0.1 if name != "baseline" else 0.0,
+        mean_new_tokens=5,
+        generations=1,
+        peak_memory_mb=1.0,
+        peak_memory_delta_mb=0.0,
+        steering={"mechanism": "attention"} if name.startswith(("steer", "hybrid", "control")) else None,
+    )
+
+
+def _result(*conditions):
+    return LitmResult("m", None, {"num_docs": 20}, {"positions": [1, 10, 20]}, {}, tuple(conditions), {}, {})
+
+
+def _check(result, prefix):
+    return next(c for c in evaluate_targets(result) if c.name.startswith(prefix))
+
+
+def test_target_rules_are_judged_plainly():
+    u = _condition("baseline", "oracle", (10, 4, 10))
+    flat = _condition("steer-attention", "oracle", (10, 10, 10))
+    assert _check(_result(u, flat), "baseline U-curve").met is True
+    assert _check(_result(u, flat), "steer-attention alone").met is True
+    assert _check(_result(_condition("baseline", "oracle", (8, 4, 10))), "baseline U-curve").met is False
+    gap = _condition("steer-attention", "oracle", (10, 9, 10))  # worst 10 points below best
+    assert _check(_result(u, gap), "steer-attention alone").met is False
+    harm = _condition("steer-attention", "oracle", (9, 9, 9))  # flat but 10 points below baseline at the ends
+    assert _check(_result(u, harm), "steer-attention alone").met is False
+
+
+def test_hybrid_target_compares_against_every_single_condition_per_position():
+    base = _condition("baseline", "retrieval", (10, 4, 10))
+    recency = _condition("recency", "retrieval", (9, 9, 9))
+    good = _condition("hybrid", "retrieval", (10, 9, 10))
+    bad = _condition("hybrid", "retrieval", (10, 8, 10))
+    assert _check(_result(base, recency, good), "retrieval regime: hybrid").met is True
+    check = _check(_result(base, recency, bad), "retrieval regime: hybrid")
+    assert check.met is False and "pos 10" in check.detail and "recency" in check.detail
+
+
+def test_steering_overrides_can_be_per_mechanism():
+    from posrag.bench.litm import steering_overrides
+
+    overrides = {
+        "curve": "flat",
+        "activation": {"base_intensity": 0.05},
+        "attention": {"attention_bias": 1.0},
+    }
+    assert steering_overrides(overrides, "activation") == {
+        "curve": "flat",
+        "base_intensity": 0.05,
+        "mechanism": "activation",
+    }
+    assert steering_overrides(overrides, "attention")["attention_bias"] == 1.0
+    assert steering_overrides(overrides, None) == {"curve": "flat"}
+    with pytest.raises(ConfigurationError, match="must be a dict"):
+        steering_overrides({"activation": 3}, "activation")
