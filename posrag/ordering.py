@@ -44,6 +44,22 @@ UnscoredPolicy = Literal["start", "end", "error"]
 BestAt = Literal["end", "start"]
 
 STRATEGIES: tuple[str, ...] = get_args(Strategy)
+#: ``auto``: the strategy that a model's measured position-bias profile recommends (``posrag profile``).
+StrategyOrAuto = Strategy | Literal["auto"]
+
+
+def resolve_strategy(strategy: str, model_name: str | None = None) -> Strategy:
+    """``strategy`` itself, or for ``"auto"`` the strategy recommended by ``model_name``'s saved profile.
+
+    ``model_name`` defaults to the packaged model (``posrag profile`` with no ``--model`` measures it).
+    """
+    if strategy != "auto":
+        _check_choice("strategy", strategy, (*STRATEGIES, "auto"))
+        return strategy  # type: ignore[return-value]
+    from posrag.bench.profile import load_profile
+    from posrag.models import DEFAULT_LLM
+
+    return load_profile(model_name or DEFAULT_LLM).recommended_strategy  # type: ignore[return-value]
 
 
 def _check_choice(name: str, value: str, allowed: Sequence[str]) -> None:
@@ -122,12 +138,14 @@ def with_positions(documents: Sequence[ScoredDocument]) -> list[ScoredDocument]:
 class Reorderer:
     """A validated reorder configuration, callable on documents; what the framework adapters hold."""
 
-    strategy: Strategy = "recency"
+    strategy: StrategyOrAuto = "recency"
     score_direction: ScoreDirection = "similarity"
     unscored: UnscoredPolicy = "start"
     best_at: BestAt = "end"
+    model_name: str | None = None  # whose saved profile ``strategy="auto"`` follows (default: the packaged model)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "strategy", resolve_strategy(self.strategy, self.model_name))
         self.plan([])  # validates every setting at construction time
 
     def plan(self, scores: Sequence[float | None]) -> list[int]:
@@ -161,9 +179,11 @@ __all__ = [
     "Reorderer",
     "ScoreDirection",
     "Strategy",
+    "StrategyOrAuto",
     "UnscoredPolicy",
     "plan_order",
     "rank",
     "reorder",
+    "resolve_strategy",
     "with_positions",
 ]

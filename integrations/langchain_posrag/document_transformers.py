@@ -10,7 +10,7 @@ from langchain_core.runnables import RunnableConfig, RunnableSerializable
 from pydantic import ConfigDict, Field, PrivateAttr
 
 from posrag.documents import SCORE_KEY, PositionInfo, ScoredDocument
-from posrag.ordering import BestAt, Reorderer, ScoreDirection, Strategy, UnscoredPolicy
+from posrag.ordering import BestAt, Reorderer, ScoreDirection, StrategyOrAuto, UnscoredPolicy
 from posrag.registry import remember_documents
 
 
@@ -24,7 +24,14 @@ class PositionReorder(BaseDocumentTransformer, RunnableSerializable[Sequence[Doc
     ``posrag_relative_position`` added to their metadata; the input is not modified.
     """
 
-    strategy: Strategy = Field(default="recency", description="recency, graduated, sandwich, long_context or none.")
+    strategy: StrategyOrAuto = Field(
+        default="recency",
+        description="recency, graduated, sandwich, long_context, none, or auto (the saved `posrag profile` of "
+        "model_name recommends one).",
+    )
+    model_name: str | None = Field(
+        default=None, description="strategy='auto' only: whose saved profile to follow (default: the packaged model)."
+    )
     score_direction: ScoreDirection = Field(
         default="similarity", description="'similarity' if higher scores are better, 'distance' if lower are."
     )
@@ -38,7 +45,7 @@ class PositionReorder(BaseDocumentTransformer, RunnableSerializable[Sequence[Doc
     _reorderer: Reorderer = PrivateAttr()
 
     def model_post_init(self, context: Any, /) -> None:
-        self._reorderer = Reorderer(self.strategy, self.score_direction, self.unscored, self.best_at)
+        self._reorderer = Reorderer(self.strategy, self.score_direction, self.unscored, self.best_at, self.model_name)
 
     @classmethod
     def is_lc_serializable(cls) -> bool:

@@ -31,7 +31,7 @@ TRACE_KEY = "posrag_trace"
 
 def _build_generator(model: Any, steering: SteeringConfig | None) -> tuple[SteeredGenerator, str]:
     hf_model, tokenizer, name = resolve_model(model)
-    return SteeredGenerator(hf_model, tokenizer, steering or SteeringConfig()), name
+    return SteeredGenerator(hf_model, tokenizer, steering or SteeringConfig(), model_name=name), name
 
 
 def _generation_config(

@@ -225,10 +225,13 @@ class SteeredGenerator:
         config: SteeringConfig | None = None,
         *,
         embedder: Any = None,
+        model_name: str | None = None,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
-        self.config = config or SteeringConfig()
+        # position_bias="auto": the saved profile of this model (`posrag profile`), found by its name.
+        name = model_name or getattr(getattr(model, "config", None), "name_or_path", None)
+        self.config = (config or SteeringConfig()).resolve_auto(name)
         self._embedder = embedder
         self.layers = architectures.decoder_layers(model)
         self.num_layers = len(self.layers)

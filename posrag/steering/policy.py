@@ -27,7 +27,7 @@ import json
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -369,7 +369,7 @@ BIAS_PRESETS: dict[str, BiasPreset] = {
     "flat": BiasPreset("flat", FLAT_CURVE, "none"),
 }
 
-PositionBias = BiasName | PositionBiasProfile | Mapping[str, Any] | str | os.PathLike[str]
+PositionBias = BiasName | Literal["auto"] | PositionBiasProfile | Mapping[str, Any] | str | os.PathLike[str]
 
 
 def resolve_position_bias(bias: PositionBias) -> BiasPreset:
@@ -450,17 +450,53 @@ class SteeringConfig:
             raise ConfigurationError(f"top_k must be >= 1 or None (steer every document fully); got {self.top_k}.")
         if self.no_steer_above is not None and not 0.0 <= self.no_steer_above <= 1.0:
             raise ConfigurationError(f"no_steer_above must be in [0, 1] or None; got {self.no_steer_above}.")
+        if self.needs_profile:  # resolved by the model that uses it (resolve_auto)
+            object.__setattr__(self, "_preset", None)
+            object.__setattr__(self, "_resolved_curve", None if self.curve is None else resolve_curve(self.curve))
+            return
         preset = resolve_position_bias(self.position_bias)
         object.__setattr__(self, "_preset", preset)
         object.__setattr__(self, "_resolved_curve", preset.curve if self.curve is None else resolve_curve(self.curve))
 
     @property
+    def needs_profile(self) -> bool:
+        """``position_bias="auto"``, not yet resolved to a model's measured profile (see :meth:`resolve_auto`)."""
+        return isinstance(self.position_bias, str) and self.position_bias == "auto"
+
+    def resolve_auto(self, model_name: str | None) -> SteeringConfig:
+        """This configuration with ``position_bias="auto"`` replaced by ``model_name``'s saved profile.
+
+        Profiles are measured and saved by ``posrag profile`` (:mod:`posrag.bench.profile`). Any other
+        ``position_bias`` is returned unchanged. A model without a saved profile raises a clear error.
+        """
+        if not self.needs_profile:
+            return self
+        if not model_name:
+            raise ConfigurationError(
+                "position_bias='auto' needs the model's name to find its saved profile; this model has none "
+                "(config.name_or_path is empty). Pass a preset ('recency', 'u_curve', 'flat') or a profile path."
+            )
+        from posrag.bench.profile import load_profile
+
+        return replace(self, position_bias=load_profile(model_name).to_steering_profile())
+
+    def _require_resolved(self) -> None:
+        if self.needs_profile:
+            raise ConfigurationError(
+                "position_bias='auto' is resolved by the model that uses it: pass this config to "
+                "SteeredGenerator (or posrag's LLM classes), or call config.resolve_auto(model_name) first."
+            )
+
+    @property
     def resolved_curve(self) -> IntensityCurve:
+        if self._resolved_curve is None:
+            self._require_resolved()
         return self._resolved_curve
 
     @property
     def reorder_strategy(self) -> ReorderStrategy:
         """The reorder strategy that the ``position_bias`` preset pairs with this configuration."""
+        self._require_resolved()
         return self._preset.reorder_strategy
 
     @property
@@ -476,7 +512,7 @@ class SteeringConfig:
         return {
             "mechanism": self.mechanism,
             "base_intensity": self.base_intensity,
-            "curve": self.resolved_curve.to_dict(),
+            "curve": None if self._resolved_curve is None else self._resolved_curve.to_dict(),
             "layer_policy": self.layer_policy,
             "retrieval_threshold": self.retrieval_threshold,
             "top_k": self.top_k,
@@ -486,7 +522,7 @@ class SteeringConfig:
             else str(bias)
             if isinstance(bias, (str, os.PathLike))
             else dict(bias),
-            "reorder_strategy": self.reorder_strategy,
+            "reorder_strategy": None if self._preset is None else self._preset.reorder_strategy,
             "attention_bias": self.attention_bias,
             "attention_layers": self.attention_layers,
             "vector_source": self.vector_source,

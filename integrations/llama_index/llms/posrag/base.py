@@ -74,7 +74,7 @@ class PosragLLM(CustomLLM):
     def __init__(self, **data: Any) -> None:
         super().__init__(**data)
         hf_model, tokenizer, name = resolve_model(self.model)
-        self._generator = SteeredGenerator(hf_model, tokenizer, self.steering or SteeringConfig())
+        self._generator = SteeredGenerator(hf_model, tokenizer, self.steering or SteeringConfig(), model_name=name)
         if self.model_name is None:
             self.model_name = name
         if self.context_window is None:

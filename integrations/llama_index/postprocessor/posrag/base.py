@@ -9,7 +9,7 @@ from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import NodeWithScore, QueryBundle
 
 from posrag.documents import POSITION_METADATA_KEYS, PositionInfo, ScoredDocument
-from posrag.ordering import BestAt, Reorderer, ScoreDirection, Strategy, UnscoredPolicy
+from posrag.ordering import BestAt, Reorderer, ScoreDirection, StrategyOrAuto, UnscoredPolicy
 from posrag.registry import remember_documents
 
 
@@ -35,7 +35,14 @@ class PositionReorder(BaseNodePostprocessor):
     embedder see. The input list and nodes are not modified.
     """
 
-    strategy: Strategy = Field(default="recency", description="recency, graduated, sandwich, long_context or none.")
+    strategy: StrategyOrAuto = Field(
+        default="recency",
+        description="recency, graduated, sandwich, long_context, none, or auto (the saved `posrag profile` of "
+        "model_name recommends one).",
+    )
+    model_name: str | None = Field(
+        default=None, description="strategy='auto' only: whose saved profile to follow (default: the packaged model)."
+    )
     score_direction: ScoreDirection = Field(
         default="similarity", description="'similarity' if higher scores are better, 'distance' if lower are."
     )
@@ -47,7 +54,7 @@ class PositionReorder(BaseNodePostprocessor):
 
     def __init__(self, **data: Any) -> None:
         super().__init__(**data)
-        self._reorderer = Reorderer(self.strategy, self.score_direction, self.unscored, self.best_at)
+        self._reorderer = Reorderer(self.strategy, self.score_direction, self.unscored, self.best_at, self.model_name)
 
     @classmethod
     def class_name(cls) -> str:

@@ -1,0 +1,89 @@
+"""position_bias="auto" and strategy="auto": a model's saved profile drives steering curves and ordering."""
+
+from __future__ import annotations
+
+import pytest
+
+from posrag.bench.profile import BiasProfile, save_profile
+from posrag.documents import ScoredDocument
+from posrag.errors import ConfigurationError
+from posrag.ordering import Reorderer, reorder
+from posrag.steering import SteeredGenerator, SteeringConfig, SteeringTarget, plan_steering
+
+U_SHAPE = (1.0, 0.4, 0.3, 0.5, 1.0)  # reads both ends well: long_context ordering, most help mid-context
+RECENCY_SHAPE = (0.3, 0.35, 0.4, 0.7, 1.0)
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("POSRAG_CACHE_DIR", str(tmp_path))
+    return tmp_path
+
+
+def _save(model: str, accuracy) -> BiasProfile:
+    profile = BiasProfile.measured(model=model, positions=(1, 5, 10, 15, 20), num_docs=20, accuracy=accuracy)
+    save_profile(profile)
+    return profile
+
+
+DOCS = [ScoredDocument(f"doc {i}", score=s, id=str(i)) for i, s in enumerate([0.9, 0.1, 0.5, 0.7, 0.3])]
+
+
+def test_auto_steering_config_must_be_resolved_before_planning():
+    config = SteeringConfig(position_bias="auto")
+    assert config.needs_profile
+    assert config.to_dict()["position_bias"] == "auto"
+    with pytest.raises(ConfigurationError, match="resolve_auto"):
+        plan_steering([SteeringTarget(0, 5, 0.5)], config, 18)
+
+
+def test_auto_resolves_to_the_models_saved_profile(cache):
+    profile = _save("tiny-u", U_SHAPE)
+    config = SteeringConfig(position_bias="auto").resolve_auto("tiny-u")
+    assert not config.needs_profile
+    assert config.reorder_strategy == profile.recommended_strategy == "long_context"
+    curve = config.resolved_curve
+    # Most help where the model reads worst (the middle), least at the ends it reads well.
+    assert curve(0.5) > curve(0.0) and curve(0.5) > curve(1.0)
+    assert SteeringConfig(position_bias="recency").resolve_auto("tiny-u").position_bias == "recency"
+
+
+def test_auto_without_a_profile_names_the_fix(cache):
+    with pytest.raises(ConfigurationError, match="posrag profile"):
+        SteeringConfig(position_bias="auto").resolve_auto("never-profiled")
+    with pytest.raises(ConfigurationError, match="name"):
+        SteeringConfig(position_bias="auto").resolve_auto(None)
+
+
+def test_steered_generator_resolves_auto_by_model_name(cache, tiny_llama):
+    _save("tiny-recency", RECENCY_SHAPE)
+    generator = SteeredGenerator(
+        tiny_llama.model, tiny_llama.tokenizer, SteeringConfig(position_bias="auto"), model_name="tiny-recency"
+    )
+    assert generator.config.reorder_strategy == "recency"
+    assert generator.config.resolved_curve(0.0) > generator.config.resolved_curve(1.0)
+
+
+def test_reorder_auto_follows_the_profile(cache):
+    _save("tiny-u", U_SHAPE)
+    _save("tiny-recency", RECENCY_SHAPE)
+    assert Reorderer("auto", model_name="tiny-u").strategy == "long_context"
+    ids = [d.id for d in Reorderer("auto", model_name="tiny-recency")(DOCS)]
+    assert ids == [d.id for d in reorder(DOCS, "recency")]
+    with pytest.raises(ConfigurationError, match="posrag profile"):
+        Reorderer("auto")  # the packaged model has no profile in this empty cache
+
+
+def test_framework_adapters_accept_auto(cache):
+    from langchain_core.documents import Document
+    from langchain_posrag import PositionReorder as LCReorder
+    from llama_index.core.schema import NodeWithScore, TextNode
+    from llama_index.postprocessor.posrag import PositionReorder as LIReorder
+
+    _save("tiny-u", U_SHAPE)
+    expected = [d.id for d in reorder(DOCS, "long_context")]
+    docs = [Document(d.text, metadata={"score": d.score}, id=d.id) for d in DOCS]
+    assert [d.id for d in LCReorder(strategy="auto", model_name="tiny-u").transform_documents(docs)] == expected
+    nodes = [NodeWithScore(node=TextNode(text=d.text, id_=d.id), score=d.score) for d in DOCS]
+    out = LIReorder(strategy="auto", model_name="tiny-u").postprocess_nodes(nodes)
+    assert [n.node.node_id for n in out] == expected
