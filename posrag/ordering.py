@@ -48,18 +48,21 @@ STRATEGIES: tuple[str, ...] = get_args(Strategy)
 StrategyOrAuto = Strategy | Literal["auto"]
 
 
-def resolve_strategy(strategy: str, model_name: str | None = None) -> Strategy:
-    """``strategy`` itself, or for ``"auto"`` the strategy recommended by ``model_name``'s saved profile.
+def resolve_strategy(strategy: str, model_name: str | None = None, best_at: BestAt = "end") -> tuple[Strategy, BestAt]:
+    """``(strategy, best_at)`` as given, or for ``"auto"`` what ``model_name``'s saved profile recommends.
 
-    ``model_name`` defaults to the packaged model (``posrag profile`` with no ``--model`` measures it).
+    ``auto`` follows the profile measured by ``posrag profile`` (:mod:`posrag.bias`): the strategy for the
+    curve's shape and, for ``long_context``, the end the model reads better. ``model_name`` defaults to the
+    packaged model.
     """
     if strategy != "auto":
         _check_choice("strategy", strategy, (*STRATEGIES, "auto"))
-        return strategy  # type: ignore[return-value]
+        return strategy, best_at  # type: ignore[return-value]
     from posrag.bench.profile import load_profile
     from posrag.models import DEFAULT_LLM
 
-    return load_profile(model_name or DEFAULT_LLM).recommended_strategy  # type: ignore[return-value]
+    profile = load_profile(model_name or DEFAULT_LLM)
+    return profile.recommended_strategy, profile.recommended_best_at  # type: ignore[return-value]
 
 
 def _check_choice(name: str, value: str, allowed: Sequence[str]) -> None:
@@ -145,7 +148,9 @@ class Reorderer:
     model_name: str | None = None  # whose saved profile ``strategy="auto"`` follows (default: the packaged model)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "strategy", resolve_strategy(self.strategy, self.model_name))
+        strategy, best_at = resolve_strategy(self.strategy, self.model_name, self.best_at)
+        object.__setattr__(self, "strategy", strategy)
+        object.__setattr__(self, "best_at", best_at)
         self.plan([])  # validates every setting at construction time
 
     def plan(self, scores: Sequence[float | None]) -> list[int]:

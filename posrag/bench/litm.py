@@ -50,7 +50,7 @@ from posrag.bench.stats import mean, wilson_interval
 from posrag.documents import ScoredDocument
 from posrag.errors import ConfigurationError
 from posrag.generation import GenerationConfig, encode_prompt, generate_from_inputs
-from posrag.ordering import STRATEGIES, rank, reorder
+from posrag.ordering import STRATEGIES, Reorderer, rank
 from posrag.prompts import DEFAULT_TEMPLATE, PromptTemplate, RAGPrompt, build_prompt
 
 SCHEMA = "posrag.bench.litm"
@@ -169,8 +169,11 @@ class LitmConfig:
             )
         if self.steer_top_k < 1:
             raise ConfigurationError(f"steer_top_k must be >= 1, got {self.steer_top_k}.")
-        if self.hybrid_strategy is not None and self.hybrid_strategy not in STRATEGIES:
-            raise ConfigurationError(f"hybrid_strategy={self.hybrid_strategy!r} is not one of {', '.join(STRATEGIES)}.")
+        if self.hybrid_strategy is not None and self.hybrid_strategy not in (*STRATEGIES, "auto"):
+            raise ConfigurationError(
+                f"hybrid_strategy={self.hybrid_strategy!r} is not one of {', '.join(STRATEGIES)} or 'auto' (the "
+                "model's saved `posrag profile`)."
+            )
         if self.hybrid_mechanism is not None and self.hybrid_mechanism not in (*STEER_MECHANISMS, "both"):
             raise ConfigurationError(
                 f"hybrid_mechanism={self.hybrid_mechanism!r} must be 'activation', 'attention' or 'both'."
@@ -500,6 +503,12 @@ class LitmBenchmark:
             resolve_condition(name, hybrid_strategy=hybrid_strategy, hybrid_mechanism=hybrid_mechanism)
             for name in self.config.conditions
         )
+        # strategy "auto" follows the model's saved profile (strategy and long_context's best end).
+        self._reorderers = {
+            c.strategy: Reorderer(c.strategy, model_name=self.model_name)  # type: ignore[arg-type]
+            for c in self.conditions
+            if c.strategy is not None
+        }
         for condition in self.conditions:
             if condition.mechanism is not None and condition.mechanism not in self._generators:
                 self._generators[condition.mechanism] = self._make_generator(condition.mechanism)
@@ -510,7 +519,7 @@ class LitmBenchmark:
             from posrag.steering import SteeringConfig
 
             base = SteeringConfig(**steering_overrides(self.config.steering, None))
-            strategy = strategy or base.reorder_strategy
+            strategy = strategy or ("auto" if base.needs_profile else base.reorder_strategy)
             mechanism = mechanism or base.mechanism
         return strategy or "recency", mechanism or "attention"
 
@@ -519,7 +528,9 @@ class LitmBenchmark:
 
         config = SteeringConfig(**steering_overrides(self.config.steering, mechanism))
         self._steering_configs[mechanism] = config
-        return SteeredGenerator(self.model, self.tokenizer, config)
+        generator = SteeredGenerator(self.model, self.tokenizer, config, model_name=self.model_name)
+        self._steering_configs[mechanism] = generator.config  # position_bias="auto" resolved
+        return generator
 
     @property
     def embedder(self) -> Any:
@@ -571,7 +582,7 @@ class LitmBenchmark:
             for i in order
         ]
         if condition.strategy is not None:
-            docs = reorder(docs, condition.strategy)  # type: ignore[arg-type]
+            docs = self._reorderers[condition.strategy](docs)
         prompt = build_prompt(record.question, docs, self.config.template)
         ids = [span.document.id for span in prompt.spans]
         gold = str(record.gold_index)
@@ -739,7 +750,14 @@ class LitmBenchmark:
             },
             settings={
                 **config.to_dict(),
-                "conditions_resolved": [c.to_dict() for c in self.conditions],
+                "conditions_resolved": [
+                    {
+                        **c.to_dict(),
+                        "resolved_strategy": self._reorderers[c.strategy].strategy if c.strategy else None,
+                        "best_at": self._reorderers[c.strategy].best_at if c.strategy else None,
+                    }
+                    for c in self.conditions
+                ],
                 "steering_configs": {m: c.to_dict() for m, c in self._steering_configs.items()},
                 "metric": "any normalized gold answer is a substring of the normalized first output line",
                 "ci": "95% Wilson score interval per position",

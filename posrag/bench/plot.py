@@ -25,6 +25,15 @@ _COLOURS = {
 }
 
 
+#: Conditions that give the same generations by construction (``none`` keeps the given order, ``graduated``
+#: is ``recency``'s permutation); when their curves are equal they share one line.
+_SAME_AS = {"none": "baseline", "graduated": "recency"}
+
+
+def _curve(result) -> tuple[tuple[int, int], ...]:
+    return tuple((p.position, p.correct) for p in result.positions)
+
+
 def plot_accuracy(
     result: LitmResult,
     path: str | os.PathLike[str],
@@ -39,11 +48,20 @@ def plot_accuracy(
     import matplotlib.pyplot as plt
 
     regimes = result.regimes
-    fig, axes = plt.subplots(1, len(regimes), figsize=(6.2 * len(regimes), 4.6), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(regimes), figsize=(6.4 * len(regimes), 6.0), sharey=True, squeeze=False, layout="constrained"
+    )
     positions = list(result.positions)
     for ax, regime in zip(axes[0], regimes, strict=True):
-        for r in result.results:
-            if r.regime != regime or (conditions is not None and r.condition not in conditions):
+        shown = {r.condition: r for r in result.results if r.regime == regime}
+        # Conditions that are the same generations by construction draw one line, named in its label.
+        merged: dict[str, list[str]] = {}
+        for twin, into in _SAME_AS.items():
+            if twin in shown and into in shown and _curve(shown[twin]) == _curve(shown[into]):
+                merged.setdefault(into, []).append(twin)
+                del shown[twin]
+        for r in shown.values():
+            if conditions is not None and r.condition not in conditions:
                 continue
             control = r.condition.startswith("control-")
             colour = _COLOURS.get(r.condition)
@@ -56,14 +74,15 @@ def plot_accuracy(
                 linewidth=2.2 if r.condition in ("baseline", "hybrid") else 1.5,
                 linestyle=":" if control else "-",
                 color=colour,
-                label=f"{r.condition} (mean {100 * r.mean_accuracy:.0f}, worst {100 * r.worst.accuracy:.0f})",
+                label=" = ".join([r.condition, *merged.get(r.condition, [])])
+                + f" (mean {100 * r.mean_accuracy:.0f}, worst {100 * r.worst.accuracy:.0f})",
             )
             ax.fill_between(
                 xs,
                 [100 * p.ci_low for p in r.positions],
                 [100 * p.ci_high for p in r.positions],
                 color=colour,
-                alpha=0.08,
+                alpha=0.06,
                 linewidth=0,
             )
         ax.axhline(
@@ -86,11 +105,10 @@ def plot_accuracy(
         )
         ax.set_ylim(-2, 102)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="lower left")
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, frameon=False)
     axes[0][0].set_ylabel("accuracy (%)  — 95% Wilson intervals shaded")
     n = result.results[0].positions[0].n
     fig.suptitle(title or f"Lost in the middle: {result.model}, {n} questions per position", fontsize=12)
-    fig.tight_layout()
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(target, dpi=130)

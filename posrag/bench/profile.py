@@ -3,15 +3,8 @@
 A :class:`BiasProfile` is the baseline accuracy curve of a short synthetic "Lost in the Middle" run (the
 gold document moved through the positions, no ordering, no steering) and its classification:
 
-``flat``     the curve's range (best − worst position) is within ``tolerance``.
-``u_curve``  both the first and the last third of the context beat the middle third by more than
-             ``tolerance`` (thirds by relative position: [0, 1/3], (1/3, 2/3), [2/3, 1]; the mean accuracy
-             of the probed positions in each).
-``recency``  otherwise, when the last third reads at least as well as the first (rises toward the end).
-``primacy``  otherwise (the first third reads better than the last).
-
-The thirds are those of :meth:`posrag.steering.PositionBiasProfile.shape`, so steering and the benchmark
-agree on u_curve and flat; a primacy curve (rare in small models) is named as such here.
+The classification and the ordering it recommends are :mod:`posrag.bias`'s (``flat``, ``u_curve``,
+``recency``, ``primacy``), the same rule that steering's :class:`posrag.steering.PositionBiasProfile` uses.
 
 Profiles are saved as JSON in ``posrag.models.cache_dir() / "profiles" / <model-slug>.json``; the JSON
 carries ``relative_positions``, ``accuracy`` and ``model``, so it is also a valid steering
@@ -23,64 +16,28 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any
 
+from posrag.bias import (
+    BIAS_CLASSES,
+    DEFAULT_TOLERANCE,
+    RECOMMENDED_STRATEGY,
+    BiasClass,
+    classify_bias,
+    recommend_ordering,
+)
 from posrag.errors import ConfigurationError
 
-BiasClass = Literal["recency", "u_curve", "flat", "primacy"]
-BIAS_CLASSES: tuple[str, ...] = get_args(BiasClass)
 #: The presets a ``position_bias`` setting may name directly (besides ``auto`` and a profile).
 BIAS_PRESET_NAMES: tuple[str, ...] = ("recency", "u_curve", "flat")
-#: 10 points: about the half-width of a 95 % interval at 50 % accuracy with ~100 trials per position.
-DEFAULT_TOLERANCE = 0.10
 PROFILE_SCHEMA = "posrag.bias_profile"
 PROFILE_VERSION = 1
-
-#: The reorder strategy each shape pairs with.
-RECOMMENDED_STRATEGY: dict[str, str] = {
-    "recency": "recency",  # best document last, where the model reads best
-    "u_curve": "long_context",  # best documents at both ends, the least relevant in the middle
-    "flat": "none",  # position does not matter: keep the retriever's order
-    "primacy": "long_context",  # no "best first" strategy: long_context at least uses the first slot
-}
-
-
-def _thirds(relative_positions: Sequence[float], accuracy: Sequence[float]) -> tuple[float, float, float]:
-    bands: list[list[float]] = [[], [], []]
-    for x, y in zip(relative_positions, accuracy, strict=True):
-        bands[0 if x <= 1 / 3 else 2 if x >= 2 / 3 else 1].append(y)
-    start, middle, end = (sum(b) / len(b) if b else math.nan for b in bands)
-    return start, middle, end
-
-
-def classify_bias(
-    relative_positions: Sequence[float], accuracy: Sequence[float], tolerance: float = DEFAULT_TOLERANCE
-) -> BiasClass:
-    """The shape of an accuracy-by-position curve (the rule is in the module docstring). Pure."""
-    xs, ys = [float(x) for x in relative_positions], [float(y) for y in accuracy]
-    if len(xs) != len(ys) or len(xs) < 2:
-        raise ConfigurationError(
-            f"Classifying a position bias needs >= 2 positions, one accuracy each; got {len(xs)}, {len(ys)}."
-        )
-    if any(not 0.0 <= x <= 1.0 for x in xs) or any(not 0.0 <= y <= 1.0 for y in ys):
-        raise ConfigurationError(f"Positions and accuracies must lie in [0, 1]; got {xs} and {ys}.")
-    if tolerance < 0:
-        raise ConfigurationError(f"tolerance must be >= 0, got {tolerance}.")
-    if max(ys) - min(ys) <= tolerance + 1e-12:
-        return "flat"
-    start, middle, end = _thirds(xs, ys)
-    if not math.isnan(middle) and start - middle > tolerance and end - middle > tolerance:
-        return "u_curve"
-    if math.isnan(start) or math.isnan(end) or end >= start:
-        return "recency"
-    return "primacy"
 
 
 def model_slug(model_name: str) -> str:
@@ -173,6 +130,11 @@ class BiasProfile:
         """The reorder strategy for this shape (recency → recency, u_curve → long_context, flat → none)."""
         return RECOMMENDED_STRATEGY[self.classification]
 
+    @property
+    def recommended_best_at(self) -> str:
+        """``long_context``'s end for the best document: the end this model reads better."""
+        return recommend_ordering(self.relative_positions, self.accuracy, self.tolerance)[1]
+
     def to_steering_profile(self) -> Any:
         """This curve as a :class:`posrag.steering.PositionBiasProfile` (steering's measured-curve type)."""
         from posrag.steering import PositionBiasProfile
@@ -191,6 +153,7 @@ class BiasProfile:
             "ci95": [list(ci) for ci in self.ci95],
             "classification": self.classification,
             "recommended_strategy": self.recommended_strategy,
+            "recommended_best_at": self.recommended_best_at,
             "tolerance": self.tolerance,
             "questions": self.questions,
             "created_at": self.created_at,

@@ -89,7 +89,10 @@ def litm(
     ] = "{}",
     hybrid_strategy: Annotated[
         str | None,
-        typer.Option(help="Reorder strategy of 'hybrid' (default: the steering preset's pairing)."),
+        typer.Option(
+            help="Reorder strategy of 'hybrid', or 'auto' (the model's saved `posrag profile`; "
+            "default: the steering preset's pairing)"
+        ),
     ] = None,
     hybrid_mechanism: Annotated[
         str | None, typer.Option(help="Steering mechanism of 'hybrid' (default: SteeringConfig's).")

@@ -316,30 +316,23 @@ class PositionBiasProfile:
     def positions(self) -> list[tuple[float, float]]:
         return list(zip(self.relative_positions, self.accuracy, strict=True))
 
-    def shape(self, tolerance: float = PROFILE_TOLERANCE) -> BiasName:
-        """``flat`` (range within ``tolerance``), ``u_curve`` (first and last third beat the middle third) or
-        ``recency`` (anything else). Thirds: p <= 1/3, 1/3 < p < 2/3, p >= 2/3 (as ``posrag.bench.profile``)."""
-        ys = self.accuracy
-        if max(ys) - min(ys) <= tolerance + 1e-12:
-            return "flat"
-        bands: list[list[float]] = [[], [], []]
-        for x, y in self.positions():
-            bands[0 if x <= 1 / 3 else 2 if x >= 2 / 3 else 1].append(y)
-        start, middle, end = (sum(b) / len(b) if b else math.nan for b in bands)
-        if not math.isnan(middle) and start > middle + tolerance and end > middle + tolerance:
-            return "u_curve"
-        return "recency"
+    def shape(self, tolerance: float = PROFILE_TOLERANCE) -> str:
+        """``flat``, ``u_curve``, ``recency`` or ``primacy``: :func:`posrag.bias.classify_bias`."""
+        from posrag.bias import classify_bias
+
+        return classify_bias(self.relative_positions, self.accuracy, tolerance)
 
     def reorder_strategy(self, tolerance: float = PROFILE_TOLERANCE) -> ReorderStrategy:
-        """The ordering to pair with this profile (``none`` / ``long_context`` / ``sandwich`` / ``recency``)."""
-        shape = self.shape(tolerance)
-        if shape == "flat":
-            return "none"
-        if shape == "u_curve":
-            xs = self.relative_positions
-            first, last = self.accuracy[xs.index(min(xs))], self.accuracy[xs.index(max(xs))]
-            return "sandwich" if last > first + tolerance else "long_context"
-        return "recency"
+        """The ordering to pair with this profile (:func:`posrag.bias.recommend_ordering`)."""
+        from posrag.bias import recommend_ordering
+
+        return recommend_ordering(self.relative_positions, self.accuracy, tolerance)[0]  # type: ignore[return-value]
+
+    def best_at(self, tolerance: float = PROFILE_TOLERANCE) -> str:
+        """Where ``long_context`` should put the best document: the end this model reads better."""
+        from posrag.bias import recommend_ordering
+
+        return recommend_ordering(self.relative_positions, self.accuracy, tolerance)[1]
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from posrag.bench.profile import BiasProfile, save_profile
 from posrag.documents import ScoredDocument
@@ -87,3 +89,54 @@ def test_framework_adapters_accept_auto(cache):
     nodes = [NodeWithScore(node=TextNode(text=d.text, id_=d.id), score=d.score) for d in DOCS]
     out = LIReorder(strategy="auto", model_name="tiny-u").postprocess_nodes(nodes)
     assert [n.node.node_id for n in out] == expected
+
+
+PRIMACY_U = (0.8, 0.15, 0.2, 0.3, 0.55)  # what `posrag profile` measured on the embedded Gemma 3 270M
+
+
+@given(st.lists(st.floats(0, 1), min_size=5, max_size=5))
+def test_steering_and_benchmark_profiles_classify_alike(accuracy):
+    from posrag.steering import PositionBiasProfile
+
+    bench = BiasProfile.measured(model="m", positions=(1, 5, 10, 15, 20), num_docs=20, accuracy=accuracy)
+    steering = bench.to_steering_profile()
+    assert isinstance(steering, PositionBiasProfile)
+    assert steering.shape() == bench.classification
+    assert steering.reorder_strategy() == bench.recommended_strategy
+    assert steering.best_at() == bench.recommended_best_at
+
+
+def test_auto_puts_the_best_document_at_the_end_the_model_reads_better(cache):
+    profile = _save("tiny-primacy-u", PRIMACY_U)
+    assert (profile.classification, profile.recommended_best_at) == ("u_curve", "start")
+    ordered = Reorderer("auto", model_name="tiny-primacy-u")(DOCS)
+    assert ordered[0].id == "0"  # the best-scored document first, where this model reads best
+    assert [d.id for d in ordered] == [d.id for d in reorder(DOCS, "long_context", best_at="start")]
+    assert _save("tiny-u", U_SHAPE).recommended_best_at == "end"  # a tie goes to the end, as before
+
+
+def test_benchmark_hybrid_auto_follows_the_profile(cache, tiny_gemma3):
+    from posrag.bench.data import parse_record
+    from posrag.bench.litm import LitmBenchmark, LitmConfig
+    from posrag.bench.synthetic import make_synthetic_records
+    from posrag.generation import GenerationConfig
+    from tests.unit.hashing_embedder import HashingEmbedder
+
+    _save("tiny-primacy-u", PRIMACY_U)
+    config = LitmConfig(
+        positions=(1, 3),
+        conditions=("baseline", "hybrid"),
+        regimes=("retrieval",),
+        hybrid_strategy="auto",
+        steering={"position_bias": "auto"},
+        generation=GenerationConfig(max_new_tokens=2),
+    )
+    bench = LitmBenchmark(
+        tiny_gemma3.model, tiny_gemma3.tokenizer, config, embedder=HashingEmbedder(), model_name="tiny-primacy-u"
+    )
+    records = [parse_record(r, f"s{i}") for i, r in enumerate(make_synthetic_records(1, 3, seed=0))]
+    result = bench.run(records, progress=False)
+    (hybrid,) = [c for c in result.settings["conditions_resolved"] if c["name"] == "hybrid"]
+    assert (hybrid["resolved_strategy"], hybrid["best_at"]) == ("long_context", "start")
+    steering = result.settings["steering_configs"]["attention"]
+    assert steering["reorder_strategy"] == "long_context" and steering["curve"]["name"] == "measured"
