@@ -15,11 +15,10 @@ from langchain_core.language_models import BaseChatModel, LangSmithParams
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables.config import run_in_executor
-from pydantic import ConfigDict, Field, PrivateAttr
+from pydantic import PrivateAttr
 
-from langchain_posrag.llms import TRACE_KEY, _build_generator, _generation_config, _info
-from posrag.generation import GenerationConfig
-from posrag.steering import FormattedPrompt, SteeredGenerator, SteeringConfig, format_messages
+from langchain_posrag.llms import TRACE_KEY, PosragModelSettings, _info
+from posrag.steering import FormattedPrompt, SteeredGenerator, format_messages
 
 _ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool", "function": "tool"}
 
@@ -28,29 +27,10 @@ def _to_dicts(messages: Sequence[BaseMessage]) -> list[dict[str, str]]:
     return [{"role": _ROLES.get(m.type, m.type), "content": m.text} for m in messages]
 
 
-class ChatPosrag(BaseChatModel):
+class ChatPosrag(PosragModelSettings, BaseChatModel):
     """A local chat model with position-graduated steering toward retrieved documents (see ``PosragLLM``)."""
 
-    model: Any = Field(default=None, exclude=True, description="Model directory / id, LoadedModel or pair.")
-    model_name: str | None = Field(default=None, description="Name reported in traces (default: the model's).")
-    steering: SteeringConfig | None = Field(default_factory=SteeringConfig)
-    max_tokens: int = Field(default=256, ge=1, description="Maximum number of new tokens.")
-    temperature: float = Field(default=0.0, ge=0.0, description="0 = greedy (deterministic).")
-    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
-    stop: list[str] | None = Field(default=None, description="Stop sequences, on top of any passed per call.")
-    use_chat_template: bool | None = Field(default=None, description="None: use it when the tokenizer has one.")
-    streaming: bool = Field(default=False, description="Stream by default in invoke().")
-    model_config = ConfigDict(arbitrary_types_allowed=True, protected_namespaces=())
     _generator: SteeredGenerator = PrivateAttr()
-
-    def model_post_init(self, context: Any, /) -> None:
-        self._generator, name = _build_generator(self.model, self.steering)
-        if self.model_name is None:
-            self.model_name = name
-
-    @property
-    def generator(self) -> SteeredGenerator:
-        return self._generator
 
     @property
     def _llm_type(self) -> str:
@@ -80,15 +60,6 @@ class ChatPosrag(BaseChatModel):
 
     def _prompt(self, messages: Sequence[BaseMessage]) -> FormattedPrompt:
         return format_messages(self._generator.tokenizer, _to_dicts(messages), self.use_chat_template)
-
-    def _config(self, stop: list[str] | None, kwargs: dict[str, Any]) -> GenerationConfig:
-        return _generation_config(
-            int(kwargs.get("max_tokens", self.max_tokens)),
-            float(kwargs.get("temperature", self.temperature)),
-            float(kwargs.get("top_p", self.top_p)),
-            self.stop,
-            stop,
-        )
 
     def _generate(
         self,

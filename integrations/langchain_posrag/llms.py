@@ -20,8 +20,9 @@ from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackMana
 from langchain_core.language_models.llms import LLM
 from langchain_core.outputs import Generation, GenerationChunk, LLMResult
 from langchain_core.runnables.config import run_in_executor
-from pydantic import ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
+import posrag
 from posrag.generation import GenerationConfig
 from posrag.steering import SteeredGeneration, SteeredGenerator, SteeringConfig, resolve_model
 
@@ -50,14 +51,9 @@ def _info(result: SteeredGeneration, model_name: str) -> dict[str, Any]:
     }
 
 
-class PosragLLM(LLM):
-    """A local causal LM (Gemma 3 270M by default) with position-graduated steering toward retrieved documents.
-
-    ``model``: ``None`` (the packaged default), a local directory / cached hub id, a posrag ``LoadedModel`` or a
-    ``(model, tokenizer)`` pair. ``steering``: a :class:`~posrag.steering.SteeringConfig`, or ``None`` for a
-    plain local LLM. ``use_chat_template``: wrap the prompt as a user turn with the tokenizer's chat template
-    (``None``: when it has one).
-    """
+class PosragModelSettings(BaseModel):
+    """What :class:`PosragLLM` and :class:`~langchain_posrag.chat_models.ChatPosrag` share: the model, the
+    steering configuration, generation settings, and the steered generator built from them."""
 
     model: Any = Field(default=None, exclude=True, description="Model directory / id, LoadedModel or pair.")
     model_name: str | None = Field(default=None, description="Name reported in traces (default: the model's).")
@@ -66,19 +62,46 @@ class PosragLLM(LLM):
     temperature: float = Field(default=0.0, ge=0.0, description="0 = greedy (deterministic).")
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
     stop: list[str] | None = Field(default=None, description="Stop sequences, on top of any passed per call.")
-    use_chat_template: bool | None = Field(default=None)
+    use_chat_template: bool | None = Field(default=None, description="None: use it when the tokenizer has one.")
     streaming: bool = Field(default=False, description="Stream by default in invoke().")
     model_config = ConfigDict(arbitrary_types_allowed=True, protected_namespaces=())
-    _generator: SteeredGenerator = PrivateAttr()
+    # No private attributes here: pydantic would give this mixin its own model_post_init, which would shadow
+    # LangChain's (it records package versions). Subclasses declare ``_generator``.
 
-    def model_post_init(self, context: Any, /) -> None:
+    # LangChain asks partner models not to override model_post_init (it records package versions there).
+    @model_validator(mode="after")
+    def _set_posrag_generator(self) -> PosragModelSettings:
         self._generator, name = _build_generator(self.model, self.steering)
         if self.model_name is None:
             self.model_name = name
+        if hasattr(self, "_add_version"):
+            self._add_version("posrag", posrag.__version__)
+        return self
 
     @property
     def generator(self) -> SteeredGenerator:
         return self._generator
+
+    def _config(self, stop: list[str] | None, kwargs: dict[str, Any]) -> GenerationConfig:
+        return _generation_config(
+            int(kwargs.get("max_tokens", self.max_tokens)),
+            float(kwargs.get("temperature", self.temperature)),
+            float(kwargs.get("top_p", self.top_p)),
+            self.stop,
+            stop,
+        )
+
+
+class PosragLLM(PosragModelSettings, LLM):
+    """A local causal LM (Gemma 3 270M by default) with position-graduated steering toward retrieved documents.
+
+    ``model``: ``None`` (the packaged default), a local directory / cached hub id, a posrag ``LoadedModel`` or a
+    ``(model, tokenizer)`` pair. ``steering``: a :class:`~posrag.steering.SteeringConfig`, or ``None`` for a
+    plain local LLM. ``use_chat_template``: wrap the prompt as a user turn with the tokenizer's chat template
+    (``None``: when it has one).
+    """
+
+    _generator: SteeredGenerator = PrivateAttr()
 
     @property
     def _llm_type(self) -> str:
@@ -94,15 +117,6 @@ class PosragLLM(LLM):
             "top_p": self.top_p,
             "use_chat_template": self.use_chat_template,
         }
-
-    def _config(self, stop: list[str] | None, kwargs: dict[str, Any]) -> GenerationConfig:
-        return _generation_config(
-            int(kwargs.get("max_tokens", self.max_tokens)),
-            float(kwargs.get("temperature", self.temperature)),
-            float(kwargs.get("top_p", self.top_p)),
-            self.stop,
-            stop,
-        )
 
     def _complete(self, prompt: str, stop: list[str] | None, kwargs: dict[str, Any]) -> SteeredGeneration:
         formatted = self._generator.format(prompt, self.use_chat_template)
@@ -194,4 +208,4 @@ class PosragLLM(LLM):
             await run_in_executor(None, iterator.close)
 
 
-__all__ = ["TRACE_KEY", "PosragLLM"]
+__all__ = ["TRACE_KEY", "PosragLLM", "PosragModelSettings"]

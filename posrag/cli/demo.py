@@ -21,7 +21,7 @@ def demo(
     strategy: Annotated[str, typer.Option(help=f"Reorder strategy: {', '.join(STRATEGIES)}.")] = "recency",
     steer: Annotated[
         str, typer.Option(help="Steering mechanism toward the documents: none, activation, attention or both.")
-    ] = "none",
+    ] = "attention",
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Run retrieve → reorder → prompt → generate on the embedded models over a small shipped corpus.
@@ -59,18 +59,37 @@ def demo(
     table.add_column("score", justify="right")
     table.add_column("title", max_width=22)
     table.add_column("text", ratio=1, overflow="fold")
-    for span in result.spans:
+    if result.steering:
+        table.add_column("steering", max_width=16)
+    steered = list(result.steering)
+    for i, span in enumerate(result.spans):
         doc = span.document
-        table.add_row(
+        row = [
             str(span.position.index + 1),
             f"{span.position.relative:.2f}",
             "-" if doc.score is None else f"{doc.score:.3f}",
             str(doc.metadata.get("title", "")),
             doc.text,
-        )
+        ]
+        if steered:
+            row.append(_steering_cell(steered[i]))
+        table.add_row(*row)
     console.print(table)
-    if result.steering:
-        console.print(f"[bold]Steering:[/bold] {len(result.steering)} document(s) steered ({steer}).")
+    if steered:
+        count = sum(entry["tier"] != "off" for entry in steered)
+        console.print(f"[bold]Steering:[/bold] {count} document(s) steered ({steer}; see docs/steering.md).")
     console.print(f"[bold]Answer:[/bold] {result.answer}")
     timings = ", ".join(f"{name} {value:.2f}s" for name, value in result.timings.items())
     console.print(f"[dim]models loaded in {loaded:.1f}s; {timings}[/dim]")
+
+
+def _steering_cell(entry: dict) -> str:
+    """One document's steering, as the table shows it: tier, attention bias and/or activation intensity."""
+    if entry["tier"] == "off":
+        return "-"
+    parts = [entry["tier"]]
+    if entry["attention_bias"]:
+        parts.append(f"bias {entry['attention_bias']:.1f}")
+    if entry["intensity"]:
+        parts.append(f"act {entry['intensity']:.3f}")
+    return ", ".join(parts)

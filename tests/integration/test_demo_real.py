@@ -20,6 +20,19 @@ def test_demo_answers_from_the_reordered_documents():
     assert scores == sorted(scores)  # recency: relevance rises toward the question
     assert documents[-1]["id"] == "marrowvale-02"  # the lighthouse document, retrieved first, placed last
     assert "Ottoline Brisk" in payload["answer"]
+    # Steered by default (attention bias), only the best-scored document (SteeringConfig.top_k=1).
+    assert [entry["tier"] for entry in payload["steering"]] == ["off"] * 4 + ["full"]
+    assert payload["steering"][-1]["doc_id"] == "marrowvale-02" and payload["steering"][-1]["attention_bias"] > 0
+
+
+def test_demo_table_shows_positions_scores_steering_and_the_answer():
+    result = CliRunner().invoke(app, ["demo", "--steer", "attention"])
+    assert result.exit_code == 0, result.output
+    assert "Retrieved documents in prompt order" in result.output
+    assert "full, bias" in result.output and "1 document(s) steered" in result.output
+    output = " ".join(result.output.split())  # the console wraps long lines
+    answer = output[output.index("Answer:") : output.index("models loaded")]
+    assert "Ottoline Brisk" in answer
 
 
 def test_demo_rejects_an_unknown_strategy_with_the_choices():

@@ -203,3 +203,15 @@ class TestChatPosragStandard(ChatModelUnitTests):
     @property
     def chat_model_params(self) -> dict[str, Any]:
         return {"model": TINY}
+
+
+def test_models_keep_langchains_version_metadata_and_add_posrags() -> None:
+    import langchain_core
+
+    import posrag
+
+    for model in (_llm(), ChatPosrag(model=TINY, max_tokens=4)):
+        versions = (model.metadata or {})["lc_versions"]
+        assert versions["langchain-core"] == langchain_core.__version__
+        assert versions["posrag"] == posrag.__version__
+        assert model.generator.model is TINY.model
