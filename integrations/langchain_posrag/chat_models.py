@@ -17,7 +17,7 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from langchain_core.runnables.config import run_in_executor
 from pydantic import PrivateAttr
 
-from langchain_posrag.llms import TRACE_KEY, PosragModelSettings, _info
+from langchain_posrag.llms import TRACE_KEY, PosragModelSettings, _info, iterate_in_executor
 from posrag.steering import FormattedPrompt, SteeredGenerator, format_messages
 
 _ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool", "function": "tool"}
@@ -117,18 +117,8 @@ class ChatPosrag(PosragModelSettings, BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        iterator = await run_in_executor(None, self._stream, messages, stop, None, **kwargs)
-        done = object()
-        try:
-            while True:
-                chunk = await run_in_executor(None, next, iterator, done)
-                if chunk is done:
-                    break
-                if run_manager:
-                    await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-                yield chunk
-        finally:
-            await run_in_executor(None, iterator.close)
+        async for chunk in iterate_in_executor(self._stream, messages, stop, run_manager, kwargs):
+            yield chunk
 
 
 __all__ = ["ChatPosrag"]

@@ -51,6 +51,26 @@ def _info(result: SteeredGeneration, model_name: str) -> dict[str, Any]:
     }
 
 
+async def iterate_in_executor(
+    stream: Any, prompt: Any, stop: list[str] | None, run_manager: Any, kwargs: dict[str, Any]
+) -> AsyncIterator[Any]:
+    """``stream(prompt, stop, None, **kwargs)`` (a sync generator of chunks) driven from worker threads, so the
+    event loop stays free; the chunks are reported to the async ``run_manager``, and the generator is closed
+    (its hooks removed) when the consumer stops early."""
+    iterator = await run_in_executor(None, stream, prompt, stop, None, **kwargs)
+    done = object()
+    try:
+        while True:
+            chunk = await run_in_executor(None, next, iterator, done)
+            if chunk is done:
+                break
+            if run_manager:
+                await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+            yield chunk
+    finally:
+        await run_in_executor(None, iterator.close)
+
+
 class PosragModelSettings(BaseModel):
     """What :class:`PosragLLM` and :class:`~langchain_posrag.chat_models.ChatPosrag` share: the model, the
     steering configuration, generation settings, and the steered generator built from them."""
@@ -194,18 +214,8 @@ class PosragLLM(PosragModelSettings, LLM):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[GenerationChunk]:
-        iterator = await run_in_executor(None, self._stream, prompt, stop, None, **kwargs)
-        done = object()
-        try:
-            while True:
-                chunk = await run_in_executor(None, next, iterator, done)
-                if chunk is done:
-                    break
-                if run_manager:
-                    await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
-                yield chunk
-        finally:
-            await run_in_executor(None, iterator.close)
+        async for chunk in iterate_in_executor(self._stream, prompt, stop, run_manager, kwargs):
+            yield chunk
 
 
 __all__ = ["TRACE_KEY", "PosragLLM", "PosragModelSettings"]

@@ -215,3 +215,16 @@ def test_models_keep_langchains_version_metadata_and_add_posrags() -> None:
         assert versions["langchain-core"] == langchain_core.__version__
         assert versions["posrag"] == posrag.__version__
         assert model.generator.model is TINY.model
+
+
+def test_chat_model_astream_matches_invoke_and_leaves_no_hooks() -> None:
+    chat = ChatPosrag(model=TINY, max_tokens=6)
+    messages = [HumanMessage("What is the capital of France?")]
+
+    async def run() -> tuple[str, str]:
+        streamed = "".join([chunk.text async for chunk in chat.astream(messages)])
+        return streamed, (await chat.ainvoke(messages)).text
+
+    streamed, invoked = asyncio.run(run())
+    assert streamed == invoked == chat.invoke(messages).text
+    assert hook_counts(TINY.model) == {"forward": 0, "forward_pre": 0}
