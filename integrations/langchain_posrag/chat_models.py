@@ -36,15 +36,6 @@ class ChatPosrag(PosragModelSettings, BaseChatModel):
     def _llm_type(self) -> str:
         return "posrag-chat"
 
-    @property
-    def _identifying_params(self) -> dict[str, Any]:
-        return {
-            "model_name": self.model_name,
-            "steering": self.steering.to_dict() if self.steering else None,
-            "max_tokens": self.max_tokens,
-            "temperature": self.temperature,
-        }
-
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
         model = kwargs.get("model")
         params = LangSmithParams(

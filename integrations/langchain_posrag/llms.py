@@ -102,6 +102,17 @@ class PosragModelSettings(BaseModel):
     def generator(self) -> SteeredGenerator:
         return self._generator
 
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {
+            "model_name": self.model_name,
+            "steering": self.steering.to_dict() if self.steering else None,
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "use_chat_template": self.use_chat_template,
+        }
+
     def _config(self, stop: list[str] | None, kwargs: dict[str, Any]) -> GenerationConfig:
         return _generation_config(
             int(kwargs.get("max_tokens", self.max_tokens)),
@@ -126,17 +137,6 @@ class PosragLLM(PosragModelSettings, LLM):
     @property
     def _llm_type(self) -> str:
         return "posrag"
-
-    @property
-    def _identifying_params(self) -> dict[str, Any]:
-        return {
-            "model_name": self.model_name,
-            "steering": self.steering.to_dict() if self.steering else None,
-            "max_tokens": self.max_tokens,
-            "temperature": self.temperature,
-            "top_p": self.top_p,
-            "use_chat_template": self.use_chat_template,
-        }
 
     def _complete(self, prompt: str, stop: list[str] | None, kwargs: dict[str, Any]) -> SteeredGeneration:
         formatted = self._generator.format(prompt, self.use_chat_template)
