@@ -58,11 +58,11 @@ def resolve_strategy(strategy: str, model_name: str | None = None, best_at: Best
     if strategy != "auto":
         _check_choice("strategy", strategy, (*STRATEGIES, "auto"))
         return strategy, best_at  # type: ignore[return-value]
-    from posrag.bench.profile import load_profile
+    from posrag.bench.profile import resolve_position_bias
     from posrag.models import DEFAULT_LLM
 
-    profile = load_profile(model_name or DEFAULT_LLM)
-    return profile.recommended_strategy, profile.recommended_best_at  # type: ignore[return-value]
+    profile = resolve_position_bias("auto", model_name or DEFAULT_LLM)
+    return profile.recommended_strategy, profile.recommended_best_at  # type: ignore[union-attr, return-value]
 
 
 def _check_choice(name: str, value: str, allowed: Sequence[str]) -> None:

@@ -464,14 +464,10 @@ class SteeringConfig:
         """
         if not self.needs_profile:
             return self
-        if not model_name:
-            raise ConfigurationError(
-                "position_bias='auto' needs the model's name to find its saved profile; this model has none "
-                "(config.name_or_path is empty). Pass a preset ('recency', 'u_curve', 'flat') or a profile path."
-            )
-        from posrag.bench.profile import load_profile
+        from posrag.bench.profile import resolve_position_bias as resolve_saved_profile
 
-        return replace(self, position_bias=load_profile(model_name).to_steering_profile())
+        profile = resolve_saved_profile("auto", model_name)
+        return replace(self, position_bias=profile.to_steering_profile())  # type: ignore[union-attr]
 
     def _require_resolved(self) -> None:
         if self.needs_profile:
