@@ -60,6 +60,10 @@ class GenerationConfig:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         return kwargs
 
+    def apply_stop(self, text: str) -> tuple[str, bool]:
+        """``text`` cut at this configuration's stops (:func:`truncate_at_stop`), and whether one was hit."""
+        return truncate_at_stop(text, self.stop, strip_leading=self.strip_leading)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "max_new_tokens": self.max_new_tokens,
@@ -109,9 +113,7 @@ def apply_chat_template(tokenizer: Any, messages: Sequence[Mapping[str, str]]) -
     return str(tokenizer.apply_chat_template([dict(m) for m in messages], tokenize=False, add_generation_prompt=True))
 
 
-def _stopping_criteria(
-    tokenizer: Any, prompt_length: int, stop: Sequence[str], extra: Sequence[Any] = (), *, strip_leading: bool = False
-):
+def _stopping_criteria(tokenizer: Any, prompt_length: int, config: GenerationConfig, extra: Sequence[Any] = ()):
     from transformers import StoppingCriteria, StoppingCriteriaList
 
     class _StopStrings(StoppingCriteria):
@@ -119,11 +121,11 @@ def _stopping_criteria(
 
         def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.BoolTensor:
             text = tokenizer.decode(input_ids[0, prompt_length:], skip_special_tokens=True)
-            hit = truncate_at_stop(text, stop, strip_leading=strip_leading)[1]
+            hit = config.apply_stop(text)[1]
             return torch.full((input_ids.shape[0],), hit, dtype=torch.bool, device=input_ids.device)  # type: ignore[return-value]
 
     criteria = list(extra)
-    if any(stop):
+    if any(config.stop):
         criteria.append(_StopStrings())
     return StoppingCriteriaList(criteria)
 
@@ -143,13 +145,11 @@ def generate_from_inputs(
         output = model.generate(
             **inputs,
             **config.hf_kwargs(tokenizer),
-            stopping_criteria=_stopping_criteria(
-                tokenizer, prompt_length, config.stop, strip_leading=config.strip_leading
-            ),
+            stopping_criteria=_stopping_criteria(tokenizer, prompt_length, config),
         )
     new_tokens = output[0, prompt_length:]
     text = tokenizer.decode(new_tokens, skip_special_tokens=True)
-    return truncate_at_stop(text, config.stop, strip_leading=config.strip_leading)[0], int(new_tokens.shape[0])
+    return config.apply_stop(text)[0], int(new_tokens.shape[0])
 
 
 def generate_text(
@@ -199,9 +199,7 @@ def stream_from_inputs(
                     **inputs,
                     **config.hf_kwargs(tokenizer),
                     streamer=streamer,
-                    stopping_criteria=_stopping_criteria(
-                        tokenizer, prompt_length, config.stop, [_Cancel()], strip_leading=config.strip_leading
-                    ),
+                    stopping_criteria=_stopping_criteria(tokenizer, prompt_length, config, [_Cancel()]),
                 )
         except BaseException as exc:  # surfaced in the consumer thread below
             errors.append(exc)
@@ -214,7 +212,7 @@ def stream_from_inputs(
     try:
         for piece in streamer:
             seen += piece
-            text, stopped = truncate_at_stop(seen, config.stop, strip_leading=config.strip_leading)
+            text, stopped = config.apply_stop(seen)
             # Hold back a tail that might be the start of a stop sequence.
             safe = text if stopped else text[: max(len(emitted), len(text) - hold)]
             if len(safe) > len(emitted):
@@ -224,7 +222,7 @@ def stream_from_inputs(
                 return
         if errors:
             raise errors[0]
-        text, _ = truncate_at_stop(seen, config.stop, strip_leading=config.strip_leading)
+        text, _ = config.apply_stop(seen)
         if len(text) > len(emitted):
             yield text[len(emitted) :]
     finally:
