@@ -174,7 +174,7 @@ class RetroactivePositionGenerator:
         out = self.model(
             input_ids=torch.tensor([ids], device=device), use_cache=True, logits_to_keep=1, return_dict=True
         )
-        past = tuple(self._cache_tensors(out.past_key_values))
+        past = tuple(self._cache_tensors(out.cache))
         log_probs = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
         return PromptState(input_ids=ids, text=text, past=past, log_probs=log_probs)
 
@@ -309,7 +309,7 @@ class RetroactivePositionGenerator:
             input_ids=token_ids[None].to(device),
             position_ids=position_ids,
             attention_mask=self._masks(state, step, len(positions)),
-            past_key_values=cache,
+            cache=cache,
             use_cache=True,
             return_dict=True,
         )

@@ -12,6 +12,9 @@ from posrag.errors import ConfigurationError, PositionOutOfRangeError
 from posrag.retroactive import ExplorationResult, RetroactivePositionGenerator
 from posrag.testing import tiny_config, tiny_tokenizer
 
+# transformers 5.x deprecates the `past_key_values` forward argument (removed in 5.40): posrag must not use it.
+pytestmark = pytest.mark.filterwarnings("error:.*past_key_values.*is deprecated:FutureWarning")
+
 TOL = 1e-4
 LONG_PROMPT = "The quick brown fox jumps over the lazy dog. Once upon a time there was a small model."
 SHORT_PROMPT = "Once upon a time"
@@ -298,3 +301,32 @@ def test_training_mode_is_refused(tiny_llama):
     tiny_llama.model.train()
     with pytest.raises(ConfigurationError, match=r"model.eval\(\)"):
         gen.generate_and_explore(SHORT_PROMPT, [1])
+
+
+@pytest.mark.parametrize("arch", ["gemma3", "gpt2"])
+def test_exploration_uses_the_supported_cache_api(arch):
+    """No deprecated `past_key_values` argument or output attribute (a FutureWarning, then a log line)."""
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    model, tokenizer = build(arch)
+    generator = RetroactivePositionGenerator(model, tokenizer)
+    messages: list[str] = []
+
+    class _Collect(__import__("logging").Handler):
+        def emit(self, record):
+            messages.append(record.getMessage())
+
+    handler = _Collect()
+    hf_logging.get_logger().addHandler(handler)
+    warning_once = type(hf_logging.get_logger()).warning_once
+    if hasattr(warning_once, "cache_clear"):
+        warning_once.cache_clear()  # transformers logs each deprecation once per process
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", FutureWarning)
+            generator.generate_and_explore(SHORT_PROMPT, [0, 2])
+    finally:
+        hf_logging.get_logger().removeHandler(handler)
+    assert not [m for m in messages if "past_key_values" in m]
