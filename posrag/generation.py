@@ -6,8 +6,10 @@ This is the unsteered engine; :mod:`posrag.steering` runs the same functions wit
 
 from __future__ import annotations
 
+import math
+import numbers
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,15 +39,27 @@ class GenerationConfig:
     strip_leading: bool = False
 
     def __post_init__(self) -> None:
-        if self.max_new_tokens < 1:
-            raise ConfigurationError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}.")
-        if self.temperature < 0:
-            raise ConfigurationError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}.")
-        if not 0 <= self.min_new_tokens <= self.max_new_tokens:
+        _check_int("max_new_tokens", self.max_new_tokens, low=1)
+        _check_real("temperature", self.temperature, "[0, inf) (0 = greedy)", lambda v: v >= 0)
+        _check_real("top_p", self.top_p, "(0, 1]", lambda v: 0 < v <= 1)
+        _check_int("min_new_tokens", self.min_new_tokens, low=0)
+        if self.min_new_tokens > self.max_new_tokens:
             raise ConfigurationError(
                 f"min_new_tokens must be in [0, max_new_tokens={self.max_new_tokens}], got {self.min_new_tokens}."
             )
-        object.__setattr__(self, "stop", tuple(self.stop))
+        if not isinstance(self.strip_leading, bool):
+            raise ConfigurationError(f"strip_leading must be True or False, got {self.strip_leading!r}.")
+        if isinstance(self.stop, str) or not isinstance(self.stop, Iterable):
+            raise ConfigurationError(
+                f"stop must be a sequence of strings, got {self.stop!r}; for one stop write stop=({self.stop!r},)."
+            )
+        stop = tuple(self.stop)
+        bad = [s for s in stop if not isinstance(s, str)]
+        if bad:
+            raise ConfigurationError(f"stop must hold strings only, got {bad[0]!r} in stop={stop!r}.")
+        object.__setattr__(self, "stop", stop)
+        object.__setattr__(self, "temperature", float(self.temperature))
+        object.__setattr__(self, "top_p", float(self.top_p))
 
     def hf_kwargs(self, tokenizer: Any) -> dict[str, Any]:
         kwargs: dict[str, Any] = {
@@ -73,6 +87,20 @@ class GenerationConfig:
             "min_new_tokens": self.min_new_tokens,
             "strip_leading": self.strip_leading,
         }
+
+
+def _check_int(name: str, value: Any, *, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ConfigurationError(f"{name} must be an integer >= {low}, got {value!r} ({type(value).__name__}).")
+    if value < low:
+        raise ConfigurationError(f"{name} must be an integer >= {low}, got {value!r}.")
+
+
+def _check_real(name: str, value: Any, allowed: str, ok: Callable[[float], bool]) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ConfigurationError(f"{name} must be a number in {allowed}, got {value!r} ({type(value).__name__}).")
+    if not math.isfinite(value) or not ok(float(value)):
+        raise ConfigurationError(f"{name} must be a finite number in {allowed}, got {value!r}.")
 
 
 def truncate_at_stop(text: str, stop: Sequence[str], *, strip_leading: bool = False) -> tuple[str, bool]:

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
+import math
+import re
 
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from posrag.errors import ConfigurationError
 from posrag.generation import GenerationConfig, generate_text, stream_text, truncate_at_stop
 
 
@@ -33,3 +39,51 @@ def test_strip_leading_generation_matches_the_stripped_unstopped_completion(tiny
     assert generate_text(model, tokenizer, prompt, config) == expected
     assert "".join(stream_text(model, tokenizer, prompt, config)) == expected
     assert config.to_dict()["strip_leading"] is True
+
+
+# ----------------------------------------------------------------------------- validation at construction
+
+_ANY = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**6), 10**6),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=4),
+    st.lists(st.text(max_size=2), max_size=2),
+)
+_FIELDS = {
+    "max_new_tokens": lambda v: type(v) is int and v >= 1,
+    "temperature": lambda v: type(v) in (int, float) and math.isfinite(v) and v >= 0,
+    "top_p": lambda v: type(v) in (int, float) and math.isfinite(v) and 0 < v <= 1,
+    "min_new_tokens": lambda v: type(v) is int and 0 <= v <= 64,
+    "strip_leading": lambda v: type(v) is bool,
+    "stop": lambda v: type(v) is list,
+}
+
+
+@given(field=st.sampled_from(sorted(_FIELDS)), value=_ANY)
+def test_generation_config_accepts_exactly_the_valid_values_and_names_the_field(field, value):
+    valid = _FIELDS[field](value)
+    if valid:
+        config = GenerationConfig(**{field: value})
+        assert config.to_dict()[field] == value
+        return
+    with pytest.raises(ConfigurationError) as info:
+        GenerationConfig(**{field: value})
+    assert field in str(info.value) and repr(value) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "allowed"),
+    [
+        ({"max_new_tokens": "5"}, ">= 1"),
+        ({"temperature": float("nan")}, "[0, inf)"),
+        ({"top_p": 0}, "(0, 1]"),
+        ({"top_p": 5}, "(0, 1]"),
+        ({"min_new_tokens": 65}, "max_new_tokens=64"),
+        ({"stop": "\n"}, "stop=("),
+    ],
+)
+def test_generation_config_messages_name_the_allowed_range(kwargs, allowed):
+    with pytest.raises(ConfigurationError, match=re.escape(allowed)):
+        GenerationConfig(**kwargs)
