@@ -159,6 +159,30 @@ def max_positions(model: nn.Module) -> int:
     return int(value)
 
 
+#: Config attributes that hold a model's maximum number of positions, most common first.
+_WINDOW_ATTRS = ("max_position_embeddings", "n_positions", "n_ctx", "max_seq_len", "seq_length", "max_sequence_length")
+
+
+def context_window(model: nn.Module) -> int | None:
+    """The most tokens (prompt + generated) the model has positions for, from its config; ``None`` if unknown.
+
+    Unlike :func:`max_positions` this works for unregistered families too (the common config attributes are
+    tried), so that generation can guard any Hugging Face causal LM.
+    """
+    config = getattr(model, "config", None)
+    if config is None:
+        return None
+    if hasattr(config, "get_text_config"):  # multimodal configs keep the language model's limits apart
+        config = config.get_text_config()
+    spec = _REGISTRY.get(str(getattr(config, "model_type", "")))
+    attrs = (spec.max_positions_attr, *_WINDOW_ATTRS) if spec else _WINDOW_ATTRS
+    for attr in attrs:
+        value = getattr(config, attr, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
 def supports_fractional_positions(model: nn.Module) -> bool:
     """RoPE rotates by any real angle; learned absolute tables only have integer rows."""
     return position_encoding(model) == "rope"
@@ -188,6 +212,7 @@ __all__ = [
     "ArchitectureSpec",
     "PositionEncoding",
     "attention_modules",
+    "context_window",
     "decoder_layers",
     "get_spec",
     "hidden_size",

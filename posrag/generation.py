@@ -16,7 +16,8 @@ from typing import Any
 
 import torch
 
-from posrag.errors import ConfigurationError
+from posrag.architectures import context_window
+from posrag.errors import ConfigurationError, PositionOutOfRangeError
 
 AroundGeneration = Callable[[], AbstractContextManager[Any]]
 
@@ -141,6 +142,31 @@ def apply_chat_template(tokenizer: Any, messages: Sequence[Mapping[str, str]]) -
     return str(tokenizer.apply_chat_template([dict(m) for m in messages], tokenize=False, add_generation_prompt=True))
 
 
+def check_context_window(model: Any, prompt_tokens: int, config: GenerationConfig) -> None:
+    """Raise :class:`~posrag.errors.PositionOutOfRangeError` unless the prompt plus ``config.max_new_tokens``
+    fit in the model's context window (:func:`posrag.architectures.context_window`; unknown: no check).
+
+    Past the window a model with learned positions raises a raw ``IndexError`` and a RoPE model silently
+    generates garbage, so posrag refuses up front, which also bounds ``max_new_tokens`` by the window.
+    """
+    window = context_window(model)
+    needed = prompt_tokens + config.max_new_tokens
+    if window is None or needed <= window:
+        return
+    head = (
+        f"The prompt has {prompt_tokens} tokens and max_new_tokens={config.max_new_tokens}, {needed} positions in "
+        f"all, but {type(model).__name__}'s context window is {window} tokens."
+    )
+    if prompt_tokens >= window:
+        fix = "Shorten the prompt: retrieve fewer or shorter documents (a smaller k), or use a shorter question."
+    else:
+        fix = (
+            f"Lower max_new_tokens to at most {window - prompt_tokens}, or shorten the prompt (fewer or shorter "
+            "documents, a smaller k)."
+        )
+    raise PositionOutOfRangeError(f"{head} {fix}")
+
+
 def _stopping_criteria(tokenizer: Any, prompt_length: int, config: GenerationConfig, extra: Sequence[Any] = ()):
     from transformers import StoppingCriteria, StoppingCriteriaList
 
@@ -169,6 +195,7 @@ def generate_from_inputs(
     """Generate from encoded ``inputs``; return the completion (stops applied) and the number of new tokens."""
     config = config or GenerationConfig()
     prompt_length = int(inputs["input_ids"].shape[1])
+    check_context_window(model, prompt_length, config)
     with torch.inference_mode(), (around or nullcontext)():
         output = model.generate(
             **inputs,
@@ -211,6 +238,7 @@ def stream_from_inputs(
 
     config = config or GenerationConfig()
     prompt_length = int(inputs["input_ids"].shape[1])
+    check_context_window(model, prompt_length, config)
     streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
     cancelled = threading.Event()
 
@@ -277,6 +305,7 @@ def stream_text(
 __all__ = [
     "GenerationConfig",
     "apply_chat_template",
+    "check_context_window",
     "encode_prompt",
     "generate_from_inputs",
     "generate_text",

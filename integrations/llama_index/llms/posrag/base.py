@@ -78,7 +78,7 @@ class PosragLLM(CustomLLM):
         if self.model_name is None:
             self.model_name = name
         if self.context_window is None:
-            self.context_window = architectures.max_positions(hf_model)
+            self.context_window = architectures.context_window(hf_model)
 
     @classmethod
     def class_name(cls) -> str:
