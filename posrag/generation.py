@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from posrag.aio import stop_requested
 from posrag.architectures import context_window
 from posrag.errors import ConfigurationError, PositionOutOfRangeError
 
@@ -232,7 +233,9 @@ def stream_from_inputs(
 
     Generation runs in a worker thread (transformers' ``TextIteratorStreamer``), inside ``around()`` if given.
     Closing the iterator early stops generation at the next token and waits for the worker, so whatever
-    ``around`` set up is undone by the time ``close()`` returns.
+    ``around`` set up is undone by the time ``close()`` returns. Under :func:`posrag.aio.iterate_in_thread`
+    its stop flag (set when the async consumer is cancelled) also stops generation at the next token; the
+    iterator then ends without yielding the rest.
     """
     from transformers import StoppingCriteria, TextIteratorStreamer
 
@@ -241,10 +244,14 @@ def stream_from_inputs(
     check_context_window(model, prompt_length, config)
     streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
     cancelled = threading.Event()
+    external = stop_requested()
+
+    def _stopped() -> bool:
+        return cancelled.is_set() or (external is not None and external.is_set())
 
     class _Cancel(StoppingCriteria):
         def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.BoolTensor:
-            return torch.full((input_ids.shape[0],), cancelled.is_set(), dtype=torch.bool)  # type: ignore[return-value]
+            return torch.full((input_ids.shape[0],), _stopped(), dtype=torch.bool)  # type: ignore[return-value]
 
     errors: list[BaseException] = []
 
@@ -278,6 +285,8 @@ def stream_from_inputs(
                 return
         if errors:
             raise errors[0]
+        if _stopped():
+            return
         text, _ = config.apply_stop(seen)
         if len(text) > len(emitted):
             yield text[len(emitted) :]

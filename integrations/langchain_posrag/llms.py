@@ -14,6 +14,7 @@ Without remembered documents in the prompt it is a plain local LLM.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from contextlib import aclosing
 from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
@@ -23,6 +24,7 @@ from langchain_core.runnables.config import run_in_executor
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 import posrag
+from posrag.aio import iterate_in_thread
 from posrag.generation import GenerationConfig
 from posrag.steering import SteeredGeneration, SteeredGenerator, SteeringConfig, resolve_model
 
@@ -54,21 +56,14 @@ def _info(result: SteeredGeneration, model_name: str) -> dict[str, Any]:
 async def iterate_in_executor(
     stream: Any, prompt: Any, stop: list[str] | None, run_manager: Any, kwargs: dict[str, Any]
 ) -> AsyncIterator[Any]:
-    """``stream(prompt, stop, None, **kwargs)`` (a sync generator of chunks) driven from worker threads, so the
-    event loop stays free; the chunks are reported to the async ``run_manager``, and the generator is closed
-    (its hooks removed) when the consumer stops early."""
-    iterator = await run_in_executor(None, stream, prompt, stop, None, **kwargs)
-    done = object()
-    try:
-        while True:
-            chunk = await run_in_executor(None, next, iterator, done)
-            if chunk is done:
-                break
+    """``stream(prompt, stop, None, **kwargs)`` (a sync generator of chunks) driven from a worker thread by
+    :func:`posrag.aio.iterate_in_thread`, so the event loop stays free; the chunks are reported to the async
+    ``run_manager``. Cancelling the task stops generation at the next token and removes its hooks."""
+    async with aclosing(iterate_in_thread(lambda: stream(prompt, stop, None, **kwargs))) as chunks:
+        async for chunk in chunks:
             if run_manager:
                 await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
             yield chunk
-    finally:
-        await run_in_executor(None, iterator.close)
 
 
 class PosragModelSettings(BaseModel):

@@ -37,6 +37,7 @@ from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_ca
 from llama_index.core.llms.custom import CustomLLM
 
 from posrag import architectures
+from posrag.aio import iterate_in_thread
 from posrag.generation import GenerationConfig
 from posrag.steering import (
     FormattedPrompt,
@@ -192,20 +193,9 @@ class PosragLLM(CustomLLM):
 
 
 def _to_async(iterator: Any) -> Any:
-    """Iterate a blocking generator from a worker thread, one item at a time, without blocking the loop."""
-
-    async def gen() -> Any:
-        done = object()
-        try:
-            while True:
-                item = await asyncio.to_thread(next, iterator, done)
-                if item is done:
-                    break
-                yield item
-        finally:
-            await asyncio.to_thread(iterator.close)
-
-    return gen()
+    """Iterate a blocking generator from a worker thread without blocking the loop (:mod:`posrag.aio`);
+    cancelling the consumer stops generation at the next token and removes its hooks."""
+    return iterate_in_thread(iterator)
 
 
 class PosragTraceHandler(BaseEventHandler):

@@ -1,0 +1,93 @@
+"""Driving a blocking iterator (a token stream) from asyncio, with cancellation that stops the work.
+
+:func:`iterate_in_thread` runs the whole iteration in one worker thread (a generator must be advanced and
+closed by one thread at a time, so never split across executor calls) and hands the items to the event loop.
+When the consuming task is cancelled, or stops iterating early, it sets a stop flag that the blocking code can
+see through :func:`stop_requested`: :func:`posrag.generation.stream_from_inputs` checks it at every token (a
+``StoppingCriteria``), so generation ends at the next token and its hooks are removed. The async side waits
+for the worker to finish, then re-raises ``CancelledError``: once it has, no posrag thread is still running
+for that request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import threading
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+_STOP: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar("posrag_stop", default=None)
+
+
+def stop_requested() -> threading.Event | None:
+    """The stop flag of the :func:`iterate_in_thread` call this code runs under (``None`` outside one).
+
+    Blocking work that can stop early (a generation loop) polls ``is_set()`` and returns when it is set.
+    """
+    return _STOP.get()
+
+
+async def iterate_in_thread(source: Iterable[T] | Callable[[], Iterable[T]]) -> AsyncIterator[T]:
+    """Yield the items of a blocking iterable, produced in a worker thread, without blocking the event loop.
+
+    ``source`` is an iterable, or a callable that returns one (called in the worker, so its own set-up does
+    not block the loop either). The worker runs in a copy of the caller's context (callbacks, tracing), with
+    :func:`stop_requested` set. Cancelling the consuming task, or closing this generator early, sets the stop
+    flag, closes the iterator in the worker thread and waits for the worker before returning or raising.
+    """
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+    finished: asyncio.Future[None] = loop.create_future()
+    stop = threading.Event()
+    context = contextvars.copy_context()
+
+    def post(kind: str, value: Any) -> None:
+        try:
+            loop.call_soon_threadsafe(queue.put_nowait, (kind, value))
+        except RuntimeError:  # the loop is closed: nobody is listening any more
+            stop.set()
+
+    def produce() -> None:
+        _STOP.set(stop)
+        try:
+            iterable = source() if callable(source) else source
+            iterator = iter(iterable)
+            try:
+                for item in iterator:
+                    if stop.is_set():
+                        break
+                    post("item", item)
+            finally:
+                close = getattr(iterator, "close", None)
+                if close is not None:
+                    close()
+        except BaseException as exc:  # re-raised on the event loop's side
+            post("error", exc)
+        else:
+            post("done", None)
+        finally:
+            with contextlib.suppress(RuntimeError):  # a closed loop waits for nothing
+                loop.call_soon_threadsafe(lambda: finished.done() or finished.set_result(None))
+
+    worker = threading.Thread(target=context.run, args=(produce,), daemon=True, name="posrag-aio")
+    worker.start()
+    try:
+        while True:
+            kind, value = await queue.get()
+            if kind == "item":
+                yield value
+            elif kind == "error":
+                raise value
+            else:
+                return
+    finally:
+        stop.set()
+        # Wait for the worker even while being cancelled, so that its clean-up (hooks) is done when we return.
+        await asyncio.shield(finished)
+
+
+__all__ = ["iterate_in_thread", "stop_requested"]
