@@ -22,6 +22,7 @@ import os
 import shutil
 import tempfile
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -61,6 +62,39 @@ def _allow_download(allow_download: bool | None) -> bool:
     if allow_download is not None:
         return allow_download
     return os.environ.get(ALLOW_DOWNLOAD_ENV, "").lower() in {"1", "true", "yes"}
+
+
+_OFFLINE_LOCK = threading.Lock()
+_offline_depth = 0
+_offline_saved = False
+
+
+@contextlib.contextmanager
+def _hub_offline(active: bool = True) -> Iterator[None]:
+    """huggingface_hub in offline mode while posrag looks a model up without permission to download.
+
+    ``local_files_only`` alone is not enough: huggingface_hub still fetches its agent registry for the
+    User-Agent header. Its ``constants.HF_HUB_OFFLINE`` is read at call time, so posrag sets it for the
+    duration (reference-counted across threads) and restores it after.
+    """
+    global _offline_depth, _offline_saved
+    if not active:
+        yield
+        return
+    from huggingface_hub import constants
+
+    with _OFFLINE_LOCK:
+        if _offline_depth == 0:
+            _offline_saved = constants.HF_HUB_OFFLINE
+            constants.HF_HUB_OFFLINE = True
+        _offline_depth += 1
+    try:
+        yield
+    finally:
+        with _OFFLINE_LOCK:
+            _offline_depth -= 1
+            if _offline_depth == 0:
+                constants.HF_HUB_OFFLINE = _offline_saved
 
 
 # ----------------------------------------------------------------------------- the packaged Gemma 3 270M
@@ -234,8 +268,9 @@ def _load_uncached(
             source, load_from = "hub id", name
             kwargs["local_files_only"] = not _allow_download(allow_download)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(load_from, **{k: v for k, v in kwargs.items() if k != "dtype"})
-        llm = AutoModelForCausalLM.from_pretrained(load_from, **kwargs)
+        with _hub_offline(not _allow_download(allow_download)):
+            tokenizer = AutoTokenizer.from_pretrained(load_from, **{k: v for k, v in kwargs.items() if k != "dtype"})
+            llm = AutoModelForCausalLM.from_pretrained(load_from, **kwargs)
     except (OSError, ValueError) as exc:
         if source != "hub id":
             raise
@@ -287,13 +322,13 @@ def load_embedder(
         embedder = SentenceTransformer(str(default_embedder_path()), device=device)
     else:
         local = Path(name).expanduser()
+        offline = not _allow_download(allow_download)
         try:
             if local.exists():
                 embedder = SentenceTransformer(str(local), device=device)
             else:
-                embedder = SentenceTransformer(
-                    name, device=device, local_files_only=not _allow_download(allow_download)
-                )
+                with _hub_offline(offline):
+                    embedder = SentenceTransformer(name, device=device, local_files_only=offline)
         except (OSError, ValueError) as exc:
             raise ModelNotFoundError(
                 f"Embedding model {name!r} could not be loaded locally. Pass a local sentence-transformers "

@@ -134,3 +134,38 @@ def test_conversion_waits_for_a_concurrent_converter(cache, monkeypatch):
     for t in threads:
         t.join()
     assert len(calls) == 1 and len(set(results)) == 1
+
+
+@pytest.fixture
+def no_network(monkeypatch, tmp_path):
+    """Any connection attempt fails loudly; huggingface_hub is online as far as the environment says."""
+    import socket
+
+    from huggingface_hub import constants
+    from huggingface_hub.utils import _detect_agent
+
+    attempts: list[object] = []
+
+    def refuse(*args, **kwargs):
+        attempts.append(args[:2])
+        raise AssertionError(f"network access attempted: {args[:2]!r}")
+
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    # Nothing cached that would spare huggingface_hub its agent-registry request.
+    monkeypatch.setattr(constants, "AGENT_HARNESSES_PATH", str(tmp_path / "agent-harnesses.json"), raising=False)
+    monkeypatch.setattr(_detect_agent, "_registry", None, raising=False)
+    monkeypatch.delenv(models.ALLOW_DOWNLOAD_ENV, raising=False)
+    return attempts
+
+
+def test_hub_lookups_without_download_permission_make_no_network_call(no_network):
+    from huggingface_hub import constants
+
+    with pytest.raises(ModelNotFoundError):
+        models.load_causal_lm("someone/not-cached-anywhere", cache=False, allow_download=False)
+    with pytest.raises(ModelNotFoundError):
+        models.load_embedder("someone/not-cached-embedder", cache=False, allow_download=False)
+    assert no_network == []
+    assert constants.HF_HUB_OFFLINE is False  # restored afterwards
