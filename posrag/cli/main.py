@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from posrag.cli import bench, demo, explore, profile
+from posrag.cli import bench, demo, doctor, explore, profile
 
 app = typer.Typer(
     name="posrag",
@@ -22,6 +22,7 @@ def _main() -> None:
 
 demo.register(app)
 explore.register(app)
+doctor.register(app)
 
 bench.register(app)
 profile.register(app)

@@ -6,6 +6,7 @@ its output so that the cache protocol (temporary directory, marker, rename, stal
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -169,3 +170,116 @@ def test_hub_lookups_without_download_permission_make_no_network_call(no_network
         models.load_embedder("someone/not-cached-embedder", cache=False, allow_download=False)
     assert no_network == []
     assert constants.HF_HUB_OFFLINE is False  # restored afterwards
+
+
+# ----------------------------------------------------------------------------- the verified cache
+#
+# A tiny model stands in for the conversion's output in a temporary POSRAG_CACHE_DIR; the real cache is never
+# touched. Each test damages the converted copy the way issue 9 did and checks it is noticed and repaired.
+
+
+def _write_tiny_weights(out_dir: Path) -> None:
+    from posrag.testing import tiny_model
+
+    tm = tiny_model("llama")
+    tm.model.save_pretrained(out_dir)
+    tm.tokenizer.save_pretrained(out_dir)
+    (out_dir / models._COMPLETE_MARKER).write_text('{"source": "test"}')
+
+
+@pytest.fixture
+def converted(cache, monkeypatch):
+    """The default model's cache, converted once from a tiny model; ``calls`` counts conversions."""
+    calls: list[Path] = []
+    monkeypatch.setattr(
+        models, "_convert_gguf", lambda package, out, progress: (calls.append(out), _write_tiny_weights(out))
+    )
+    path = models.default_llm_path(progress=False)
+    return path, calls
+
+
+def _weights(loaded) -> torch.Tensor:
+    return loaded.model.get_input_embeddings().weight.detach().clone()
+
+
+def test_conversion_records_sizes_and_hashes(converted):
+    path, _ = converted
+    files = json.loads((path / models._COMPLETE_MARKER).read_text())["files"]
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= set(files)
+    weights = path / "model.safetensors"
+    assert files["model.safetensors"] == {"size": weights.stat().st_size, "sha256": models._sha256_file(weights)}
+    assert models.verify_model_cache(path, full=True) == []
+
+
+def test_overwritten_bytes_are_found_by_full_verification_and_repaired(converted):
+    path, calls = converted
+    good = _weights(models.load_causal_lm(cache=False))
+    weights = path / "model.safetensors"
+    with weights.open("r+b") as handle:  # 8 KB overwritten inside the tensor data: same size, loads silently
+        handle.seek(weights.stat().st_size - 16384)
+        handle.write(b"\x7f" * 8192)
+    assert models.verify_model_cache(path) == []  # sizes alone cannot see it
+    (problem,) = models.verify_model_cache(path, full=True)
+    assert "model.safetensors" in problem and "sha256" in problem
+
+    loaded = models.load_causal_lm(cache=False, verify=True)
+
+    assert len(calls) == 2
+    assert torch.equal(_weights(loaded), good)
+    assert models.verify_model_cache(path, full=True) == []
+
+
+@pytest.mark.parametrize("name", ["model.safetensors", "tokenizer.json"])
+def test_truncated_or_deleted_files_are_converted_again_at_load(converted, name):
+    path, calls = converted
+    good = _weights(models.load_causal_lm(cache=False))
+    damaged = path / name
+    damaged.write_bytes(damaged.read_bytes()[:100])  # raw SafetensorError / JSONDecodeError before
+    loaded = models.load_causal_lm(cache=False)
+    assert len(calls) == 2 and torch.equal(_weights(loaded), good)
+    damaged.unlink()  # a deleted file was not repaired before
+    loaded = models.load_causal_lm(cache=False)
+    assert len(calls) == 3 and torch.equal(_weights(loaded), good)
+
+
+def test_a_damaged_header_that_fails_to_load_is_repaired_without_verify(converted):
+    path, calls = converted
+    weights = path / "model.safetensors"
+    with weights.open("r+b") as handle:
+        handle.write(b"\xff" * 8)  # the safetensors header length: same size, does not load
+    loaded = models.load_causal_lm(cache=False)
+    assert len(calls) == 2 and loaded.model is not None
+
+
+def test_a_cache_from_before_the_manifest_keeps_working_and_gets_one(cache, monkeypatch):
+    calls: list[Path] = []
+    monkeypatch.setattr(models, "_convert_gguf", lambda package, out, progress: calls.append(out))
+    root = cache / "models"
+    target = root / f"gemma-3-270m-q4_k_m-{models._gemma_package().EXPECTED_SHA256[:12]}"
+    root.mkdir(parents=True)
+    _write_tiny_weights(target)  # the old layout: a marker without a file list
+
+    assert models.default_llm_path(progress=False) == target
+    assert not calls
+    files = json.loads((target / models._COMPLETE_MARKER).read_text())["files"]
+    assert files["model.safetensors"]["size"] == (target / "model.safetensors").stat().st_size
+    assert models.load_causal_lm(cache=False, verify=True).model is not None and not calls
+
+
+def test_doctor_reports_and_repairs_a_damaged_cache(converted):
+    from typer.testing import CliRunner
+
+    from posrag.cli.main import app
+
+    path, calls = converted
+    runner = CliRunner()
+    assert runner.invoke(app, ["doctor", "--no-progress"]).exit_code == 0
+    weights = path / "model.safetensors"
+    with weights.open("r+b") as handle:
+        handle.seek(weights.stat().st_size - 100)
+        handle.write(b"\x00" * 50)
+    result = runner.invoke(app, ["doctor", "--no-repair", "--no-progress"])
+    assert result.exit_code == 1 and "model.safetensors" in result.output and len(calls) == 1
+    result = runner.invoke(app, ["doctor", "--no-progress"])
+    assert result.exit_code == 0 and "repaired" in result.output and len(calls) == 2
+    assert models.verify_model_cache(path, full=True) == []
