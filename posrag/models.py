@@ -21,8 +21,8 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import threading
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,7 +139,7 @@ def _manifest_files(directory: Path) -> dict[str, dict[str, Any]]:
     return {
         path.relative_to(directory).as_posix(): {"size": path.stat().st_size, "sha256": _sha256_file(path)}
         for path in sorted(directory.rglob("*"))
-        if path.is_file() and path.name != _COMPLETE_MARKER
+        if path.is_file() and not path.name.startswith((_COMPLETE_MARKER, f".{_COMPLETE_MARKER}"))
     }
 
 
@@ -223,11 +223,13 @@ def default_llm_path(*, progress: bool = True, verify: bool = False) -> Path:
             return target
         if _is_complete(target):
             logger.warning("posrag: the converted model cache failed verification; converting again: %s", problems)
-        for stale in root.glob(".tmp-*"):
+        for stale in root.glob(".tmp-*"):  # staging folders of killed conversions (we hold the lock)
             shutil.rmtree(stale, ignore_errors=True)
         if target.exists():  # a damaged cache, or a directory from an older, interrupted layout: never trust it
             shutil.rmtree(target)
-        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
+        # Not mkdtemp: its 0700 would become the cache's mode; a plain mkdir follows the umask.
+        tmp = root / f".tmp-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        tmp.mkdir()
         try:
             _convert_gguf(package, tmp, progress=progress)
             _write_marker(tmp, {**_read_marker(tmp), "files": _manifest_files(tmp)})

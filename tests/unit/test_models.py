@@ -283,3 +283,13 @@ def test_doctor_reports_and_repairs_a_damaged_cache(converted):
     result = runner.invoke(app, ["doctor", "--no-progress"])
     assert result.exit_code == 0 and "repaired" in result.output and len(calls) == 2
     assert models.verify_model_cache(path, full=True) == []
+
+
+def test_the_converted_cache_follows_the_umask(cache, monkeypatch):
+    monkeypatch.setattr(models, "_convert_gguf", lambda package, out, progress: _write_tiny_weights(out))
+    old = os.umask(0o022)
+    try:
+        path = models.default_llm_path(progress=False)
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o755  # mkdtemp made it 0700
