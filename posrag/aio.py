@@ -88,6 +88,7 @@ async def iterate_in_thread(source: Iterable[T] | Callable[[], Iterable[T]]) -> 
         stop.set()
         # Wait for the worker even while being cancelled, so that its clean-up (hooks) is done when we return.
         await asyncio.shield(finished)
+        worker.join()  # its last statement has run: this only waits for the thread to exit
 
 
 __all__ = ["iterate_in_thread", "stop_requested"]

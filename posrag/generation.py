@@ -292,7 +292,8 @@ def stream_from_inputs(
             yield text[len(emitted) :]
     finally:
         cancelled.set()
-        worker.join()
+        if worker is not threading.current_thread():  # a generator finalized in its own worker cannot wait for it
+            worker.join()
 
 
 def stream_text(

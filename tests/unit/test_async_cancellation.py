@@ -64,9 +64,8 @@ def _cancel_while_streaming(model: torch.nn.Module, make_stream: Callable[[], An
         seen["hooks_after"] = hook_counts(model)
         seen["threads_after"] = _posrag_threads()
 
-    handle = model.register_forward_hook(lambda *args: forwards.append(1))
+    handle = model.register_forward_hook(lambda *args: forwards.append(1))  # one call per token; not counted below
     try:
-        seen["hooks_during_baseline"] = 1  # our own counter, subtracted below
         asyncio.run(main())
         time.sleep(0.3)
         seen["forwards_later"] = len(forwards)
