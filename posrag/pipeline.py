@@ -48,9 +48,7 @@ class PipelineResult:
             "question": self.question,
             "answer": self.answer,
             "strategy": self.strategy,
-            "documents": [
-                {**span.to_dict(), "score": span.document.score, "text": span.document.text} for span in self.spans
-            ],
+            "documents": [{**span.to_dict(), "text": span.document.text} for span in self.spans],
             "steering": list(self.steering),
             "timings": dict(self.timings),
         }
@@ -135,20 +133,10 @@ class RAGPipeline:
 
 
 def steering_targets(prompt: RAGPrompt) -> list[Any]:
-    """The steering targets of a built prompt: each document's character span, position, score and type."""
-    from posrag.steering import SteeringTarget
+    """The steering targets of a built prompt (see :func:`posrag.steering.targets.targets_from_spans`)."""
+    from posrag.steering.targets import targets_from_spans
 
-    return [
-        SteeringTarget(
-            start_char=span.start,
-            end_char=span.end,
-            relative_position=span.position.relative,
-            score=span.document.score,
-            rule_type=span.document.metadata.get("rule_type"),
-            doc_id=span.document.id,
-        )
-        for span in prompt.spans
-    ]
+    return targets_from_spans(prompt.spans)
 
 
 __all__ = ["DEFAULT_GENERATION", "PipelineResult", "RAGPipeline", "steering_targets"]

@@ -47,7 +47,7 @@ from typing import Any, Literal
 from posrag.bench.data import LitmRecord, first_line, is_correct
 from posrag.bench.measure import measure, memory_method
 from posrag.bench.stats import mean, wilson_interval
-from posrag.documents import ScoredDocument
+from posrag.documents import PositionInfo, ScoredDocument
 from posrag.errors import ConfigurationError
 from posrag.generation import GenerationConfig, encode_prompt, generate_from_inputs
 from posrag.ordering import STRATEGIES, Reorderer, rank
@@ -570,7 +570,7 @@ class LitmBenchmark:
         nothing); the regime decides what steering aims at: the gold document (oracle) or the
         ``steer_top_k`` best scored documents (retrieval).
         """
-        from posrag.steering import SteeringTarget
+        from posrag.steering.targets import targets_from_spans
 
         docs = [
             ScoredDocument(
@@ -596,17 +596,7 @@ class LitmBenchmark:
                     raise ConfigurationError("A control condition needs at least one distractor to aim at.")
                 rng = random.Random(f"{self.config.seed}:{record.id}:{position}")
                 aimed = [rng.choice(others)]
-            targets = tuple(
-                SteeringTarget(
-                    span.start,
-                    span.end,
-                    span.position.relative,
-                    score=span.document.score,
-                    doc_id=span.document.id,
-                )
-                for span in prompt.spans
-                if span.document.id in aimed
-            )
+            targets = tuple(targets_from_spans(span for span in prompt.spans if span.document.id in aimed))
         return _Variant(prompt, ids.index(gold) + 1, targets)
 
     def _steer_key(self, mechanism: str, targets: Sequence[Any]) -> tuple[Any, ...]:
@@ -793,7 +783,7 @@ class LitmBenchmark:
             at = [t for t in mine if t.position == position]
             correct = sum(t.correct for t in at)
             low, high = wilson_interval(correct, len(at))
-            relative = 1.0 if num_docs == 1 else (position - 1) / (num_docs - 1)
+            relative = PositionInfo(position - 1, num_docs).relative
             positions.append(PositionAccuracy(position, relative, len(at), correct, low, high))
         pairs = [(t, baseline[(t.question_id, t.position)]) for t in mine]
         paired = [t.latency_s - b.latency_s for t, b in pairs]

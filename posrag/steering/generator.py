@@ -32,7 +32,6 @@ from posrag.generation import (
     has_chat_template,
     stream_from_inputs,
 )
-from posrag.registry import locate_documents
 from posrag.steering.activation import ActivationTarget, _create_activation_hook, align_dimension
 from posrag.steering.attention import (
     SUPPORTED_ATTENTION,
@@ -49,9 +48,7 @@ from posrag.steering.spans import (
     encode_with_offsets,
     first_token_at_or_after,
 )
-
-#: Metadata keys read as a document's rule type (for the rule-type safe zones).
-RULE_TYPE_KEYS = ("rule_type", "posrag_rule_type")
+from posrag.steering.targets import RULE_TYPE_KEYS, targets_from_prompt
 
 
 @dataclass(frozen=True)
@@ -130,29 +127,6 @@ class PreparedSteering:
     @property
     def active(self) -> bool:
         return bool(self.hook_specs)
-
-
-def targets_from_prompt(prompt: str) -> list[SteeringTarget]:
-    """Steering targets for the documents posrag's retrievers / reorder steps handed on and that occur in ``prompt``.
-
-    Built on :func:`posrag.registry.locate_documents`: each located document becomes a target with its
-    character span, its relative position in *this* prompt, its retrieval score, rule type and id.
-    """
-    targets = []
-    for located in locate_documents(prompt):
-        doc = located.document
-        rule_type = next((doc.metadata[k] for k in RULE_TYPE_KEYS if doc.metadata.get(k)), None)
-        targets.append(
-            SteeringTarget(
-                start_char=located.start,
-                end_char=located.end,
-                relative_position=located.position.relative,
-                score=doc.score,
-                rule_type=str(rule_type) if rule_type is not None else None,
-                doc_id=doc.id,
-            )
-        )
-    return targets
 
 
 def _mechanism_of(plan: PlannedSteer, layers: tuple[int, ...], attention_layers: tuple[int, ...]) -> str:
