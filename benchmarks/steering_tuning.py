@@ -22,7 +22,8 @@ from posrag.documents import ScoredDocument
 from posrag.generation import GenerationConfig, generate_text
 from posrag.models import load_causal_lm
 from posrag.prompts import build_prompt
-from posrag.steering import SteeredGenerator, SteeringConfig, SteeringTarget
+from posrag.steering import SteeredGenerator, SteeringConfig
+from posrag.steering.targets import targets_from_spans
 
 FIRST = [
     "Alice",
@@ -123,22 +124,18 @@ def make_questions(n_questions: int, n_docs: int, seed: int = 0) -> list[tuple[l
 def build(people: list[tuple[str, str]], gold: int, position: int):
     order = [i for i in range(len(people)) if i != gold]
     order.insert(position - 1, gold)
+    rng = random.Random(gold * 7919 + len(people))
     docs = [
-        ScoredDocument(text=f"{people[i][0]} was born in {people[i][1]}.", metadata={"title": people[i][0]}, id=str(i))
+        ScoredDocument(
+            text=f"{people[i][0]} was born in {people[i][1]}.",
+            metadata={"title": people[i][0]},
+            score=1.0 if i == gold else rng.uniform(0.3, 0.8),
+            id=str(i),
+        )
         for i in order
     ]
     prompt = build_prompt(f"Where was {people[gold][0]} born?", docs)
-    rng = random.Random(gold * 7919 + len(people))
-    targets = [
-        SteeringTarget(
-            span.start,
-            span.end,
-            span.position.relative,
-            score=1.0 if span.document.id == str(gold) else rng.uniform(0.3, 0.8),
-            doc_id=span.document.id,
-        )
-        for span in prompt.spans
-    ]
+    targets = targets_from_spans(prompt.spans)
     question_start = prompt.text.rindex("\n\nQuestion:")
     return prompt.text, targets, question_start, people[gold][1]
 

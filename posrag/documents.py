@@ -1,15 +1,17 @@
-"""posrag's framework-agnostic document type and the position metadata it carries.
+"""posrag's framework-agnostic document type, its position among the documents and its span in a prompt.
 
 Adapters translate LangChain ``Document`` / LlamaIndex ``NodeWithScore`` to and from
-:class:`ScoredDocument`; the core only ever sees this type.
+:class:`ScoredDocument`; the core only ever sees this type. :class:`PositionInfo` is the one place where a
+document's index becomes its relative position; :class:`DocumentSpan` is where its text sits in a prompt
+(built by :mod:`posrag.prompts`, found by :mod:`posrag.registry`, aimed at by :mod:`posrag.steering`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 from posrag.errors import ConfigurationError
 
@@ -98,12 +100,60 @@ class ScoredDocument:
         return {"id": self.id, "text": self.text, "score": self.score, "metadata": dict(self.metadata)}
 
 
+_T = TypeVar("_T")
+
+
+def enumerate_positions(items: Iterable[_T]) -> Iterator[tuple[PositionInfo, _T]]:
+    """``(PositionInfo(i, total), item)`` for each item in order: how every list of documents gets positions."""
+    listed = list(items)
+    for i, item in enumerate(listed):
+        yield PositionInfo(i, len(listed)), item
+
+
+@dataclass(frozen=True)
+class DocumentSpan:
+    """Where one document's text sits in a prompt: characters ``[start, end)``, and its position among the
+    prompt's documents.
+
+    :func:`posrag.prompts.build_prompt` records these while writing a prompt;
+    :meth:`posrag.registry.DocumentRegistry.locate` finds them in a prompt written elsewhere;
+    :func:`posrag.steering.targets.targets_from_spans` turns them into steering targets.
+    """
+
+    document: ScoredDocument
+    start: int
+    end: int
+    position: PositionInfo
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.start <= self.end:
+            raise ConfigurationError(
+                f"A DocumentSpan needs 0 <= start <= end; got [{self.start}, {self.end}) for document "
+                f"{self.document.id!r}."
+            )
+
+    @property
+    def relative_position(self) -> float:
+        return self.position.relative
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.document.id,
+            "score": self.document.score,
+            "start": self.start,
+            "end": self.end,
+            "position": self.position.to_dict(),
+        }
+
+
 __all__ = [
     "POSITION_INDEX_KEY",
     "POSITION_METADATA_KEYS",
     "POSITION_TOTAL_KEY",
     "RELATIVE_POSITION_KEY",
     "SCORE_KEY",
+    "DocumentSpan",
     "PositionInfo",
     "ScoredDocument",
+    "enumerate_positions",
 ]

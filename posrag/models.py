@@ -476,3 +476,32 @@ __all__ = [
     "load_embedder",
     "verify_model_cache",
 ]
+
+
+# ----------------------------------------------------------------------------- a model argument, resolved
+
+#: What a ``model=`` argument may be: a :class:`LoadedModel`, a ``(model, tokenizer)`` pair, a local path or
+#: cached hub id, an object with ``.model`` and ``.tokenizer`` (e.g. :class:`posrag.testing.TinyModel`), or
+#: ``None`` for the packaged default.
+ModelSpec = Any
+
+
+def resolve_model(model: ModelSpec = None) -> tuple[Any, Any, str]:
+    """``(model, tokenizer, name)`` from a LoadedModel, a ``(model, tokenizer)`` pair, a path/id or ``None``."""
+    if model is None or isinstance(model, (str, os.PathLike)):
+        model = load_causal_lm(model, progress=False)
+    if isinstance(model, LoadedModel):
+        return model.model, model.tokenizer, model.name
+    if isinstance(model, tuple) and len(model) == 2:
+        hf_model, tokenizer = model
+        name = getattr(getattr(hf_model, "config", None), "name_or_path", None) or type(hf_model).__name__
+        return hf_model, tokenizer, str(name)
+    if hasattr(model, "model") and hasattr(model, "tokenizer"):
+        return model.model, model.tokenizer, str(getattr(model, "arch", type(model.model).__name__))
+    raise ConfigurationError(
+        f"model={type(model).__name__} is not a model posrag can use: pass a posrag LoadedModel, a "
+        "(transformers model, tokenizer) pair, a local model directory / cached hub id, or None for the default."
+    )
+
+
+__all__ += ["ModelSpec", "resolve_model"]

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from posrag.documents import ScoredDocument
 from posrag.errors import ConfigurationError
 from posrag.generation import GenerationConfig, generate_text, stream_text
-from posrag.ordering import Reorderer, Strategy
+from posrag.ordering import STRATEGIES, Reorderer, Strategy
 from posrag.prompts import DEFAULT_TEMPLATE, DocumentSpan, PromptTemplate, RAGPrompt, build_prompt
 
 if TYPE_CHECKING:
@@ -48,9 +48,7 @@ class PipelineResult:
             "question": self.question,
             "answer": self.answer,
             "strategy": self.strategy,
-            "documents": [
-                {**span.to_dict(), "score": span.document.score, "text": span.document.text} for span in self.spans
-            ],
+            "documents": [{**span.to_dict(), "text": span.document.text} for span in self.spans],
             "steering": list(self.steering),
             "timings": dict(self.timings),
         }
@@ -74,8 +72,7 @@ class RAGPipeline:
         generation: GenerationConfig = DEFAULT_GENERATION,
         steering: SteeringConfig | None = None,
     ) -> None:
-        if k < 1:
-            raise ConfigurationError(f"k must be >= 1 (documents to retrieve), got {k}.")
+        _check_constructor_args(index, llm, k, reorder, template, generation, steering)
         self.index = index
         self.llm = llm
         self.k = k
@@ -134,21 +131,48 @@ class RAGPipeline:
         yield from generator.stream(prompt.text, steering_targets(prompt), self.generation)
 
 
-def steering_targets(prompt: RAGPrompt) -> list[Any]:
-    """The steering targets of a built prompt: each document's character span, position, score and type."""
-    from posrag.steering import SteeringTarget
-
-    return [
-        SteeringTarget(
-            start_char=span.start,
-            end_char=span.end,
-            relative_position=span.position.relative,
-            score=span.document.score,
-            rule_type=span.document.metadata.get("rule_type"),
-            doc_id=span.document.id,
+def _check_constructor_args(
+    index: Any, llm: Any, k: Any, reorder: Any, template: Any, generation: Any, steering: Any
+) -> None:
+    """Every RAGPipeline argument checked at construction, so a bad one fails here and not mid-request."""
+    if not callable(getattr(index, "search", None)):
+        raise ConfigurationError(
+            f"index={type(index).__name__} has no search(query, k) method; pass a posrag.retrieval.DocumentIndex."
         )
-        for span in prompt.spans
-    ]
+    if not (hasattr(llm, "model") and hasattr(llm, "tokenizer")):
+        raise ConfigurationError(
+            f"llm={type(llm).__name__} has no .model and .tokenizer; pass a posrag.models.LoadedModel "
+            "(posrag.models.load_causal_lm())."
+        )
+    if isinstance(k, bool) or not isinstance(k, int):
+        raise ConfigurationError(f"k must be an int >= 1 (documents to retrieve), got {k!r} ({type(k).__name__}).")
+    if k < 1:
+        raise ConfigurationError(f"k must be >= 1 (documents to retrieve), got {k}.")
+    if not isinstance(reorder, (Reorderer, str)):
+        raise ConfigurationError(
+            f"reorder must be a posrag.ordering.Reorderer or one of {', '.join(STRATEGIES)} or 'auto', got "
+            f"{reorder!r} ({type(reorder).__name__})."
+        )
+    if not isinstance(template, PromptTemplate):
+        raise ConfigurationError(f"template must be a posrag.prompts.PromptTemplate, got {type(template).__name__}.")
+    if not isinstance(generation, GenerationConfig):
+        raise ConfigurationError(
+            f"generation must be a posrag.generation.GenerationConfig, got {type(generation).__name__}."
+        )
+    if steering is not None:
+        from posrag.steering import SteeringConfig
+
+        if not isinstance(steering, SteeringConfig):
+            raise ConfigurationError(
+                f"steering must be a posrag.steering.SteeringConfig or None, got {type(steering).__name__}."
+            )
+
+
+def steering_targets(prompt: RAGPrompt) -> list[Any]:
+    """The steering targets of a built prompt (see :func:`posrag.steering.targets.targets_from_spans`)."""
+    from posrag.steering.targets import targets_from_spans
+
+    return targets_from_spans(prompt.spans)
 
 
 __all__ = ["DEFAULT_GENERATION", "PipelineResult", "RAGPipeline", "steering_targets"]

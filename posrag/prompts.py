@@ -1,8 +1,9 @@
 """Building a multi-document QA prompt while keeping track of where each document's text lands.
 
 The default template is the one of "Lost in the Middle" (Liu et al., 2023), so the pipeline, the demo and
-the benchmark ask the model the same way. The character span of every document is recorded, so steering
-can aim at exactly those characters without searching for them.
+the benchmark ask the model the same way. The character span of every document is recorded
+(:class:`~posrag.documents.DocumentSpan`, re-exported here), so steering can aim at exactly those characters
+without searching for them.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from posrag.documents import PositionInfo, ScoredDocument
+from posrag.documents import DocumentSpan, ScoredDocument, enumerate_positions
 from posrag.errors import ConfigurationError
 
 LITM_INSTRUCTION = (
@@ -35,24 +36,6 @@ class PromptTemplate:
 
 
 DEFAULT_TEMPLATE = PromptTemplate()
-
-
-@dataclass(frozen=True)
-class DocumentSpan:
-    """Where one document's text sits in the prompt: characters ``[start, end)``."""
-
-    document: ScoredDocument
-    start: int
-    end: int
-    position: PositionInfo
-
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "id": self.document.id,
-            "start": self.start,
-            "end": self.end,
-            "position": self.position.to_dict(),
-        }
 
 
 @dataclass(frozen=True)
@@ -82,8 +65,8 @@ def build_prompt(
     parts = [template.header]
     cursor = len(template.header)
     spans: list[DocumentSpan] = []
-    total = len(documents)
-    for i, doc in enumerate(documents):
+    for position, doc in enumerate_positions(documents):
+        i = position.index
         if i:
             parts.append(template.separator)
             cursor += len(template.separator)
@@ -93,7 +76,7 @@ def build_prompt(
         rendered = form.format(index=i + 1, title=title or "", text=marker)
         prefix, _, suffix = rendered.partition(marker)
         start = cursor + len(prefix)
-        spans.append(DocumentSpan(doc, start, start + len(doc.text), PositionInfo(i, total)))
+        spans.append(DocumentSpan(doc, start, start + len(doc.text), position))
         chunk = prefix + doc.text + suffix
         parts.append(chunk)
         cursor += len(chunk)

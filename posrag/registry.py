@@ -13,31 +13,15 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable
-from dataclasses import dataclass
 
-from posrag.documents import PositionInfo, ScoredDocument
+from posrag.documents import DocumentSpan, ScoredDocument, enumerate_positions
 
 #: Texts shorter than this are not located: they would match by accident.
 MIN_LOCATABLE_CHARS = 16
 
 
-@dataclass(frozen=True)
-class LocatedDocument:
-    """A remembered document found in a prompt at ``[start, end)`` (characters)."""
-
-    document: ScoredDocument
-    start: int
-    end: int
-    position: PositionInfo
-
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "id": self.document.id,
-            "score": self.document.score,
-            "start": self.start,
-            "end": self.end,
-            "position": self.position.to_dict(),
-        }
+#: A remembered document found in a prompt: the same type as a span :func:`posrag.prompts.build_prompt` records.
+LocatedDocument = DocumentSpan
 
 
 class DocumentRegistry:
@@ -66,7 +50,7 @@ class DocumentRegistry:
     def __len__(self) -> int:
         return len(self._docs)
 
-    def locate(self, prompt: str) -> list[LocatedDocument]:
+    def locate(self, prompt: str) -> list[DocumentSpan]:
         """The remembered documents that occur in ``prompt``, in prompt order, with recomputed positions.
 
         Each text is matched at its first occurrence; a text contained in a longer located text is not
@@ -84,11 +68,7 @@ class DocumentRegistry:
                 continue
             found.append((start, end, doc))
         found.sort(key=lambda item: item[0])
-        total = len(found)
-        return [
-            LocatedDocument(document=doc, start=s, end=e, position=PositionInfo(i, total))
-            for i, (s, e, doc) in enumerate(found)
-        ]
+        return [DocumentSpan(doc, s, e, position) for position, (s, e, doc) in enumerate_positions(found)]
 
 
 #: The process-wide registry used by posrag's adapters.
@@ -99,13 +79,14 @@ def remember_documents(documents: Iterable[ScoredDocument]) -> None:
     default_registry.remember(documents)
 
 
-def locate_documents(prompt: str) -> list[LocatedDocument]:
+def locate_documents(prompt: str) -> list[DocumentSpan]:
     return default_registry.locate(prompt)
 
 
 __all__ = [
     "MIN_LOCATABLE_CHARS",
     "DocumentRegistry",
+    "DocumentSpan",
     "LocatedDocument",
     "default_registry",
     "locate_documents",

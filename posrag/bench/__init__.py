@@ -2,7 +2,10 @@
 
 * :mod:`~posrag.bench.data`: the paper's record format, answer scoring, moving the gold document.
 * :mod:`~posrag.bench.synthetic`: an offline, seeded data set in that format (shipped: ``litm-synthetic-20``).
-* :mod:`~posrag.bench.litm`: conditions, regimes, the runner (:class:`LitmBenchmark`) and its results.
+* :mod:`~posrag.bench.litm`: the benchmark (:func:`~posrag.bench.litm.run_litm`), split into
+  :mod:`~posrag.bench.conditions` (conditions, regimes, :class:`LitmConfig`), :mod:`~posrag.bench.runner`
+  (:class:`LitmBenchmark`), :mod:`~posrag.bench.results` (result types, target checks) and
+  :mod:`~posrag.bench.report` (environment, tables, output files); ``litm`` re-exports them all.
 * :mod:`~posrag.bench.stats`, :mod:`~posrag.bench.measure`, :mod:`~posrag.bench.plot`: intervals, cost, plot.
 * :mod:`~posrag.bench.profile`: :class:`BiasProfile`, classification and ``position_bias="auto"`` resolution.
 """

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import shlex
 import sys
-import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -25,25 +22,8 @@ def register(app: typer.Typer) -> None:
     app.add_typer(bench_app, name="bench")
 
 
-def _ints(value: str, option: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(v) for v in value.split(",") if v.strip())
-    except ValueError:
-        raise typer.BadParameter(
-            f"{option} takes comma-separated integers, e.g. 1,5,10,15,20; got {value!r}."
-        ) from None
-
-
 def _names(value: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in value.split(",") if v.strip())
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _fail(exc: PosragError) -> typer.Exit:
@@ -115,74 +95,39 @@ def litm(
     order); each condition answers greedily; a table goes to stdout, the full result to --json, the figure to
     --plot. Identical prompts and steering plans are generated once and reused.
     """
-    from posrag.bench.data import load_records, packaged_dataset
-    from posrag.bench.litm import CONDITIONS, LitmBenchmark, LitmConfig
-    from posrag.generation import GenerationConfig
-    from posrag.models import load_causal_lm
+    from posrag.bench.litm import config_from_options, run_litm, write_outputs
 
     try:
-        overrides: dict[str, Any] = json.loads(steering)
-    except json.JSONDecodeError as exc:
-        raise typer.BadParameter(f'--steering must be a JSON object, e.g. \'{{"curve": "flat"}}\': {exc}') from None
-    if not isinstance(overrides, dict):
-        raise typer.BadParameter("--steering must be a JSON object of SteeringConfig fields.")
-    try:
-        path = data or packaged_dataset()
-        everything = load_records(path)
-        loaded = everything[:limit] if limit else everything
-        config = LitmConfig(
-            positions=_ints(positions, "--positions"),
-            conditions=CONDITIONS if conditions.strip() == "all" else _names(conditions),
-            regimes=_names(regimes),
+        config = config_from_options(
+            positions=positions,
+            conditions=conditions,
+            regimes=regimes,
             num_docs=num_docs,
-            generation=GenerationConfig(max_new_tokens=max_new_tokens, stop=("\n",)),
-            steering=overrides,
+            max_new_tokens=max_new_tokens,
+            steering=steering,
             hybrid_strategy=hybrid_strategy,
             hybrid_mechanism=hybrid_mechanism,
             steer_top_k=steer_top_k,
             seed=seed,
         )
-        started = time.perf_counter()
-        lm = load_causal_lm(model, progress=progress)
-        bench = LitmBenchmark(lm.model, lm.tokenizer, config, model_name=lm.name)
-        result = bench.run(
-            loaded,
+        command = "posrag " + shlex.join(sys.argv[1:]) if sys.argv[1:] else None
+        result = run_litm(
+            config,
+            data=data,
+            model=model,
+            limit=limit,
             progress=progress,
             keep_records=records is not None,
-            pool=[doc for record in everything for doc in record.documents],
-            data_info={
-                "path": str(path),
-                "sha256": _sha256(Path(path)),
-                "limit": limit,
-                "command": "posrag " + shlex.join(sys.argv[1:]) if sys.argv[1:] else None,
-            },
+            command=command,
         )
+        typer.echo(result.table())
+        write_outputs(result, json_path=json_out, table_path=table, plot_path=plot, records_path=records)
     except PosragError as exc:
         raise _fail(exc) from None
-    total = time.perf_counter() - started
-    typer.echo(result.table())
-    payload = result.to_dict()
-    payload["timing"]["total_s_with_model_load"] = total
-    if records is not None:
-        from posrag.bench.synthetic import write_jsonl
-
-        write_jsonl([trial.to_dict() for trial in result.records], records)
-        payload.pop("records", None)
-        payload["records_file"] = str(records)
-    if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
-    if table is not None:
-        table.parent.mkdir(parents=True, exist_ok=True)
-        table.write_text(result.table() + "\n", encoding="utf-8")
-    if plot is not None:
-        from posrag.bench.plot import plot_accuracy
-
-        plot_accuracy(result, plot)
-    wall = result.timing["wall_s"]
+    timing = result.timing
     typer.echo(
-        f"\n{result.timing['generations']} generations for {result.timing['trials']} trials in {wall:.0f} s "
-        f"({total:.0f} s with model loading).",
+        f"\n{timing['generations']} generations for {timing['trials']} trials in {timing['wall_s']:.0f} s "
+        f"({timing['total_s_with_model_load']:.0f} s with model loading).",
         err=True,
     )
 

@@ -11,11 +11,15 @@ The prompt is tokenized once with offsets; each target's character span becomes 
 bias; the mechanisms' hooks are registered for the duration of one ``model.generate`` call, scoped to this
 request (see :mod:`posrag.steering.hooks` for the concurrency model), and removed afterwards whatever
 happens. With no active target the hooks are skipped and the output is exactly the plain output.
+
+:meth:`SteeredGenerator.prepare` runs the steps in order: token spans, the first steered token, the plan,
+vectors, layer assignment (and the trace), hook specs. Neighbours: targets are built in
+:mod:`~posrag.steering.targets`, the trace types live in :mod:`~posrag.steering.trace`, chat formatting in
+:mod:`posrag.chat`, ``resolve_model`` in :mod:`posrag.models` (all re-exported here).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,15 +28,10 @@ from typing import Any
 import torch
 
 from posrag import architectures
+from posrag.chat import FormattedPrompt, format_completion, format_messages
 from posrag.errors import ConfigurationError, MissingDependencyError
-from posrag.generation import (
-    GenerationConfig,
-    apply_chat_template,
-    generate_from_inputs,
-    has_chat_template,
-    stream_from_inputs,
-)
-from posrag.registry import locate_documents
+from posrag.generation import GenerationConfig, generate_from_inputs, stream_from_inputs
+from posrag.models import resolve_model
 from posrag.steering.activation import ActivationTarget, _create_activation_hook, align_dimension
 from posrag.steering.attention import (
     SUPPORTED_ATTENTION,
@@ -49,69 +48,8 @@ from posrag.steering.spans import (
     encode_with_offsets,
     first_token_at_or_after,
 )
-
-#: Metadata keys read as a document's rule type (for the rule-type safe zones).
-RULE_TYPE_KEYS = ("rule_type", "posrag_rule_type")
-
-
-@dataclass(frozen=True)
-class SteeringTraceEntry:
-    """What was done for one document: where it is, how hard and where it was steered, by which mechanism."""
-
-    doc_id: str | None
-    start_char: int
-    end_char: int
-    token_start: int
-    token_end: int
-    relative_position: float
-    score: float | None
-    rule_type: str | None
-    tier: str
-    multiplier: float
-    intensity: float
-    layers: tuple[int, ...]
-    attention_bias: float
-    attention_layers: tuple[int, ...]
-    mechanism: str  # "activation", "attention", "both" or "none"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "doc_id": self.doc_id,
-            "span": {"start_char": self.start_char, "end_char": self.end_char},
-            "token_span": {"start": self.token_start, "end": self.token_end},
-            "relative_position": self.relative_position,
-            "score": self.score,
-            "rule_type": self.rule_type,
-            "tier": self.tier,
-            "multiplier": self.multiplier,
-            "intensity": self.intensity,
-            "layers": list(self.layers),
-            "attention_bias": self.attention_bias,
-            "attention_layers": list(self.attention_layers),
-            "mechanism": self.mechanism,
-        }
-
-
-@dataclass(frozen=True)
-class SteeredGeneration:
-    """A completion and the steering trace of the request that produced it."""
-
-    text: str
-    trace: tuple[SteeringTraceEntry, ...]
-    prompt_tokens: int = 0
-    generated_tokens: int = 0
-
-    @property
-    def steered(self) -> bool:
-        return any(entry.mechanism != "none" for entry in self.trace)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "text": self.text,
-            "trace": [entry.to_dict() for entry in self.trace],
-            "prompt_tokens": self.prompt_tokens,
-            "generated_tokens": self.generated_tokens,
-        }
+from posrag.steering.targets import RULE_TYPE_KEYS, targets_from_prompt
+from posrag.steering.trace import SteeredGeneration, SteeringTraceEntry, trace_entry
 
 
 @dataclass(frozen=True)
@@ -130,85 +68,6 @@ class PreparedSteering:
     @property
     def active(self) -> bool:
         return bool(self.hook_specs)
-
-
-def targets_from_prompt(prompt: str) -> list[SteeringTarget]:
-    """Steering targets for the documents posrag's retrievers / reorder steps handed on and that occur in ``prompt``.
-
-    Built on :func:`posrag.registry.locate_documents`: each located document becomes a target with its
-    character span, its relative position in *this* prompt, its retrieval score, rule type and id.
-    """
-    targets = []
-    for located in locate_documents(prompt):
-        doc = located.document
-        rule_type = next((doc.metadata[k] for k in RULE_TYPE_KEYS if doc.metadata.get(k)), None)
-        targets.append(
-            SteeringTarget(
-                start_char=located.start,
-                end_char=located.end,
-                relative_position=located.position.relative,
-                score=doc.score,
-                rule_type=str(rule_type) if rule_type is not None else None,
-                doc_id=doc.id,
-            )
-        )
-    return targets
-
-
-def _mechanism_of(plan: PlannedSteer, layers: tuple[int, ...], attention_layers: tuple[int, ...]) -> str:
-    if layers and attention_layers:
-        return "both"
-    if layers:
-        return "activation"
-    if attention_layers:
-        return "attention"
-    return "none"
-
-
-@dataclass(frozen=True)
-class FormattedPrompt:
-    """The text the model reads and whether its special tokens are already in it (a chat template's are)."""
-
-    text: str
-    add_special_tokens: bool
-
-
-def format_messages(
-    tokenizer: Any, messages: Sequence[Mapping[str, str]], use_chat_template: bool | None
-) -> FormattedPrompt:
-    """Chat messages as one prompt: the tokenizer's chat template if it has one (and it is not turned off),
-    else ``Role: content`` lines ending in ``Assistant:`` (a lone user message is passed through as is)."""
-    if use_chat_template is not False and has_chat_template(tokenizer):
-        return FormattedPrompt(apply_chat_template(tokenizer, messages), add_special_tokens=False)
-    if use_chat_template:
-        apply_chat_template(tokenizer, messages)  # raises the actionable "no chat template" error
-    if len(messages) == 1 and messages[0].get("role") == "user":
-        return FormattedPrompt(messages[0]["content"], add_special_tokens=True)
-    lines = [f"{m.get('role', 'user').capitalize()}: {m['content']}" for m in messages]
-    return FormattedPrompt("\n\n".join([*lines, "Assistant:"]), add_special_tokens=True)
-
-
-ModelSpec = Any  # a LoadedModel, a (model, tokenizer) pair, a local path / cached hub id, or None (the default)
-
-
-def resolve_model(model: ModelSpec = None) -> tuple[Any, Any, str]:
-    """``(model, tokenizer, name)`` from a LoadedModel, a ``(model, tokenizer)`` pair, a path/id or ``None``."""
-    from posrag.models import LoadedModel, load_causal_lm
-
-    if model is None or isinstance(model, (str, os.PathLike)):
-        model = load_causal_lm(model, progress=False)
-    if isinstance(model, LoadedModel):
-        return model.model, model.tokenizer, model.name
-    if isinstance(model, tuple) and len(model) == 2:
-        hf_model, tokenizer = model
-        name = getattr(getattr(hf_model, "config", None), "name_or_path", None) or type(hf_model).__name__
-        return hf_model, tokenizer, str(name)
-    if hasattr(model, "model") and hasattr(model, "tokenizer"):  # e.g. posrag.testing.TinyModel
-        return model.model, model.tokenizer, str(getattr(model, "arch", type(model.model).__name__))
-    raise ConfigurationError(
-        f"model={type(model).__name__} is not a model posrag can use: pass a posrag LoadedModel, a "
-        "(transformers model, tokenizer) pair, a local model directory / cached hub id, or None for the default."
-    )
 
 
 class SteeredGenerator:
@@ -280,8 +139,27 @@ class SteeredGenerator:
         ``steer_from``: the character where steering starts (the question); default: the end of the last
         target. Positions from there on (and every generated token) are steered.
         """
-        encoded = encode_with_offsets(self.tokenizer, prompt, add_special_tokens=add_special_tokens)
         targets = list(targets)
+        encoded, spans = self._token_spans(prompt, targets, add_special_tokens)
+        steer_token = self._steer_token(prompt, encoded, targets, spans, steer_from)
+        plans = plan_steering(targets, self.config, self.num_layers)
+        vectors = self._steering_vectors(prompt, plans)
+        scope = RequestScope()
+        trace, activation, attention = self._assign_layers(plans, spans, vectors, steer_token)
+        context = (self._first_content_token(encoded), steer_token)
+        specs = self._hook_specs(activation, attention, steer_token, context, scope)
+        device = self.model.device
+        inputs = {
+            "input_ids": encoded.input_ids.to(device),
+            "attention_mask": torch.ones_like(encoded.input_ids, device=device),
+        }
+        return PreparedSteering(encoded, inputs, steer_token, plans, spans, trace, specs, scope)
+
+    def _token_spans(
+        self, prompt: str, targets: Sequence[SteeringTarget], add_special_tokens: bool
+    ) -> tuple[EncodedPrompt, tuple[TokenSpan, ...]]:
+        """Step 1: the prompt tokenized with offsets, and each target's character span as a token span."""
+        encoded = encode_with_offsets(self.tokenizer, prompt, add_special_tokens=add_special_tokens)
         for target in targets:
             if target.end_char > len(prompt):
                 raise ConfigurationError(
@@ -289,6 +167,18 @@ class SteeredGenerator:
                     f"{len(prompt)}); targets must be character spans of the prompt being generated from."
                 )
         spans = tuple(char_span_to_tokens(encoded, t.start_char, t.end_char, self.tokenizer) for t in targets)
+        return encoded, spans
+
+    def _steer_token(
+        self,
+        prompt: str,
+        encoded: EncodedPrompt,
+        targets: Sequence[SteeringTarget],
+        spans: Sequence[TokenSpan],
+        steer_from: int | None,
+    ) -> int:
+        """Step 2: the first steered token: at ``steer_from`` (default: the end of the last target), never
+        inside a target."""
         if steer_from is None:
             steer_char = max((t.end_char for t in targets), default=len(prompt))
         elif not 0 <= steer_from <= len(prompt):
@@ -296,54 +186,58 @@ class SteeredGenerator:
         else:
             steer_char = steer_from
         steer_token = first_token_at_or_after(encoded, steer_char, self.tokenizer)
-        steer_token = max([steer_token, *(s.end for s in spans)])
-        plans = plan_steering(targets, self.config, self.num_layers)
-        scope = RequestScope()
-        specs: list[HookSpec] = []
-        trace: list[SteeringTraceEntry] = []
+        return max([steer_token, *(s.end for s in spans)])
+
+    def _steering_vectors(self, prompt: str, plans: Sequence[PlannedSteer]) -> list[torch.Tensor | None]:
+        """Step 3: each plan's activation vector (``None``: the hook derives it from the span's own states)."""
         vectors: list[torch.Tensor | None] = [None] * len(plans)
         if self.config.uses_activation and self.config.vector_source == "embedding":
             active = [i for i, p in enumerate(plans) if p.layers]
             embedded = self._embedding_vectors(prompt, [plans[i] for i in active])
             for i, vector in zip(active, embedded, strict=True):
                 vectors[i] = vector
-        per_layer_activation: dict[int, list[ActivationTarget]] = {}
-        per_layer_attention: dict[int, list[AttentionTarget]] = {}
+        return vectors
+
+    def _assign_layers(
+        self,
+        plans: Sequence[PlannedSteer],
+        spans: Sequence[TokenSpan],
+        vectors: Sequence[torch.Tensor | None],
+        steer_token: int,
+    ) -> tuple[tuple[SteeringTraceEntry, ...], dict[int, list[ActivationTarget]], dict[int, list[AttentionTarget]]]:
+        """Step 4: the trace, and per layer the activation and attention targets acting there.
+
+        An attention layer whose sliding window cannot reach the span from the steered tokens is dropped.
+        """
+        trace: list[SteeringTraceEntry] = []
+        activation: dict[int, list[ActivationTarget]] = {}
+        attention: dict[int, list[AttentionTarget]] = {}
         for plan, span, vector in zip(plans, spans, vectors, strict=True):
-            layers = plan.layers
             attention_layers = tuple(
                 layer for layer in plan.attention_layers if reachable(span, steer_token, self._layer_window(layer))
             )
-            for layer in layers:
-                per_layer_activation.setdefault(layer, []).append(ActivationTarget(span, plan.intensity, vector))
+            for layer in plan.layers:
+                activation.setdefault(layer, []).append(ActivationTarget(span, plan.intensity, vector))
             for layer in attention_layers:
-                per_layer_attention.setdefault(layer, []).append(AttentionTarget(span, plan.attention_bias))
-            t = plan.target
-            trace.append(
-                SteeringTraceEntry(
-                    doc_id=t.doc_id,
-                    start_char=t.start_char,
-                    end_char=t.end_char,
-                    token_start=span.start,
-                    token_end=span.end,
-                    relative_position=t.relative_position,
-                    score=t.score,
-                    rule_type=t.rule_type,
-                    tier=plan.tier,
-                    multiplier=plan.multiplier,
-                    intensity=plan.intensity if layers else 0.0,
-                    layers=layers,
-                    attention_bias=plan.attention_bias if attention_layers else 0.0,
-                    attention_layers=attention_layers,
-                    mechanism=_mechanism_of(plan, layers, attention_layers),
-                )
-            )
-        context = (self._first_content_token(encoded), steer_token)
-        for layer in sorted(per_layer_activation):
-            hook = _create_activation_hook(per_layer_activation[layer], steer_token, context, self.config.center)
+                attention.setdefault(layer, []).append(AttentionTarget(span, plan.attention_bias))
+            trace.append(trace_entry(plan, span, attention_layers))
+        return tuple(trace), activation, attention
+
+    def _hook_specs(
+        self,
+        activation: Mapping[int, list[ActivationTarget]],
+        attention: Mapping[int, list[AttentionTarget]],
+        steer_token: int,
+        context: tuple[int, int],
+        scope: RequestScope,
+    ) -> tuple[HookSpec, ...]:
+        """Step 5: one scoped hook per steered layer (activation on the decoder layer, bias on its attention)."""
+        specs: list[HookSpec] = []
+        for layer in sorted(activation):
+            hook = _create_activation_hook(activation[layer], steer_token, context, self.config.center)
             specs.append(HookSpec(self.layers[layer], scoped(hook, scope), "forward", name=f"activation:{layer}"))
-        for layer in sorted(per_layer_attention):
-            hook = _create_attention_bias_hook(per_layer_attention[layer], steer_token, self._layer_window(layer))
+        for layer in sorted(attention):
+            hook = _create_attention_bias_hook(attention[layer], steer_token, self._layer_window(layer))
             specs.append(
                 HookSpec(
                     self.attention[layer],
@@ -353,12 +247,7 @@ class SteeredGenerator:
                     name=f"attention:{layer}",
                 )
             )
-        device = self.model.device
-        inputs = {
-            "input_ids": encoded.input_ids.to(device),
-            "attention_mask": torch.ones_like(encoded.input_ids, device=device),
-        }
-        return PreparedSteering(encoded, inputs, steer_token, plans, spans, tuple(trace), tuple(specs), scope)
+        return tuple(specs)
 
     @staticmethod
     def _first_content_token(encoded: EncodedPrompt) -> int:
@@ -442,10 +331,8 @@ class SteeredGenerator:
     # ------------------------------------------------------------------------- LLM front-end
 
     def format(self, prompt: str, use_chat_template: bool | None = False) -> FormattedPrompt:
-        """A completion prompt as the model reads it (wrapped as a user turn by the chat template if asked)."""
-        if use_chat_template is False or (use_chat_template is None and not has_chat_template(self.tokenizer)):
-            return FormattedPrompt(prompt, add_special_tokens=True)
-        return format_messages(self.tokenizer, [{"role": "user", "content": prompt}], use_chat_template)
+        """A completion prompt as the model reads it (see :func:`posrag.chat.format_completion`)."""
+        return format_completion(self.tokenizer, prompt, use_chat_template)
 
     def complete(
         self, prompt: FormattedPrompt, generation: GenerationConfig | None = None, *, steer: bool = True

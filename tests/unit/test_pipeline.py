@@ -74,3 +74,34 @@ def test_strategy_is_configurable(tiny_llama):
         RAGPipeline(ListIndex(DOCS), llm, k=0)
     with pytest.raises(ConfigurationError, match="strategy="):
         RAGPipeline(ListIndex(DOCS), llm, reorder="bogus")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"k": "5"}, r"k must be an int >= 1 .* got '5' \(str\)"),
+        ({"k": 2.0}, r"k must be an int >= 1 .* got 2.0 \(float\)"),
+        ({"k": True}, r"k must be an int >= 1 .* got True \(bool\)"),
+        ({"k": -1}, r"k must be >= 1 .* got -1"),
+        ({"reorder": 3}, r"reorder must be .* recency.* got 3 \(int\)"),
+        ({"template": "Q: {question}"}, r"template must be a posrag.prompts.PromptTemplate, got str"),
+        ({"generation": {"max_new_tokens": 4}}, r"generation must be a posrag.generation.GenerationConfig, got dict"),
+        ({"steering": {"mechanism": "attention"}}, r"steering must be a posrag.steering.SteeringConfig or None"),
+    ],
+)
+def test_constructor_arguments_are_validated_up_front(tiny_llama, kwargs, message):
+    from posrag.models import LoadedModel
+
+    llm = LoadedModel(tiny_llama.model, tiny_llama.tokenizer, "tiny", "in-process")
+    with pytest.raises(ConfigurationError, match=message):
+        RAGPipeline(ListIndex(DOCS), llm, **kwargs)
+
+
+def test_index_and_llm_are_validated_up_front(tiny_llama):
+    from posrag.models import LoadedModel
+
+    llm = LoadedModel(tiny_llama.model, tiny_llama.tokenizer, "tiny", "in-process")
+    with pytest.raises(ConfigurationError, match=r"index=list has no search\(query, k\) method"):
+        RAGPipeline(DOCS, llm)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match=r"llm=str has no .model and .tokenizer"):
+        RAGPipeline(ListIndex(DOCS), "gemma")  # type: ignore[arg-type]

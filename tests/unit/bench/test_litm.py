@@ -329,3 +329,63 @@ def test_steering_overrides_can_be_per_mechanism():
     assert steering_overrides(overrides, None) == {"curve": "flat"}
     with pytest.raises(ConfigurationError, match="must be a dict"):
         steering_overrides({"activation": 3}, "activation")
+
+
+def test_config_from_options_parses_what_the_cli_takes():
+    from posrag.bench.conditions import config_from_options
+
+    config = config_from_options(
+        positions="10, 1,5", conditions="recency,steer-attention", regimes="oracle", steering='{"curve": "flat"}'
+    )
+    assert config.positions == (1, 5, 10)
+    assert config.conditions == ("baseline", "recency", "steer-attention")
+    assert config.regimes == ("oracle",) and config.steering == {"curve": "flat"}
+    assert config_from_options().conditions == CONDITIONS
+    with pytest.raises(ConfigurationError, match=r"positions takes comma-separated integers.*'1,x'"):
+        config_from_options(positions="1,x")
+    with pytest.raises(ConfigurationError, match=r"steering must be a JSON object.*'\[1\]'"):
+        config_from_options(steering="[1]")
+    with pytest.raises(ConfigurationError, match=r"steering must be a JSON object.*'\{nope'"):
+        config_from_options(steering="{nope")
+
+
+def test_write_outputs_writes_json_table_and_records(result, tmp_path):
+    from posrag.bench.report import write_outputs
+
+    payload = write_outputs(
+        result, json_path=tmp_path / "out" / "r.json", table_path=tmp_path / "t.md", records_path=tmp_path / "r.jsonl"
+    )
+    assert json.loads((tmp_path / "out" / "r.json").read_text()) == json.loads(json.dumps(payload))
+    assert "records" not in payload and payload["records_file"] == str(tmp_path / "r.jsonl")
+    lines = (tmp_path / "r.jsonl").read_text().splitlines()
+    assert [json.loads(line) for line in lines] == [r.to_dict() for r in result.records]
+    assert (tmp_path / "t.md").read_text() == result.table() + "\n"
+
+
+def test_old_import_paths_are_the_new_objects():
+    from posrag.bench import conditions, report, results, runner
+    from posrag.bench import litm as old
+
+    assert old.LitmBenchmark is runner.LitmBenchmark
+    assert old.LitmConfig is conditions.LitmConfig and old.steering_overrides is conditions.steering_overrides
+    assert old.LitmResult is results.LitmResult and old.evaluate_targets is results.evaluate_targets
+    assert old.format_tables is report.format_tables and old.environment is report.environment
+
+
+def test_run_litm_records_the_file_its_digest_and_the_model_load(tmp_path):
+    import hashlib
+
+    from posrag.bench.litm import run_litm
+    from posrag.bench.synthetic import write_jsonl
+    from posrag.testing import tiny_model
+
+    tiny = tiny_model("llama")
+    model_dir = tmp_path / "tiny"
+    tiny.model.save_pretrained(model_dir)
+    tiny.tokenizer.save_pretrained(model_dir)
+    data = write_jsonl(make_synthetic_records(3, 3, seed=1), tmp_path / "d.jsonl")
+    config = LitmConfig(positions=(1, 3), conditions=("baseline",), regimes=("oracle",), generation=GEN)
+    out = run_litm(config, data=data, model=str(model_dir), limit=2, progress=False, command="posrag bench litm")
+    assert out.data["questions"] == 2 and out.data["limit"] == 2 and out.data["command"] == "posrag bench litm"
+    assert out.data["sha256"] == hashlib.sha256(data.read_bytes()).hexdigest()
+    assert out.timing["total_s_with_model_load"] >= out.timing["wall_s"]

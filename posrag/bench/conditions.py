@@ -1,0 +1,244 @@
+"""What the "Lost in the Middle" benchmark runs: conditions, regimes and :class:`LitmConfig`.
+
+A condition is an optional reorder strategy plus an optional steering mechanism and its aim (see
+:mod:`posrag.bench.litm` for the list); a regime decides what steering aims at. :func:`config_from_options`
+builds a config from the CLI's text options, so ``posrag bench litm`` only parses arguments.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from posrag.errors import ConfigurationError
+from posrag.generation import GenerationConfig
+from posrag.ordering import STRATEGIES
+from posrag.prompts import DEFAULT_TEMPLATE, PromptTemplate
+
+Regime = Literal["oracle", "retrieval"]
+REGIMES: tuple[str, ...] = ("oracle", "retrieval")
+STEER_MECHANISMS: tuple[str, ...] = ("activation", "attention")
+CONDITIONS: tuple[str, ...] = (
+    "baseline",
+    *STRATEGIES,
+    "steer-activation",
+    "steer-attention",
+    "hybrid",
+    "control-activation",
+    "control-attention",
+)
+#: Conditions whose accuracy is compared in the targets ("single" = one technique, no control).
+SINGLE_CONDITIONS: tuple[str, ...] = ("baseline", *STRATEGIES, "steer-activation", "steer-attention")
+
+#: Greedy, short: the answer is a few words and only the first line is scored. 20 tokens hold a full
+#: restatement of any gold sentence of the shipped set (the longest is 16 tokens for Gemma 3).
+DEFAULT_BENCH_GENERATION = GenerationConfig(max_new_tokens=20, stop=("\n",), strip_leading=True)
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One benchmark condition: an optional reorder strategy, an optional steering mechanism, and its aim."""
+
+    name: str
+    strategy: str | None = None
+    mechanism: str | None = None
+    aim: Literal["relevant", "distractor"] = "relevant"
+
+    @property
+    def steered(self) -> bool:
+        return self.mechanism is not None
+
+    @property
+    def description(self) -> str:
+        order = f"reorder '{self.strategy}'" if self.strategy else "given order"
+        if not self.steered:
+            return f"{order}, no steering"
+        aim = "a distractor" if self.aim == "distractor" else "the relevant document(s)"
+        return f"{order}, {self.mechanism} steering aimed at {aim}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "strategy": self.strategy, "mechanism": self.mechanism, "aim": self.aim}
+
+
+def resolve_condition(name: str, *, hybrid_strategy: str, hybrid_mechanism: str) -> Condition:
+    """The :class:`Condition` a condition name stands for."""
+    if name == "baseline":
+        return Condition(name)
+    if name in STRATEGIES:
+        return Condition(name, strategy=name)
+    if name.startswith("steer-") and name[6:] in STEER_MECHANISMS:
+        return Condition(name, mechanism=name[6:])
+    if name.startswith("control-") and name[8:] in STEER_MECHANISMS:
+        return Condition(name, mechanism=name[8:], aim="distractor")
+    if name == "hybrid":
+        return Condition(name, strategy=hybrid_strategy, mechanism=hybrid_mechanism)
+    raise ConfigurationError(f"Unknown condition {name!r}; choose from {', '.join(CONDITIONS)}.")
+
+
+@dataclass(frozen=True)
+class LitmConfig:
+    """What to run. ``positions`` are 1-based (as in the paper); ``num_docs=None`` uses the records' own
+    document count, at least the largest position (records with fewer documents get distractors drawn from
+    the others, see :func:`posrag.bench.data.fit_documents`).
+
+    ``steering``: :class:`~posrag.steering.SteeringConfig` keyword overrides for every steered condition
+    (the condition sets ``mechanism``; per-mechanism overrides go under ``"activation"`` / ``"attention"`` /
+    ``"both"``, see :func:`steering_overrides`). ``hybrid_strategy`` / ``hybrid_mechanism``: ``None`` takes
+    what that steering configuration pairs by itself (its ``position_bias`` preset's reorder strategy, its
+    mechanism).
+    """
+
+    positions: tuple[int, ...] = (1, 5, 10, 15, 20)
+    conditions: tuple[str, ...] = CONDITIONS
+    regimes: tuple[str, ...] = REGIMES
+    num_docs: int | None = None
+    generation: GenerationConfig = DEFAULT_BENCH_GENERATION
+    steering: Mapping[str, Any] = field(default_factory=dict)
+    hybrid_strategy: str | None = None
+    hybrid_mechanism: str | None = None
+    steer_top_k: int = 1
+    seed: int = 0
+    template: PromptTemplate = DEFAULT_TEMPLATE
+
+    def __post_init__(self) -> None:
+        positions = tuple(int(p) for p in self.positions)
+        if not positions or any(p < 1 for p in positions) or len(set(positions)) != len(positions):
+            raise ConfigurationError(
+                f"positions must be distinct 1-based positions (e.g. 1,5,10,15,20); got {self.positions}."
+            )
+        object.__setattr__(self, "positions", tuple(sorted(positions)))
+        conditions = tuple(dict.fromkeys(self.conditions))
+        unknown = [c for c in conditions if c not in CONDITIONS]
+        if unknown:
+            raise ConfigurationError(f"Unknown condition(s) {unknown}; choose from {', '.join(CONDITIONS)}.")
+        if "baseline" not in conditions:  # every comparison is against it
+            conditions = ("baseline", *conditions)
+        object.__setattr__(self, "conditions", conditions)
+        regimes = tuple(dict.fromkeys(self.regimes))
+        if not regimes or any(r not in REGIMES for r in regimes):
+            raise ConfigurationError(f"regimes must be a non-empty subset of {REGIMES}; got {self.regimes}.")
+        object.__setattr__(self, "regimes", regimes)
+        if self.num_docs is not None and self.num_docs < max(positions):
+            raise ConfigurationError(
+                f"num_docs={self.num_docs} is smaller than the largest position {max(positions)}; "
+                "use more documents or smaller positions."
+            )
+        if self.steer_top_k < 1:
+            raise ConfigurationError(f"steer_top_k must be >= 1, got {self.steer_top_k}.")
+        if self.hybrid_strategy is not None and self.hybrid_strategy not in (*STRATEGIES, "auto"):
+            raise ConfigurationError(
+                f"hybrid_strategy={self.hybrid_strategy!r} is not one of {', '.join(STRATEGIES)} or 'auto' (the "
+                "model's saved `posrag profile`)."
+            )
+        if self.hybrid_mechanism is not None and self.hybrid_mechanism not in (*STEER_MECHANISMS, "both"):
+            raise ConfigurationError(
+                f"hybrid_mechanism={self.hybrid_mechanism!r} must be 'activation', 'attention' or 'both'."
+            )
+        object.__setattr__(self, "steering", dict(self.steering))
+
+    @property
+    def steered(self) -> bool:
+        return any(c.startswith(("steer-", "control-")) or c == "hybrid" for c in self.conditions)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "positions": list(self.positions),
+            "conditions": list(self.conditions),
+            "regimes": list(self.regimes),
+            "num_docs": self.num_docs,
+            "generation": self.generation.to_dict(),
+            "steering_overrides": dict(self.steering),
+            "hybrid_strategy": self.hybrid_strategy,
+            "hybrid_mechanism": self.hybrid_mechanism,
+            "steer_top_k": self.steer_top_k,
+            "seed": self.seed,
+        }
+
+
+def steering_overrides(overrides: Mapping[str, Any], mechanism: str | None) -> dict[str, Any]:
+    """The SteeringConfig keywords for ``mechanism``: shared overrides, then that mechanism's own.
+
+    ``overrides`` may hold per-mechanism dicts under ``"activation"``, ``"attention"`` or ``"both"``, e.g.
+    ``{"curve": "flat", "activation": {"base_intensity": 0.05}}``.
+    """
+    shared = {k: v for k, v in overrides.items() if k not in (*STEER_MECHANISMS, "both")}
+    own = overrides.get(mechanism, {}) if mechanism is not None else {}
+    if not isinstance(own, Mapping):
+        raise ConfigurationError(
+            f"steering[{mechanism!r}] must be a dict of SteeringConfig fields for it; got {own!r}."
+        )
+    return {**shared, **own, **({"mechanism": mechanism} if mechanism is not None else {})}
+
+
+def _ints(value: str, field_name: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise ConfigurationError(
+            f"{field_name} takes comma-separated integers, e.g. 1,5,10,15,20; got {value!r}."
+        ) from None
+
+
+def _names(value: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+def _json_object(value: str, field_name: str) -> dict[str, Any]:
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise ConfigurationError(
+            f'{field_name} must be a JSON object of SteeringConfig fields, e.g. {{"curve": "flat"}}; got {value!r} '
+            f"({exc})."
+        ) from None
+    if not isinstance(parsed, dict):
+        raise ConfigurationError(
+            f'{field_name} must be a JSON object of SteeringConfig fields, e.g. {{"curve": "flat"}}; got {value!r}.'
+        )
+    return parsed
+
+
+def config_from_options(
+    *,
+    positions: str = "1,5,10,15,20",
+    conditions: str = "all",
+    regimes: str = "oracle,retrieval",
+    num_docs: int | None = None,
+    max_new_tokens: int = 20,
+    steering: str = "{}",
+    hybrid_strategy: str | None = None,
+    hybrid_mechanism: str | None = None,
+    steer_top_k: int = 1,
+    seed: int = 0,
+) -> LitmConfig:
+    """A :class:`LitmConfig` from text options as the CLI takes them: comma-separated ``positions``,
+    ``conditions`` (or ``"all"``) and ``regimes``, ``steering`` overrides as a JSON object."""
+    return LitmConfig(
+        positions=_ints(positions, "positions"),
+        conditions=CONDITIONS if conditions.strip() == "all" else _names(conditions),
+        regimes=_names(regimes),
+        num_docs=num_docs,
+        generation=GenerationConfig(max_new_tokens=max_new_tokens, stop=("\n",)),
+        steering=_json_object(steering, "steering"),
+        hybrid_strategy=hybrid_strategy,
+        hybrid_mechanism=hybrid_mechanism,
+        steer_top_k=steer_top_k,
+        seed=seed,
+    )
+
+
+__all__ = [
+    "CONDITIONS",
+    "DEFAULT_BENCH_GENERATION",
+    "REGIMES",
+    "SINGLE_CONDITIONS",
+    "STEER_MECHANISMS",
+    "Condition",
+    "LitmConfig",
+    "Regime",
+    "config_from_options",
+    "resolve_condition",
+    "steering_overrides",
+]

@@ -1,0 +1,116 @@
+"""Reporting a "Lost in the Middle" run: the environment it ran in, markdown tables, and the files a run
+writes (JSON, table, plot, per-trial records)."""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from posrag.bench.results import LitmResult
+
+
+def environment(model: Any = None) -> dict[str, Any]:
+    """Versions and hardware, recorded with every result."""
+    import os
+
+    import torch
+    import transformers
+
+    import posrag
+
+    env: dict[str, Any] = {
+        "posrag": getattr(posrag, "__version__", "unknown"),
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+    }
+    if model is not None:
+        env["device"] = str(getattr(model, "device", "cpu"))
+        env["dtype"] = str(getattr(model, "dtype", ""))
+        env["attn_implementation"] = getattr(getattr(model, "config", None), "_attn_implementation", None)
+    return env
+
+
+def percent(value: float | None) -> str:
+    """A fraction as whole percent (``"-"`` for missing or NaN)."""
+    return "-" if value is None or math.isnan(value) else f"{100 * value:.0f}"
+
+
+def format_tables(result: LitmResult) -> str:
+    """Markdown tables, one per regime (see :meth:`LitmResult.table`)."""
+    lines: list[str] = []
+    for regime in result.regimes:
+        rows = [r for r in result.results if r.regime == regime]
+        header = [
+            "condition",
+            *[f"pos {p}" for p in result.positions],
+            "mean",
+            "worst",
+            "+latency",
+            "peak Δmem",
+        ]
+        lines.append(f"**{regime} regime** — accuracy % (95% CI) by gold position, n={rows[0].positions[0].n}")
+        lines.append("")
+        lines.append("| " + " | ".join(header) + " |")
+        lines.append("|" + "|".join(["---"] + ["--:"] * (len(header) - 1)) + "|")
+        for r in rows:
+            cells = [f"{percent(p.accuracy)} ({percent(p.ci_low)}–{percent(p.ci_high)})" for p in r.positions]
+            added = "-" if r.added_latency_s is None else f"{r.added_latency_s * 1000:+.0f} ms"
+            memory = "-" if math.isnan(r.peak_memory_delta_mb) else f"{r.peak_memory_delta_mb:.0f} MiB"
+            worst = f"{percent(r.worst.accuracy)} @{r.worst.position}"
+            lines.append(
+                "| " + " | ".join([r.condition, *cells, percent(r.mean_accuracy), worst, added, memory]) + " |"
+            )
+        lines.append("")
+    lines.append("Targets:")
+    for check in result.checks():
+        mark = {True: "MET", False: "NOT MET", None: "INFO"}[check.met]
+        lines.append(f"- [{mark}] {check.name}: {check.detail}")
+    return "\n".join(lines)
+
+
+def write_outputs(
+    result: LitmResult,
+    *,
+    json_path: str | Path | None = None,
+    table_path: str | Path | None = None,
+    plot_path: str | Path | None = None,
+    records_path: str | Path | None = None,
+) -> dict[str, Any]:
+    """Write the requested files of a run; returns the JSON payload (written to ``json_path`` if given).
+
+    ``records_path``: every trial, one JSON object a line (``.jsonl`` or ``.jsonl.gz``); the payload then
+    names that file instead of holding the records.
+    """
+    payload = result.to_dict()
+    if records_path is not None:
+        from posrag.bench.synthetic import write_jsonl
+
+        write_jsonl([trial.to_dict() for trial in result.records], records_path)
+        payload.pop("records", None)
+        payload["records_file"] = str(records_path)
+    if json_path is not None:
+        path = Path(json_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    if table_path is not None:
+        path = Path(table_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(result.table() + "\n", encoding="utf-8")
+    if plot_path is not None:
+        from posrag.bench.plot import plot_accuracy
+
+        plot_accuracy(result, plot_path)
+    return payload
+
+
+__all__ = ["environment", "format_tables", "percent", "write_outputs"]

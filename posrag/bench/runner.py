@@ -1,0 +1,380 @@
+"""The "Lost in the Middle" runner: :class:`LitmBenchmark` generates every trial and summarizes them.
+
+What it runs and why is described in :mod:`posrag.bench.litm`; the configuration is in
+:mod:`posrag.bench.conditions`, the result types in :mod:`posrag.bench.results`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from typing import Any
+
+from posrag.bench.conditions import Condition, LitmConfig, resolve_condition, steering_overrides
+from posrag.bench.data import LitmRecord, first_line, is_correct
+from posrag.bench.measure import measure, memory_method
+from posrag.bench.report import environment
+from posrag.bench.results import ConditionResult, LitmResult, PositionAccuracy, TrialRecord
+from posrag.bench.stats import mean, wilson_interval
+from posrag.documents import PositionInfo, ScoredDocument
+from posrag.errors import ConfigurationError
+from posrag.generation import encode_prompt, generate_from_inputs
+from posrag.ordering import Reorderer, rank
+from posrag.prompts import RAGPrompt, build_prompt
+
+
+@dataclass(frozen=True)
+class _Generation:
+    text: str
+    new_tokens: int
+    seconds: float
+    peak_mb: float
+    delta_mb: float
+
+
+@dataclass(frozen=True)
+class _Variant:
+    """A prompt and what to steer in it, ready to generate."""
+
+    prompt: RAGPrompt
+    gold_position: int
+    targets: tuple[Any, ...]
+
+
+class LitmBenchmark:
+    """Runs the benchmark on one model: ``LitmBenchmark(model, tokenizer, config).run(records)``.
+
+    ``embedder``: the sentence-transformer of the retrieval regime (``None``: the packaged default, loaded
+    only if the retrieval regime runs). ``model_name`` is recorded in the result.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        config: LitmConfig | None = None,
+        *,
+        embedder: Any = None,
+        model_name: str | None = None,
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.config = config or LitmConfig()
+        self.model_name = model_name or str(getattr(model.config, "name_or_path", "") or type(model).__name__)
+        self._embedder = embedder
+        self._steering_configs: dict[str, Any] = {}
+        self._generators: dict[str, Any] = {}
+        hybrid_strategy, hybrid_mechanism = self._hybrid_defaults()
+        self.conditions = tuple(
+            resolve_condition(name, hybrid_strategy=hybrid_strategy, hybrid_mechanism=hybrid_mechanism)
+            for name in self.config.conditions
+        )
+        # strategy "auto" follows the model's saved profile (strategy and long_context's best end).
+        self._reorderers = {
+            c.strategy: Reorderer(c.strategy, model_name=self.model_name)  # type: ignore[arg-type]
+            for c in self.conditions
+            if c.strategy is not None
+        }
+        for condition in self.conditions:
+            if condition.mechanism is not None and condition.mechanism not in self._generators:
+                self._generators[condition.mechanism] = self._make_generator(condition.mechanism)
+
+    def _hybrid_defaults(self) -> tuple[str, str]:
+        strategy, mechanism = self.config.hybrid_strategy, self.config.hybrid_mechanism
+        if (strategy is None or mechanism is None) and "hybrid" in self.config.conditions:
+            from posrag.steering import SteeringConfig
+
+            base = SteeringConfig(**steering_overrides(self.config.steering, None))
+            strategy = strategy or ("auto" if base.needs_profile else base.reorder_strategy)
+            mechanism = mechanism or base.mechanism
+        return strategy or "recency", mechanism or "attention"
+
+    def _make_generator(self, mechanism: str) -> Any:
+        from posrag.steering import SteeredGenerator, SteeringConfig
+
+        config = SteeringConfig(**steering_overrides(self.config.steering, mechanism))
+        self._steering_configs[mechanism] = config
+        generator = SteeredGenerator(self.model, self.tokenizer, config, model_name=self.model_name)
+        self._steering_configs[mechanism] = generator.config  # position_bias="auto" resolved
+        return generator
+
+    @property
+    def embedder(self) -> Any:
+        if self._embedder is None:
+            from posrag.models import load_embedder
+
+            self._embedder = load_embedder()
+        return self._embedder
+
+    # ------------------------------------------------------------------------- pieces
+
+    def retrieval_scores(self, record: LitmRecord) -> list[float]:
+        """Cosine similarity of the question to each of the record's documents, from posrag's FAISS index."""
+        from posrag.retrieval import DocumentIndex
+
+        ids = [str(i) for i in range(len(record.documents))]
+        index = DocumentIndex.from_texts(
+            [doc.text for doc in record.documents], ids=ids, embedder=self.embedder, show_progress_bar=False
+        )
+        by_id = {doc.id: float(doc.score) for doc in index.search(record.question, k=len(ids)) if doc.score is not None}
+        return [by_id[i] for i in ids]
+
+    def variant(
+        self,
+        record: LitmRecord,
+        order: Sequence[int],
+        condition: Condition,
+        regime: str,
+        scores: Sequence[float | None],
+        position: int,
+    ) -> _Variant:
+        """The prompt and steering targets of one trial.
+
+        ``order``: document indices (into ``record.documents``) with the gold moved; ``scores``: the
+        retriever's score of each document (indexed like ``record.documents``). Ordering always uses these
+        scores (an oracle ordering would put the gold document in the best slot by construction and measure
+        nothing); the regime decides what steering aims at: the gold document (oracle) or the
+        ``steer_top_k`` best scored documents (retrieval).
+        """
+        from posrag.steering.targets import targets_from_spans
+
+        docs = [
+            ScoredDocument(
+                record.documents[i].text,
+                {"title": record.documents[i].title} if record.documents[i].title else {},
+                score=scores[i],
+                id=str(i),
+            )
+            for i in order
+        ]
+        if condition.strategy is not None:
+            docs = self._reorderers[condition.strategy](docs)
+        prompt = build_prompt(record.question, docs, self.config.template)
+        ids = [span.document.id for span in prompt.spans]
+        gold = str(record.gold_index)
+        targets: tuple[Any, ...] = ()
+        if condition.steered:
+            relevant = [gold] if regime == "oracle" else [str(i) for i in rank(scores)[: self.config.steer_top_k]]
+            aimed = relevant
+            if condition.aim == "distractor":
+                others = sorted((i for i in ids if i not in relevant and i != gold), key=int)
+                if not others:
+                    raise ConfigurationError("A control condition needs at least one distractor to aim at.")
+                rng = random.Random(f"{self.config.seed}:{record.id}:{position}")
+                aimed = [rng.choice(others)]
+            targets = tuple(targets_from_spans(span for span in prompt.spans if span.document.id in aimed))
+        return _Variant(prompt, ids.index(gold) + 1, targets)
+
+    def _steer_key(self, mechanism: str, targets: Sequence[Any]) -> tuple[Any, ...]:
+        """What determines a steered generation besides the prompt: the mechanism and the per-target plan."""
+        from posrag.steering import plan_steering
+
+        generator = self._generators[mechanism]
+        plans = plan_steering(list(targets), generator.config, generator.num_layers)
+        return (
+            mechanism,
+            tuple((p.target.start_char, p.target.end_char, p.tier, p.multiplier, p.target.rule_type) for p in plans),
+        )
+
+    def _generate(self, variant: _Variant, mechanism: str | None) -> _Generation:
+        text = variant.prompt.text
+        device = getattr(self.model, "device", "cpu")
+        generation = self.config.generation
+        with measure(device) as cost:
+            if mechanism is None:
+                inputs = encode_prompt(self.tokenizer, text, self.model.device)
+                output, new_tokens = generate_from_inputs(self.model, self.tokenizer, inputs, generation)
+            else:
+                footer = self.config.template.footer.format(question=variant.prompt.question)
+                steered = self._generators[mechanism].generate(
+                    text, list(variant.targets), generation, steer_from=len(text) - len(footer)
+                )
+                output, new_tokens = steered.text, steered.generated_tokens
+        return _Generation(output, new_tokens, cost.seconds, cost.peak_mb, cost.delta_mb)
+
+    def _warm_up(self, record: LitmRecord) -> None:
+        """One untimed generation per mechanism first: memory-mapped weights page in, kernels initialize."""
+        order = list(range(len(record.documents)))
+        scores: list[float | None] = [1.0 if i == record.gold_index else 0.0 for i in order]
+        done: set[str | None] = set()
+        for condition in self.conditions:
+            if condition.mechanism in done:
+                continue
+            done.add(condition.mechanism)
+            warm = replace(condition, strategy=None, aim="relevant")
+            self._generate(self.variant(record, order, warm, "oracle", scores, 1), condition.mechanism)
+
+    # ------------------------------------------------------------------------- running
+
+    def run(
+        self,
+        records: Sequence[LitmRecord],
+        *,
+        progress: bool = True,
+        keep_records: bool = False,
+        data_info: Mapping[str, Any] | None = None,
+        on_trial: Callable[[TrialRecord], None] | None = None,
+        pool: Sequence[Any] | None = None,
+    ) -> LitmResult:
+        """Run every condition in every regime at every position for each record; see the module docstring.
+
+        ``pool``: documents to draw missing distractors from (default: those of ``records``; pass the whole
+        file's when ``records`` is a subset).
+        """
+        from tqdm.auto import tqdm
+
+        from posrag.bench.data import fit_documents
+
+        if not records:
+            raise ConfigurationError("No records to benchmark; pass at least one question.")
+        config = self.config
+        num_docs = config.num_docs or max(max(len(r.documents) for r in records), max(config.positions))
+        filled = any(len(r.documents) < num_docs for r in records)
+        records = fit_documents(records, num_docs, seed=config.seed, pool=pool)
+        self._warm_up(records[0])
+        started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        started = time.perf_counter()
+        cache: dict[tuple[Any, ...], _Generation] = {}
+        trials: list[TrialRecord] = []
+        gold_ranks: list[int] = []
+        needs_scores = "retrieval" in config.regimes or any(c.strategy or c.steered for c in self.conditions)
+        total = len(records) * len(config.positions) * len(self.conditions) * len(config.regimes)
+        bar = tqdm(total=total, desc="posrag bench litm", unit="trial", disable=not progress, dynamic_ncols=True)
+        with bar:
+            for record in records:
+                scores: list[float | None] = [None] * num_docs
+                if needs_scores:
+                    scores = list(self.retrieval_scores(record))
+                    gold_ranks.append(rank(scores).index(record.gold_index) + 1)
+                distractors = [i for i in range(num_docs) if i != record.gold_index]
+                for position in config.positions:
+                    order = [*distractors[: position - 1], record.gold_index, *distractors[position - 1 :]]
+                    for condition in self.conditions:
+                        for regime in config.regimes:
+                            variant = self.variant(record, order, condition, regime, scores, position)
+                            key: tuple[Any, ...] = (hashlib.sha256(variant.prompt.text.encode()).hexdigest(),)
+                            if condition.mechanism is not None:
+                                key += self._steer_key(condition.mechanism, variant.targets)
+                            reused = key in cache
+                            if not reused:
+                                cache[key] = self._generate(variant, condition.mechanism)
+                            generation = cache[key]
+                            trial = TrialRecord(
+                                question_id=record.id,
+                                position=position,
+                                condition=condition.name,
+                                regime=regime,
+                                correct=is_correct(generation.text, record.answers),
+                                prediction=first_line(generation.text),
+                                gold_prompt_position=variant.gold_position,
+                                latency_s=generation.seconds,
+                                new_tokens=generation.new_tokens,
+                                peak_memory_mb=generation.peak_mb,
+                                memory_delta_mb=generation.delta_mb,
+                                reused=reused,
+                            )
+                            trials.append(trial)
+                            if on_trial is not None:
+                                on_trial(trial)
+                            bar.update()
+                            bar.set_postfix(generated=len(cache), refresh=False)
+        wall = time.perf_counter() - started
+        results = tuple(
+            self._summarize(condition, regime, trials, num_docs)
+            for regime in config.regimes
+            for condition in self.conditions
+        )
+        retrieval: dict[str, Any] = {}
+        if gold_ranks:
+            retrieval = {
+                "scorer": "posrag.retrieval.DocumentIndex (flat, cosine) over each question's documents",
+                "gold_top1": sum(r == 1 for r in gold_ranks) / len(gold_ranks),
+                f"gold_top{config.steer_top_k}": sum(r <= config.steer_top_k for r in gold_ranks) / len(gold_ranks),
+                "gold_mean_rank": mean([float(r) for r in gold_ranks]),
+            }
+        from posrag.models import embedder_name
+
+        return LitmResult(
+            model=self.model_name,
+            embedder=embedder_name(self._embedder) if self._embedder is not None else None,
+            data={
+                **dict(data_info or {}),
+                "questions": len(records),
+                "num_docs": num_docs,
+                "distractors_filled": filled,
+                "chance_accuracy": 1.0 / num_docs,
+            },
+            settings={
+                **config.to_dict(),
+                "conditions_resolved": [
+                    {
+                        **c.to_dict(),
+                        "resolved_strategy": self._reorderers[c.strategy].strategy if c.strategy else None,
+                        "best_at": self._reorderers[c.strategy].best_at if c.strategy else None,
+                    }
+                    for c in self.conditions
+                ],
+                "steering_configs": {m: c.to_dict() for m, c in self._steering_configs.items()},
+                "metric": "any normalized gold answer is a substring of the normalized first output line",
+                "ci": "95% Wilson score interval per position",
+                "latency": "wall-clock seconds per generation (tokenize, steering setup, generate); added = "
+                "paired difference to the baseline on the same question and position",
+                "memory": memory_method(getattr(self.model, "device", "cpu")),
+                "steer_from": "the question (steering acts on the question and the generated tokens)",
+            },
+            retrieval=retrieval,
+            results=results,
+            environment=environment(self.model),
+            timing={
+                "started_at": started_at,
+                "wall_s": wall,
+                "generations": len(cache),
+                "trials": len(trials),
+                "mean_generation_s": mean([g.seconds for g in cache.values()]),
+            },
+            records=tuple(trials) if keep_records else (),
+        )
+
+    def _summarize(
+        self,
+        condition: Condition,
+        regime: str,
+        trials: Sequence[TrialRecord],
+        num_docs: int,
+    ) -> ConditionResult:
+        mine = [t for t in trials if t.condition == condition.name and t.regime == regime]
+        baseline = {(t.question_id, t.position): t for t in trials if t.condition == "baseline" and t.regime == regime}
+        positions = []
+        for position in self.config.positions:
+            at = [t for t in mine if t.position == position]
+            correct = sum(t.correct for t in at)
+            low, high = wilson_interval(correct, len(at))
+            relative = PositionInfo(position - 1, num_docs).relative
+            positions.append(PositionAccuracy(position, relative, len(at), correct, low, high))
+        pairs = [(t, baseline[(t.question_id, t.position)]) for t in mine]
+        paired = [t.latency_s - b.latency_s for t, b in pairs]
+        # Output length changes latency as much as steering does: also pair only equally long outputs.
+        same = [t.latency_s - b.latency_s for t, b in pairs if t.new_tokens == b.new_tokens and not t.reused]
+        steering = self._steering_configs[condition.mechanism].to_dict() if condition.mechanism else None
+        return ConditionResult(
+            condition=condition.name,
+            regime=regime,
+            description=condition.description,
+            positions=tuple(positions),
+            mean_latency_s=mean([t.latency_s for t in mine]),
+            added_latency_s=mean(paired) if paired else None,
+            mean_new_tokens=mean([float(t.new_tokens) for t in mine]),
+            generations=sum(not t.reused for t in mine),
+            peak_memory_mb=max(t.peak_memory_mb for t in mine),
+            peak_memory_delta_mb=max(t.memory_delta_mb for t in mine),
+            steering=steering,
+            added_latency_same_length_s=mean(same) if same else None,
+            same_length_pairs=len(same),
+        )
+
+
+__all__ = ["LitmBenchmark"]

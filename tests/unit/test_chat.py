@@ -1,0 +1,44 @@
+"""Chat formatting (posrag.chat) and the model-argument resolver (posrag.models.resolve_model), at their new homes."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+import posrag.steering as steering
+from posrag.chat import FormattedPrompt, format_completion, format_messages
+from posrag.errors import ConfigurationError
+from posrag.models import LoadedModel, resolve_model
+
+PLAIN = SimpleNamespace(chat_template=None)  # a tokenizer without a chat template is all formatting reads
+
+
+def test_old_import_paths_are_the_same_objects() -> None:
+    assert steering.format_messages is format_messages
+    assert steering.FormattedPrompt is FormattedPrompt
+    assert steering.resolve_model is resolve_model
+
+
+def test_messages_without_a_chat_template_become_role_lines() -> None:
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi?"}]
+    assert format_messages(PLAIN, messages, None) == FormattedPrompt(
+        "System: Be brief.\n\nUser: Hi?\n\nAssistant:", add_special_tokens=True
+    )
+    assert format_messages(PLAIN, [{"role": "user", "content": "Hi?"}], None) == FormattedPrompt("Hi?", True)
+    with pytest.raises(ConfigurationError, match="no chat template"):
+        format_messages(PLAIN, messages, True)
+
+
+def test_a_completion_prompt_is_passed_through_unless_a_template_is_asked_for() -> None:
+    assert format_completion(PLAIN, "Q: x\nA:") == FormattedPrompt("Q: x\nA:", add_special_tokens=True)
+    assert format_completion(PLAIN, "Q: x\nA:", None) == FormattedPrompt("Q: x\nA:", add_special_tokens=True)
+
+
+def test_resolve_model_accepts_loaded_models_pairs_and_rejects_the_rest(tiny_llama) -> None:
+    loaded = LoadedModel(tiny_llama.model, tiny_llama.tokenizer, "tiny", "in-process")
+    assert resolve_model(loaded) == (tiny_llama.model, tiny_llama.tokenizer, "tiny")
+    model, tokenizer, _ = resolve_model((tiny_llama.model, tiny_llama.tokenizer))
+    assert (model, tokenizer) == (tiny_llama.model, tiny_llama.tokenizer)
+    with pytest.raises(ConfigurationError, match="model=int is not a model posrag can use"):
+        resolve_model(3)
