@@ -20,8 +20,9 @@ Arguments are checked in :mod:`posrag.retrieval.validation`; saving and loading 
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Protocol
@@ -365,8 +366,13 @@ class DocumentIndex:
         wins; a failed or killed save leaves the previous index loadable, and the next save removes what it
         left behind. See :mod:`posrag.retrieval.persistence`.
         """
+        return save_snapshot(self._read_snapshot, path)
+
+    @contextlib.contextmanager
+    def _read_snapshot(self) -> Iterator[Snapshot]:
+        """The index's state, held still (read lock) until the caller is done writing it."""
         with self._lock.read():
-            return save_snapshot(self._snapshot(), path)
+            yield self._snapshot()
 
     def _snapshot(self) -> Snapshot:
         return Snapshot(

@@ -24,7 +24,8 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,13 +90,17 @@ def writer_lock(target: Path) -> Iterator[None]:
         yield
 
 
-def save_snapshot(snapshot: Snapshot, path: str | os.PathLike[str]) -> Path:
-    """Write ``snapshot`` to directory ``path`` atomically, serialized with every other save there."""
+def save_snapshot(read: Callable[[], AbstractContextManager[Snapshot]], path: str | os.PathLike[str]) -> Path:
+    """Write the snapshot ``read()`` yields to directory ``path`` atomically, serialized with every other save.
+
+    The file lock is taken before ``read()`` (which holds the index's read lock while the files are written),
+    so a save waiting for another process never holds the index's lock, and lock order is always file, then index.
+    """
     target = Path(os.path.abspath(path))
     if target.exists() and not target.is_dir():
         raise ConfigurationError(f"Cannot save an index to {target}: it is a file. Pass a directory path.")
     target.parent.mkdir(parents=True, exist_ok=True)
-    with writer_lock(target):
+    with writer_lock(target), read() as snapshot:
         sweep_staging(target)
         if not target.exists():
             staging = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:16]}"
@@ -107,11 +112,11 @@ def save_snapshot(snapshot: Snapshot, path: str | os.PathLike[str]) -> Path:
                 shutil.rmtree(staging, ignore_errors=True)
                 raise
             fsync_dir(target.parent)
-            return target
-        _check_overwritable(target)
-        _write_snapshot(snapshot, target)
-        _remove_stale_files(target)
-    return target
+        else:
+            _check_overwritable(target)
+            _write_snapshot(snapshot, target)
+            _remove_stale_files(target)
+    return Path(path)
 
 
 def _staging_pattern(target: Path) -> re.Pattern[str]:
@@ -241,9 +246,9 @@ def load_snapshot(path: str | os.PathLike[str], embedder: Any | None) -> tuple[S
     for attempt in range(LOAD_ATTEMPTS):
         raw = _read_config_bytes(config_path, directory)
         config = parse_config(_parse_json(raw, config_path), config_path)
-        if attempt == 0:
-            embedder = embedder if embedder is not None else load_embedder()
-            check_embedder(embedder, config, directory)
+        if embedder is None:
+            embedder = load_embedder()
+        check_embedder(embedder, config, directory)  # again on a retry: the new save may differ
         try:
             return _read_snapshot(directory, config, config_path), embedder
         except IndexCorruptedError:

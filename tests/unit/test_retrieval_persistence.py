@@ -99,7 +99,7 @@ def _python(*args: str, **kwargs) -> subprocess.Popen:
 
 def test_processes_saving_to_one_folder_always_leave_a_loadable_index(tmp_path):
     target = tmp_path / "idx"
-    procs = [_python("-c", WRITER, str(n), "6", str(target)) for n in range(3)]
+    procs = [_python("-c", WRITER, str(n), "4", str(target)) for n in range(3)]
     results = [(proc.wait(timeout=300), proc.stderr.read()) for proc in procs]  # type: ignore[union-attr]
     for code, stderr in results:
         assert code == 0, stderr
