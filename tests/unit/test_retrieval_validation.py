@@ -135,8 +135,12 @@ def test_the_constructor_builds_or_raises_a_posrag_error(
         index = DocumentIndex(HashingEmbedder(16), **kwargs)
     except PosragError:
         return
-    index.add(["a small text", "another small text"])  # what was accepted works
-    assert len(index.search("small", k=2)) == 2
+    try:
+        index.add(["a small text", "another small text"])
+    except ConfigurationError as exc:  # an IVF index asked for more lists than two texts can train
+        assert index_type == "ivf" and "needs at least" in str(exc)
+        return
+    assert len(index.search("small", k=2)) == 2  # what was accepted works
 
 
 @FAST
