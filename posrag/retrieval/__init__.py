@@ -1,8 +1,9 @@
 """Document retrieval: a FAISS index over sentence-transformer embeddings, and its persistence.
 
-* :mod:`posrag.retrieval.index`: :class:`DocumentIndex` (build, add, delete, search).
-* :mod:`posrag.retrieval.options` and :mod:`posrag.retrieval.validation`: the index type and its knobs, and the
-  checks of every argument.
+* :mod:`posrag.retrieval.index`: :class:`DocumentIndex` (build, add, delete, search), guarded by the
+  readers-writer lock of :mod:`posrag.retrieval.rwlock`.
+* :mod:`posrag.retrieval.options` and :mod:`posrag.retrieval.validation`: the index type, its knobs and how
+  each FAISS index is built; the checks of every argument.
 * :mod:`posrag.retrieval.persistence` and :mod:`posrag.retrieval.format`: atomic, serialized saves and checked
   loads (JSON and FAISS files, never pickle).
 """

@@ -34,7 +34,7 @@ from posrag.documents import ScoredDocument
 from posrag.errors import ConfigurationError
 from posrag.models import embedder_name, load_embedder
 from posrag.retrieval.format import FORMAT_VERSION
-from posrag.retrieval.options import INDEX_TYPES, IndexOptions, IndexType, auto_nlist, check_int
+from posrag.retrieval.options import INDEX_TYPES, IndexOptions, IndexType, check_int, new_faiss_index
 from posrag.retrieval.persistence import Snapshot, load_snapshot, save_snapshot
 from posrag.retrieval.rwlock import ReadWriteLock
 from posrag.retrieval.validation import check_batch, check_delete_ids, check_k, check_queries, preview
@@ -236,7 +236,7 @@ class DocumentIndex:
         with self._lock.write():
             self._check_new_ids(ids)
             if self._index is None:
-                self._index = self._new_faiss_index(vectors)
+                self._index = new_faiss_index(self._options, vectors)
                 self._dimension = int(vectors.shape[1])
             self._check_dimension(vectors)
             labels = np.arange(self._next_label, self._next_label + len(texts), dtype=np.int64)
@@ -283,7 +283,7 @@ class DocumentIndex:
             return
         labels = np.fromiter(self._docs.keys(), dtype=np.int64, count=len(self._docs))
         vectors = self._index.reconstruct_batch(labels) if len(labels) else None
-        index = self._new_faiss_index(np.zeros((0, int(self._dimension or 0)), dtype=np.float32))
+        index = new_faiss_index(self._options, np.zeros((0, int(self._dimension or 0)), dtype=np.float32))
         if vectors is not None:
             index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), labels)
         self._index = index
@@ -296,29 +296,6 @@ class DocumentIndex:
             return
         batch = faiss.IDSelectorBatch(np.fromiter(self._tombstones, dtype=np.int64))
         self._exclude = (batch, faiss.IDSelectorNot(batch))
-
-    def _new_faiss_index(self, vectors: np.ndarray) -> faiss.Index:
-        dim = int(vectors.shape[1])
-        options = self._options
-        if options.index_type == "flat":
-            return faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
-        if options.index_type == "hnsw":
-            return faiss.IndexIDMap2(faiss.IndexHNSWFlat(dim, options.hnsw_m, faiss.METRIC_INNER_PRODUCT))
-        n = len(vectors)
-        nlist = options.ivf_nlist if options.ivf_nlist is not None else auto_nlist(n)
-        if n < nlist:
-            raise ConfigurationError(
-                f"index_type='ivf' with ivf_nlist={nlist} needs at least {nlist} vectors to train its lists; "
-                f"the first batch has {n}. Build from the whole corpus (DocumentIndex.from_texts), lower "
-                "ivf_nlist (or leave it None to size it from the corpus), or use index_type='flat' for exact "
-                "search, which is fast enough for small corpora."
-            )
-        # IVF takes external ids natively and can remove them; IndexIDMap2 around it would not remove safely.
-        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
-        if options.ivf_nlist is None:
-            index.cp.min_points_per_centroid = 1  # nlist was sized for this batch; no FAISS warning
-        index.train(vectors)
-        return index
 
     # ------------------------------------------------------------------------------------------- helpers
 

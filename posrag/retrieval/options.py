@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal, get_args
 
+import faiss
 import numpy as np
 
 from posrag.errors import ConfigurationError
@@ -60,4 +61,28 @@ def auto_nlist(n: int) -> int:
     return max(1, min(int(4 * math.sqrt(n)), n // 39))
 
 
-__all__ = ["INDEX_TYPES", "IndexOptions", "IndexType", "auto_nlist", "check_int", "is_int"]
+def new_faiss_index(options: IndexOptions, vectors: np.ndarray) -> faiss.Index:
+    """An empty FAISS index of ``options.index_type`` for the dimension of ``vectors`` (IVF: trained on them)."""
+    dim = int(vectors.shape[1])
+    if options.index_type == "flat":
+        return faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+    if options.index_type == "hnsw":
+        return faiss.IndexIDMap2(faiss.IndexHNSWFlat(dim, options.hnsw_m, faiss.METRIC_INNER_PRODUCT))
+    n = len(vectors)
+    nlist = options.ivf_nlist if options.ivf_nlist is not None else auto_nlist(n)
+    if n < nlist:
+        raise ConfigurationError(
+            f"index_type='ivf' with ivf_nlist={nlist} needs at least {nlist} vectors to train its lists; "
+            f"the first batch has {n}. Build from the whole corpus (DocumentIndex.from_texts), lower "
+            "ivf_nlist (or leave it None to size it from the corpus), or use index_type='flat' for exact "
+            "search, which is fast enough for small corpora."
+        )
+    # IVF takes external ids natively and can remove them; IndexIDMap2 around it would not remove safely.
+    index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+    if options.ivf_nlist is None:
+        index.cp.min_points_per_centroid = 1  # nlist was sized for this batch; no FAISS warning
+    index.train(vectors)
+    return index
+
+
+__all__ = ["INDEX_TYPES", "IndexOptions", "IndexType", "auto_nlist", "check_int", "is_int", "new_faiss_index"]

@@ -259,9 +259,10 @@ def _forge_index_file(target: Path, offset: int, value: int) -> None:
 
 
 def test_a_forged_vector_length_is_caught_before_faiss_allocates(saved):
-    # IxM2 + header (37 bytes), IxFI + header (37 bytes), then the flat codes' length: claim 2**39 floats (2 TiB)
-    _forge_index_file(saved, 74, 1 << 39)
-    with pytest.raises(IndexCorruptedError, match=r"claims 549755813888 entries for the flat index vectors"):
+    # IxM2 + header (37 bytes), IxFI + header (37 bytes), then the flat codes' length: 2**32 floats claimed
+    # (16 GiB), which FAISS itself would try to allocate and fail with a raw MemoryError
+    _forge_index_file(saved, 74, 1 << 32)
+    with pytest.raises(IndexCorruptedError, match=r"claims 4294967296 entries for the flat index vectors"):
         load(saved)
 
 
