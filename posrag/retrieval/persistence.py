@@ -96,7 +96,7 @@ def save_snapshot(read: Callable[[], AbstractContextManager[Snapshot]], path: st
     The file lock is taken before ``read()`` (which holds the index's read lock while the files are written),
     so a save waiting for another process never holds the index's lock, and lock order is always file, then index.
     """
-    target = Path(os.path.abspath(path))
+    target = Path(os.path.abspath(_check_path(path, "save")))
     if target.exists() and not target.is_dir():
         raise ConfigurationError(f"Cannot save an index to {target}: it is a file. Pass a directory path.")
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -117,6 +117,14 @@ def save_snapshot(read: Callable[[], AbstractContextManager[Snapshot]], path: st
             _write_snapshot(snapshot, target)
             _remove_stale_files(target)
     return Path(path)
+
+
+def _check_path(path: object, verb: str) -> str | os.PathLike[str]:
+    if isinstance(path, (str, os.PathLike)) and os.fspath(path):
+        return path  # type: ignore[return-value]
+    raise ConfigurationError(
+        f"DocumentIndex.{verb} takes a directory path (str or pathlib.Path); got {path!r}. Pass e.g. 'my-index'."
+    )
 
 
 def _staging_pattern(target: Path) -> re.Pattern[str]:
@@ -235,7 +243,7 @@ def load_snapshot(path: str | os.PathLike[str], embedder: Any | None) -> tuple[S
     ``embedder`` must be the one the index was built with; ``None`` loads the packaged default, once
     ``config.json`` has been checked (a broken index fails before a model is loaded).
     """
-    directory = Path(path)
+    directory = Path(_check_path(path, "load"))
     if not directory.is_dir():
         raise ConfigurationError(
             f"No posrag index at {directory}: "

@@ -89,6 +89,14 @@ def test_bad_constructor_arguments_name_the_value(kwargs, message):
         DocumentIndex(HashingEmbedder(), **kwargs)
 
 
+@pytest.mark.parametrize("path", [None, 5, "", b"idx"])
+def test_save_and_load_need_a_path(path):
+    with pytest.raises(ConfigurationError, match="save takes a directory path"):
+        build().save(path)
+    with pytest.raises(ConfigurationError, match="load takes a directory path"):
+        DocumentIndex.load(path, embedder=HashingEmbedder())
+
+
 def test_from_texts_rejects_non_lists():
     for texts in (None, 5, "one text"):
         with pytest.raises(ConfigurationError, match="texts must be a list of strings"):
