@@ -60,3 +60,12 @@ def test_loading_with_an_embedder_of_another_dimension_fails_clearly(real_index,
         DocumentIndex.load(tmp_path / "idx", embedder=impostor)
     with pytest.raises(ConfigurationError, match=r"built with embedder 'all-MiniLM-L6-v2'.*'hashing-bow-384'"):
         DocumentIndex.load(tmp_path / "idx", embedder=HashingEmbedder(dimension=384))
+
+
+def test_a_lone_surrogate_is_refused_before_the_tokenizer_sees_it(real_index):
+    # MiniLM's tokenizer raised a raw TypeError on such text; posrag names the document instead
+    with pytest.raises(ConfigurationError, match=r"document 'broken' contains '\\ud800'"):
+        real_index.add(["x \ud800"], ids=["broken"])
+    with pytest.raises(ConfigurationError, match=r"queries\[0\] contains '\\ud800'"):
+        real_index.search("capital \ud800")
+    assert "broken" not in real_index and len(real_index) == len(CORPUS)

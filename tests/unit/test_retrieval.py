@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 import posrag.retrieval as retrieval
 from posrag.documents import ScoredDocument
 from posrag.errors import ConfigurationError, IndexCorruptedError
-from posrag.retrieval import CONFIG_FILE, FORMAT_VERSION, INDEX_TYPES, DocumentIndex
+from posrag.retrieval import CONFIG_FILE, FORMAT_VERSION, INDEX_TYPES, DocumentIndex, persistence
 from tests.unit.hashing_embedder import HashingEmbedder
 
 TEXTS = [
@@ -185,7 +185,7 @@ def test_add_returns_ids_and_generates_unique_ones():
     [
         (lambda i: i.add(["dup a", "dup b"], ids=["d", "d"]), "Duplicate ids in this batch: 'd'"),
         (lambda i: i.add(["again"], ids=["paris"]), "already in the index: 'paris'"),
-        (lambda i: i.search("q", k=0), "k must be a positive integer.*got 0"),
+        (lambda i: i.search("q", k=0), "k must be an integer from 1 to .*got 0"),
         (lambda i: i.search("q", k=-2), "got -2"),
         (lambda i: i.search("q", k=True), "got True"),
         (lambda i: i.add(["ok", "  "]), r"texts\[1\] is '  '"),
@@ -288,7 +288,7 @@ def test_empty_index_round_trip(tmp_path):
 
 def _crashing_write(fail_on: str):
     """A ``_write_json`` that dies half-way through the documents or the config file (after writing half)."""
-    original = retrieval._write_json
+    original = persistence.write_json
 
     def write(path, data):
         if fail_on in data:  # "documents" is a key of the documents file, "format" of the config
@@ -307,12 +307,12 @@ def test_a_failed_save_leaves_the_previous_index_intact(tmp_path, monkeypatch, f
     old.save(target)
     before = sorted(p.name for p in target.iterdir())
     new = DocumentIndex.from_texts(["an entirely different corpus"], ids=["other"], embedder=HashingEmbedder())
-    monkeypatch.setattr(retrieval, "_write_json", _crashing_write(fail_on))
+    monkeypatch.setattr(persistence, "write_json", _crashing_write(fail_on))
     with pytest.raises(OSError, match="disk full"):
         new.save(target)
     monkeypatch.undo()
     assert sorted(p.name for p in target.iterdir()) == before  # nothing half-written left behind
-    assert [p.name for p in tmp_path.iterdir()] == ["idx"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".idx.lock", "idx"]  # the writers' lock stays
     loaded = DocumentIndex.load(target, embedder=HashingEmbedder())
     assert loaded.documents() == old.documents()
     new.save(target)  # and a later save still works
@@ -320,10 +320,10 @@ def test_a_failed_save_leaves_the_previous_index_intact(tmp_path, monkeypatch, f
 
 
 def test_a_failed_first_save_leaves_no_directory(tmp_path, monkeypatch):
-    monkeypatch.setattr(retrieval, "_write_json", _crashing_write("documents"))
+    monkeypatch.setattr(persistence, "write_json", _crashing_write("documents"))
     with pytest.raises(OSError, match="disk full"):
         build().save(tmp_path / "idx")
-    assert list(tmp_path.iterdir()) == []  # neither the target nor a staging directory
+    assert [p.name for p in tmp_path.iterdir()] == [".idx.lock"]  # neither the target nor a staging directory
 
 
 def test_leftovers_of_a_killed_save_are_ignored_then_cleaned(tmp_path):
@@ -373,7 +373,7 @@ def _replace_consistently(target, role, data: bytes):
     path = _data_file(target, role)
     path.write_bytes(data)
     config = _config(target)
-    config["files"][role] = retrieval._file_record(path)
+    config["files"][role] = persistence.file_record(path).to_dict()
     (target / CONFIG_FILE).write_text(json.dumps(config))
 
 
@@ -415,7 +415,7 @@ def test_foreign_config(saved):
 
 def test_foreign_faiss_file(saved):
     _replace_consistently(saved, "index", b"this is not a faiss index at all" * 10)
-    with pytest.raises(IndexCorruptedError, match=r"index-.*FAISS cannot read it"):
+    with pytest.raises(IndexCorruptedError, match=r"index-.*is FAISS type b'this', expected 'IxM2'"):
         load(saved)
 
 
@@ -423,7 +423,7 @@ def test_faiss_file_from_another_index(saved, tmp_path):
     other = DocumentIndex.from_texts(TEXTS[:2], embedder=HashingEmbedder())
     other.save(tmp_path / "other")
     _replace_consistently(saved, "index", _data_file(tmp_path / "other", "index").read_bytes())
-    with pytest.raises(IndexCorruptedError, match="holds 2 vectors but the documents file accounts for 6"):
+    with pytest.raises(IndexCorruptedError, match=r"holds 2 vectors but config\.json and the documents account for 6"):
         load(saved)
 
 
