@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from posrag._files import sha256_file
 from posrag.errors import ConfigurationError, ModelNotFoundError
 
 if TYPE_CHECKING:
@@ -124,20 +125,10 @@ def _is_complete(directory: Path) -> bool:
 # without ``files``) is trusted once: its manifest is recorded from the files as they are, on its first load.
 
 
-def _sha256_file(path: Path, chunk_size: int = 1 << 20) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(chunk_size):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _manifest_files(directory: Path) -> dict[str, dict[str, Any]]:
     """Size and sha256 of every file of a converted model (the marker itself excluded)."""
     return {
-        path.relative_to(directory).as_posix(): {"size": path.stat().st_size, "sha256": _sha256_file(path)}
+        path.relative_to(directory).as_posix(): {"size": path.stat().st_size, "sha256": sha256_file(path)}
         for path in sorted(directory.rglob("*"))
         if path.is_file() and not path.name.startswith((_COMPLETE_MARKER, f".{_COMPLETE_MARKER}"))
     }
@@ -181,7 +172,7 @@ def verify_model_cache(directory: str | os.PathLike[str], *, full: bool = False)
             continue
         if size != expected.get("size"):
             problems.append(f"{path} has {size} bytes, the manifest recorded {expected.get('size')}.")
-        elif full and _sha256_file(path) != expected.get("sha256"):
+        elif full and sha256_file(path) != expected.get("sha256"):
             problems.append(f"{path} does not match its recorded sha256 (its content changed).")
     return problems
 

@@ -42,7 +42,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from posrag._hashing import sha256_file
+from posrag._files import sha256_file
 from posrag.bench.conditions import (
     CONDITIONS,
     DEFAULT_BENCH_GENERATION,

@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from posrag import models
+from posrag._files import sha256_file
 from posrag.errors import ConfigurationError, ModelNotFoundError
 
 
@@ -207,7 +208,7 @@ def test_conversion_records_sizes_and_hashes(converted):
     files = json.loads((path / models._COMPLETE_MARKER).read_text())["files"]
     assert {"config.json", "model.safetensors", "tokenizer.json"} <= set(files)
     weights = path / "model.safetensors"
-    assert files["model.safetensors"] == {"size": weights.stat().st_size, "sha256": models._sha256_file(weights)}
+    assert files["model.safetensors"] == {"size": weights.stat().st_size, "sha256": sha256_file(weights)}
     assert models.verify_model_cache(path, full=True) == []
 
 
