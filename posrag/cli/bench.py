@@ -198,12 +198,22 @@ def make_synthetic(
     kinds: Annotated[
         str, typer.Option(help="Attribute kinds, comma-separated: birthplace, company, profession.")
     ] = "birthplace,company,profession",
+    hard: Annotated[
+        bool,
+        typer.Option(
+            "--hard",
+            help='Ask each fact through a second one ("the person who founded X"), with a decoy that names X: '
+            "the retriever's top-1 is often wrong.",
+        ),
+    ] = False,
 ) -> None:
     """Write a seeded synthetic Lost-in-the-Middle data set offline: fictional people, one fact each."""
-    from posrag.bench.synthetic import make_synthetic_records, write_jsonl
+    from posrag.bench.synthetic import make_hard_synthetic_records, make_synthetic_records, write_jsonl
 
+    make = make_hard_synthetic_records if hard else make_synthetic_records
     try:
-        written = write_jsonl(make_synthetic_records(questions, docs, seed=seed, kinds=_names(kinds)), out)
+        written = write_jsonl(make(questions, docs, seed=seed, kinds=_names(kinds)), out)
     except PosragError as exc:
         raise _fail(exc) from None
     typer.echo(f"Wrote {questions} questions with {docs} documents each to {written}.")
+
