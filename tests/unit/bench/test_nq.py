@@ -152,3 +152,33 @@ def test_retriever_recall_counts_the_gold_among_the_k_best():
     assert retriever_recall([easy, hard], embedder, k=2) == 1.0
     with pytest.raises(ConfigurationError):
         retriever_recall([], embedder)
+
+
+@pytest.mark.parametrize(
+    ("name", "docs", "split"),
+    [
+        ("nq-mined-10", 10, "evaluation"),
+        ("nq-mined-20", 20, "evaluation"),
+        ("nq-mined-calibration-20", 20, "calibration"),
+    ],
+)
+def test_the_committed_nq_files_are_well_formed(name, docs, split):
+    path = DOCS / f"{name}.jsonl.gz"
+    records = load_records(path)
+    with gzip.open(path, "rt") as handle:
+        splits = {json.loads(line)["split"] for line in handle}
+    assert splits == {split} and len(records) == 200
+    for record in records:
+        assert len(record.documents) == docs and record.gold_index == 0
+        answers = [a for a in map(normalize_answer, record.answers) if a]
+        for doc in record.distractors:
+            assert not any(a in normalize_answer(f"{doc.title} {doc.text}") for a in answers)
+
+
+def test_the_committed_calibration_and_evaluation_questions_are_disjoint():
+    ids = {
+        name: {r.id for r in load_records(DOCS / f"{name}.jsonl.gz")}
+        for name in ("nq-mined-20", "nq-mined-calibration-20")
+    }
+    assert not ids["nq-mined-20"] & ids["nq-mined-calibration-20"]
+    assert ids["nq-mined-20"] == {r.id for r in load_records(DOCS / "nq-mined-10.jsonl.gz")}
