@@ -174,7 +174,8 @@ def load_records(path: str | os.PathLike[str], *, limit: int | None = None) -> l
 
 
 def packaged_dataset(name: str = "litm-synthetic-20") -> Path:
-    """Path of a data set shipped in ``posrag/data`` (``litm-synthetic-20``: 100 questions, 20 documents)."""
+    """Path of a data set shipped in ``posrag/data``: ``litm-synthetic-20`` (100 questions, 20 documents) or
+    ``litm-synthetic-hard-20`` (the same size, questions through a second fact, see ``make-synthetic --hard``)."""
     from importlib.resources import files
 
     path = Path(str(files("posrag").joinpath(f"data/{name}.jsonl")))

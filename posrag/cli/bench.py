@@ -143,12 +143,54 @@ def make_synthetic(
     kinds: Annotated[
         str, typer.Option(help="Attribute kinds, comma-separated: birthplace, company, profession.")
     ] = "birthplace,company,profession",
+    hard: Annotated[
+        bool,
+        typer.Option(
+            "--hard",
+            help='Ask each fact through a second one ("the person who founded X"), with a decoy that names X: '
+            "the retriever's top-1 is often wrong.",
+        ),
+    ] = False,
 ) -> None:
     """Write a seeded synthetic Lost-in-the-Middle data set offline: fictional people, one fact each."""
-    from posrag.bench.synthetic import make_synthetic_records, write_jsonl
+    from posrag.bench.synthetic import make_hard_synthetic_records, make_synthetic_records, write_jsonl
 
+    make = make_hard_synthetic_records if hard else make_synthetic_records
     try:
-        written = write_jsonl(make_synthetic_records(questions, docs, seed=seed, kinds=_names(kinds)), out)
+        written = write_jsonl(make(questions, docs, seed=seed, kinds=_names(kinds)), out)
     except PosragError as exc:
         raise _fail(exc) from None
     typer.echo(f"Wrote {questions} questions with {docs} documents each to {written}.")
+
+
+@bench_app.command("make-nq")
+def make_nq(
+    out: Annotated[Path, typer.Argument(help="Where to write the records (.jsonl, or .jsonl.gz to compress).")],
+    num_docs: Annotated[int, typer.Option(help="Documents per question (gold + mined distractors).", min=2)] = 20,
+    split: Annotated[str, typer.Option(help="calibration, evaluation or all.")] = "evaluation",
+    limit: Annotated[int | None, typer.Option(help="Only the first N questions of the split.", min=1)] = None,
+    calibration: Annotated[int, typer.Option(help="Questions in the calibration split.", min=0)] = 200,
+    seed: Annotated[int, typer.Option(help="Seed of the calibration/evaluation split.")] = 0,
+    source: Annotated[
+        Path | None, typer.Option(help="NQ-open oracle file (default: ../shared/data/nq-open-oracle.jsonl.gz).")
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """NQ-open with mined distractors: each question's gold passage and the nearest other gold passages."""
+    from posrag.bench.nq import make_nq_records
+    from posrag.bench.synthetic import write_jsonl
+
+    try:
+        records = make_nq_records(
+            source,
+            num_docs,
+            split=None if split == "all" else split,
+            limit=limit,
+            calibration=calibration,
+            seed=seed,
+            progress=progress,
+        )
+        written = write_jsonl(records, out)
+    except PosragError as exc:
+        raise _fail(exc) from None
+    typer.echo(f"Wrote {len(records)} {split} questions with {num_docs} documents each to {written}.")
