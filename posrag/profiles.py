@@ -31,6 +31,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
+from posrag._validation import check_number
 from posrag.bias import (
     BIAS_CLASSES,
     DEFAULT_TOLERANCE,
@@ -104,11 +105,7 @@ class BiasProfile:
             raise ConfigurationError(f"Profile accuracy values must lie in [0, 1]; got {ys}.")
         if self.model is not None and not isinstance(self.model, str):
             raise ConfigurationError(f"A bias profile's model must be a name (str) or None; got {self.model!r}.")
-        if isinstance(self.tolerance, bool) or not isinstance(self.tolerance, (int, float)):
-            raise ConfigurationError(f"tolerance={self.tolerance!r} must be a number in [0, 1].")
-        if not 0.0 <= self.tolerance <= 1.0:
-            raise ConfigurationError(f"tolerance={self.tolerance!r} must be a number in [0, 1].")
-        object.__setattr__(self, "tolerance", float(self.tolerance))
+        object.__setattr__(self, "tolerance", check_number("tolerance", self.tolerance, 0.0, 1.0))
         try:
             object.__setattr__(self, "positions", tuple(int(p) for p in self.positions))
             object.__setattr__(self, "ci95", tuple((float(lo), float(hi)) for lo, hi in self.ci95))

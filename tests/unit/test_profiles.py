@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ast
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -45,6 +47,11 @@ def test_the_core_never_imports_the_benchmark_or_the_cli():
         if bad:
             offenders[str(path.relative_to(PACKAGE))] = bad
     assert offenders == {}
+
+
+def test_profiles_and_ordering_import_without_torch():
+    code = "import sys, posrag.ordering, posrag.profiles; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=PACKAGE.parent)
 
 
 def test_the_shipped_profile_is_the_measured_one():
