@@ -299,7 +299,10 @@ def profile_path(model_name: str, path: str | os.PathLike[str] | None = None) ->
 
 def shipped_profile_path(model_name: str) -> Path | None:
     """The profile shipped with posrag for ``model_name`` (package data), or ``None``."""
-    file = resources.files("posrag").joinpath(*SHIPPED_PROFILES, f"{model_slug(model_name)}.json")
+    folder = resources.files("posrag")
+    for part in SHIPPED_PROFILES:
+        folder = folder.joinpath(part)
+    file = folder.joinpath(f"{model_slug(model_name)}.json")
     return Path(str(file)) if file.is_file() else None
 
 
