@@ -15,6 +15,7 @@ from typing import Any, Literal, get_args
 from posrag import profiles
 from posrag._validation import check_bool, check_choice, check_int, check_number
 from posrag.errors import ConfigurationError
+from posrag.ordering import Strategy as ReorderStrategy
 from posrag.profiles import BiasProfile, PositionBias
 from posrag.steering.curves import (
     FLAT_CURVE,
@@ -30,7 +31,6 @@ from posrag.steering.zones import LAYER_POLICIES, LayerPolicy
 Mechanism = Literal["activation", "attention", "both"]
 VectorSource = Literal["hidden_mean", "embedding"]
 AttentionLayers = Literal["all", "planned"]
-ReorderStrategy = Literal["recency", "sandwich", "graduated", "long_context", "none"]
 
 MECHANISMS: tuple[str, ...] = get_args(Mechanism)
 VECTOR_SOURCES: tuple[str, ...] = get_args(VectorSource)
