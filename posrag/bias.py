@@ -1,7 +1,7 @@
 """Position-bias shapes: classify how well a model reads each position, and the ordering that suits it.
 
-One rule, shared by steering (:class:`posrag.steering.PositionBiasProfile`), the benchmark's profiles
-(:class:`posrag.bench.profile.BiasProfile`) and ``strategy="auto"`` ordering. Pure functions.
+One rule, used by the one profile type (:class:`posrag.profiles.BiasProfile`), hence by steering's
+``position_bias``, ``strategy="auto"`` ordering and the benchmark's ``posrag profile``. Pure functions.
 
 ``flat``     the curve's range (best − worst position) is within ``tolerance``.
 ``u_curve``  both the first and the last third of the context beat the middle third by more than

@@ -35,8 +35,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
 
+from posrag._validation import check_choice as _check_choice
 from posrag.documents import PositionInfo, ScoredDocument
 from posrag.errors import ConfigurationError
+from posrag.profiles import load_profile
 
 Strategy = Literal["recency", "graduated", "sandwich", "long_context", "none"]
 ScoreDirection = Literal["similarity", "distance"]
@@ -51,23 +53,18 @@ StrategyOrAuto = Strategy | Literal["auto"]
 def resolve_strategy(strategy: str, model_name: str | None = None, best_at: BestAt = "end") -> tuple[Strategy, BestAt]:
     """``(strategy, best_at)`` as given, or for ``"auto"`` what ``model_name``'s saved profile recommends.
 
-    ``auto`` follows the profile measured by ``posrag profile`` (:mod:`posrag.bias`): the strategy for the
-    curve's shape and, for ``long_context``, the end the model reads better. ``model_name`` defaults to the
-    packaged model.
+    ``auto`` follows the model's position-bias profile (:func:`posrag.profiles.load_profile`: the one
+    ``posrag profile`` saved, else the one shipped with posrag): the strategy for the curve's shape
+    (:mod:`posrag.bias`) and, for ``long_context``, the end the model reads better. ``model_name`` defaults to
+    the packaged model.
     """
     if strategy != "auto":
         _check_choice("strategy", strategy, (*STRATEGIES, "auto"))
         return strategy, best_at  # type: ignore[return-value]
-    from posrag.bench.profile import resolve_position_bias
-    from posrag.models import DEFAULT_LLM
+    from posrag.models import DEFAULT_LLM  # lazy: posrag.models imports torch
 
-    profile = resolve_position_bias("auto", model_name or DEFAULT_LLM)
-    return profile.recommended_strategy, profile.recommended_best_at  # type: ignore[union-attr, return-value]
-
-
-def _check_choice(name: str, value: str, allowed: Sequence[str]) -> None:
-    if value not in allowed:
-        raise ConfigurationError(f"{name}={value!r} is not one of {', '.join(map(repr, allowed))}.")
+    profile = load_profile(model_name or DEFAULT_LLM)
+    return profile.recommended_strategy, profile.recommended_best_at  # type: ignore[return-value]
 
 
 def rank(scores: Sequence[float | None], score_direction: ScoreDirection = "similarity") -> list[int]:

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from posrag.bias import DEFAULT_TOLERANCE
 from posrag.errors import PosragError
 
 
@@ -24,7 +25,7 @@ def profile(
     tolerance: Annotated[
         float,
         typer.Option(help="Accuracy difference (0-1) below which the curve counts as flat / ends as level."),
-    ] = 0.10,
+    ] = DEFAULT_TOLERANCE,
     out: Annotated[
         Path | None,
         typer.Option(help="Where to save the profile (default: posrag's cache, profiles/<model>.json)."),
@@ -34,11 +35,12 @@ def profile(
 ) -> None:
     """Probe a model with a short synthetic run and classify its position bias (recency, u_curve, flat).
 
-    The saved profile is what position_bias="auto" resolves to for this model, and its recommended
-    reorder strategy is the one the reorder step pairs with it.
+    The saved profile is what position_bias="auto" resolves to for this model (it takes precedence over a
+    profile shipped with posrag), and its recommended reorder strategy is the one the reorder step pairs with it.
     """
-    from posrag.bench.profile import profile_bias, save_profile
+    from posrag.bench.profile import profile_bias
     from posrag.models import load_causal_lm
+    from posrag.profiles import save_profile
 
     try:
         parsed = tuple(int(p) for p in positions.split(",") if p.strip())

@@ -1,13 +1,19 @@
 """Position-graduated steering: steer a local LLM toward the retrieved documents, hardest where it reads worst.
 
-Split like a peft method: :mod:`~posrag.steering.policy` (pure: curves, layer zones, tiers, presets,
-:func:`plan_steering`), :mod:`~posrag.steering.activation` and :mod:`~posrag.steering.attention` (the two
+Split like a peft method. The policy, pure and testable without a model: :mod:`~posrag.steering.curves`
+(relative position → intensity multiplier), :mod:`~posrag.steering.zones` (relative position → layers),
+:mod:`~posrag.steering.config` (:class:`SteeringConfig`, ``position_bias`` presets) and
+:mod:`~posrag.steering.planning` (tiers, :func:`plan_steering`); :mod:`~posrag.steering.policy` only re-exports
+them under the old path. Then :mod:`~posrag.steering.activation` and :mod:`~posrag.steering.attention` (the two
 mechanisms' hook factories), :mod:`~posrag.steering.hooks` (registration that always undoes itself, request
 scoping), :mod:`~posrag.steering.spans` (character → token spans) and :mod:`~posrag.steering.generator`
 (:class:`SteeredGenerator`, the object to use).
 """
 
+from posrag.profiles import PositionBiasProfile
 from posrag.steering.activation import align_dimension, orthogonal_steer
+from posrag.steering.config import BIAS_PRESETS, BiasPreset, SteeringConfig, bias_preset
+from posrag.steering.curves import BUILTIN_CURVES, IntensityCurve, measured_curve, resolve_curve
 from posrag.steering.generator import (
     FormattedPrompt,
     PreparedSteering,
@@ -19,26 +25,19 @@ from posrag.steering.generator import (
     targets_from_prompt,
 )
 from posrag.steering.hooks import Handle, HookSpec, RequestScope, hook_counts, patch, patched
-from posrag.steering.policy import (
-    BIAS_PRESETS,
-    BUILTIN_CURVES,
+from posrag.steering.planning import PlannedSteer, SteeringTarget, plan_steering
+from posrag.steering.spans import TokenSpan, char_span_to_tokens, encode_with_offsets
+from posrag.steering.zones import (
     RULE_TYPE_ZONES,
-    BiasPreset,
-    IntensityCurve,
     LayerZone,
-    PlannedSteer,
-    PositionBiasProfile,
-    SteeringConfig,
-    SteeringTarget,
     layer_zone,
-    plan_steering,
     position_layer_map,
-    resolve_curve,
-    resolve_position_bias,
     target_layers,
     zone_layers,
 )
-from posrag.steering.spans import TokenSpan, char_span_to_tokens, encode_with_offsets
+
+#: Former name of :func:`bias_preset` (a ``position_bias`` value → its curve and reorder strategy).
+resolve_position_bias = bias_preset
 
 __all__ = [
     "BIAS_PRESETS",
@@ -61,11 +60,13 @@ __all__ = [
     "SteeringTraceEntry",
     "TokenSpan",
     "align_dimension",
+    "bias_preset",
     "char_span_to_tokens",
     "encode_with_offsets",
     "format_messages",
     "hook_counts",
     "layer_zone",
+    "measured_curve",
     "orthogonal_steer",
     "patch",
     "patched",

@@ -73,7 +73,36 @@ def test_reorder_auto_follows_the_profile(cache):
     ids = [d.id for d in Reorderer("auto", model_name="tiny-recency")(DOCS)]
     assert ids == [d.id for d in reorder(DOCS, "recency")]
     with pytest.raises(ConfigurationError, match="posrag profile"):
-        Reorderer("auto")  # the packaged model has no profile in this empty cache
+        Reorderer("auto", model_name="never-profiled")
+
+
+SHIPPED = (0.8, 0.15, 0.2, 0.3, 0.55)  # docs/litm/profile-gemma3-270m.json, shipped as package data
+
+
+def test_the_packaged_model_works_with_auto_on_a_fresh_machine(cache):
+    from posrag.models import DEFAULT_LLM
+    from posrag.profiles import load_profile, profile_path, shipped_profile_path
+
+    assert not profile_path(DEFAULT_LLM).exists()  # nothing measured in this cache
+    shipped = load_profile(DEFAULT_LLM)
+    assert shipped.accuracy == SHIPPED and shipped.model == DEFAULT_LLM
+    assert shipped == load_profile(DEFAULT_LLM, shipped_profile_path(DEFAULT_LLM))
+    reorderer = Reorderer("auto")  # model_name defaults to the packaged model
+    assert (reorderer.strategy, reorderer.best_at) == ("long_context", "start")
+    config = SteeringConfig(position_bias="auto").resolve_auto(DEFAULT_LLM)
+    assert config.position_bias == shipped and config.reorder_strategy == "long_context"
+    assert config.resolved_curve.name == "measured"
+
+
+def test_a_users_saved_profile_wins_over_the_shipped_one(cache):
+    from posrag.models import DEFAULT_LLM
+    from posrag.profiles import load_profile, shipped_profile_path
+
+    mine = _save(DEFAULT_LLM, RECENCY_SHAPE)
+    assert load_profile(DEFAULT_LLM) == mine
+    assert Reorderer("auto").strategy == "recency"
+    assert SteeringConfig(position_bias="auto").resolve_auto(DEFAULT_LLM).reorder_strategy == "recency"
+    assert shipped_profile_path(DEFAULT_LLM).is_file()  # still there, just not used
 
 
 def test_framework_adapters_accept_auto(cache):

@@ -121,7 +121,9 @@ def test_bad_profiles_are_actionable(tmp_path):
     with pytest.raises(ConfigurationError, match="Cannot read"):
         BiasProfile.load(bad)
     with pytest.raises(ConfigurationError, match="classification"):
-        BiasProfile("m", (1, 2), 2, (1.0, 1.0), "sideways", "")  # type: ignore[arg-type]
+        BiasProfile.from_dict({"positions": [1, 2], "total": 2, "accuracy": [1.0, 1.0], "classification": "recency"})
+    with pytest.raises(ConfigurationError, match="do not match"):
+        BiasProfile((0.0, 0.5), (1.0, 1.0), positions=(1, 2), num_docs=2)
 
 
 def test_profile_bias_probes_a_model(cache):

@@ -18,6 +18,7 @@ from posrag.steering import (
     SteeringConfig,
     SteeringTarget,
     layer_zone,
+    measured_curve,
     plan_steering,
     position_layer_map,
     resolve_curve,
@@ -25,7 +26,8 @@ from posrag.steering import (
     target_layers,
     zone_layers,
 )
-from posrag.steering.policy import FLAT_CURVE, GHOST_MULTIPLIER, LINEAR_CURVE, STEP_CURVE, U_CURVE
+from posrag.steering.curves import FLAT_CURVE, LINEAR_CURVE, STEP_CURVE, U_CURVE
+from posrag.steering.planning import GHOST_MULTIPLIER
 
 positions = st.floats(min_value=0.0, max_value=1.0, allow_nan=False)
 depths = st.integers(min_value=1, max_value=96)
@@ -245,7 +247,7 @@ def test_explicit_curve_wins_over_the_preset() -> None:
 
 def test_measured_u_profile_steers_the_middle_hardest() -> None:
     profile = PositionBiasProfile((0.0, 0.25, 0.5, 0.75, 1.0), (1.0, 0.6, 0.3, 0.5, 1.0))
-    curve = profile.curve()
+    curve = measured_curve(profile)
     assert curve(0.5) == pytest.approx(1.5) and curve(0.0) == pytest.approx(0.7)
     assert curve(0.5) > curve(0.25) > curve(0.0)
     assert profile.shape() == "u_curve"
@@ -255,9 +257,9 @@ def test_measured_u_profile_steers_the_middle_hardest() -> None:
 def test_measured_recency_and_flat_profiles() -> None:
     recency = PositionBiasProfile((0.0, 0.5, 1.0), (0.3, 0.5, 0.9))
     assert recency.reorder_strategy() == "recency"
-    assert recency.curve()(0.0) > recency.curve()(1.0)
+    assert measured_curve(recency)(0.0) > measured_curve(recency)(1.0)
     flat = PositionBiasProfile((0.0, 1.0), (0.8, 0.82))
-    assert flat.reorder_strategy() == "none" and flat.curve()(0.3) == 1.0
+    assert flat.reorder_strategy() == "none" and measured_curve(flat) == FLAT_CURVE
 
 
 def test_profile_from_json_file_and_positions(tmp_path) -> None:
@@ -269,14 +271,15 @@ def test_profile_from_json_file_and_positions(tmp_path) -> None:
     assert config.resolved_curve(0.5) > config.resolved_curve(0.0)
 
 
-def test_profile_like_objects_are_accepted() -> None:
-    class Measured:  # e.g. posrag.bench.profile.BiasProfile
-        relative_positions = (0.0, 0.5, 1.0)
-        accuracy = (1.0, 0.3, 0.95)
-        model = "gemma3-270m"
+def test_one_profile_type_for_steering_and_the_benchmark() -> None:
+    from posrag.bench.profile import BiasProfile
+    from posrag.profiles import BiasProfile as CoreProfile
 
-    preset = resolve_position_bias(Measured())
+    assert PositionBiasProfile is BiasProfile is CoreProfile
+    measured = BiasProfile.measured("gemma3-270m", (1, 10, 19), 19, (1.0, 0.3, 0.95))
+    preset = resolve_position_bias(measured)
     assert preset.name == "measured" and preset.reorder_strategy == "long_context"
+    assert preset == resolve_position_bias(measured.to_dict())
 
 
 @pytest.mark.parametrize("bias", ["primacy", {"accuracy": [1.0]}, 3])

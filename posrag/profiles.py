@@ -1,0 +1,398 @@
+"""Position-bias profiles: a model's accuracy by document position, stored, shipped and resolved.
+
+A :class:`BiasProfile` is the accuracy curve of a model by the relative position of the gold document
+(0 = first, 1 = last), usually measured by ``posrag profile`` (:func:`posrag.bench.profile.profile_bias`, a
+short synthetic "Lost in the Middle" run: baseline only, no ordering, no steering), and its shape by
+:mod:`posrag.bias`'s rule (``flat``, ``u_curve``, ``recency``, ``primacy``) with the ordering that suits it.
+It is what ``position_bias="auto"`` (steering) and ``strategy="auto"`` (ordering) follow.
+
+Storage: JSON at ``posrag.models.cache_dir() / "profiles" / <model-slug>.json`` (:func:`save_profile`,
+atomic). :func:`load_profile` looks there first, then at the profiles shipped with posrag
+(``posrag/data/profiles/<model-slug>.json``: the packaged Gemma 3 270M's measured profile), so ``"auto"``
+works on a fresh machine and a user's own measurement wins over the shipped one.
+
+:func:`resolve` is the one reading of a ``position_bias`` value: a preset name stays a name, anything else
+(``"auto"``, a profile, a dict, a JSON path) becomes a :class:`BiasProfile`. What a name or a profile means
+for steering (curve, reorder strategy) is :func:`posrag.steering.config.bias_preset`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import numbers
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from posrag._validation import check_number
+from posrag.bias import (
+    BIAS_CLASSES,
+    DEFAULT_TOLERANCE,
+    RECOMMENDED_STRATEGY,
+    BiasClass,
+    classify_bias,
+    recommend_ordering,
+)
+from posrag.errors import ConfigurationError
+
+#: The presets a ``position_bias`` setting may name directly (besides ``"auto"`` and a profile).
+BIAS_PRESET_NAMES: tuple[str, ...] = ("recency", "u_curve", "flat")
+BiasName = Literal["recency", "u_curve", "flat"]
+PROFILE_SCHEMA = "posrag.bias_profile"
+PROFILE_VERSION = 1
+#: Package data folder of the shipped profiles (``importlib.resources`` path under ``posrag``).
+SHIPPED_PROFILES = ("data", "profiles")
+
+
+# ----------------------------------------------------------------------------- the profile
+
+
+def _relative(positions: Sequence[int], num_docs: int) -> tuple[float, ...]:
+    return tuple(0.0 if num_docs == 1 else (p - 1) / (num_docs - 1) for p in positions)
+
+
+def _floats(name: str, values: Any) -> tuple[float, ...]:
+    if isinstance(values, (str, bytes, Mapping)) or not isinstance(values, Iterable):
+        raise ConfigurationError(f"A bias profile's {name} must be a list of numbers; got {values!r}.")
+    out = []
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+            raise ConfigurationError(f"A bias profile's {name} must be finite numbers; got {value!r} in {values!r}.")
+        out.append(float(value))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class BiasProfile:
+    """A model's accuracy at relative positions in [0, 1], and the shape and ordering it implies.
+
+    ``relative_positions`` and ``accuracy`` are the curve (>= 2 points, positions strictly increasing);
+    ``tolerance`` is the accuracy difference that counts as noise when classifying it. A measured profile also
+    records the 1-based ``positions`` probed out of ``num_docs`` documents, ``questions`` per position, the 95 %
+    intervals (``ci95``) and ``created_at``; a hand-written one may give only the curve.
+    """
+
+    relative_positions: tuple[float, ...]
+    accuracy: tuple[float, ...]
+    model: str | None = None
+    tolerance: float = DEFAULT_TOLERANCE
+    positions: tuple[int, ...] = ()  # 1-based, as probed; empty when only relative positions are known
+    num_docs: int | None = None
+    questions: int = 0
+    ci95: tuple[tuple[float, float], ...] = ()
+    created_at: str = ""
+
+    def __post_init__(self) -> None:
+        xs = _floats("relative_positions", self.relative_positions)
+        ys = _floats("accuracy", self.accuracy)
+        object.__setattr__(self, "relative_positions", xs)
+        object.__setattr__(self, "accuracy", ys)
+        if len(xs) != len(ys) or len(xs) < 2:
+            raise ConfigurationError(
+                f"A bias profile needs >= 2 positions and one accuracy per position; got {len(xs)} positions and "
+                f"{len(ys)} accuracies. Create one with `posrag profile`."
+            )
+        if list(xs) != sorted(set(xs)) or not all(0.0 <= x <= 1.0 for x in xs):
+            raise ConfigurationError(f"Profile relative_positions must be strictly increasing in [0, 1]; got {xs}.")
+        if not all(0.0 <= y <= 1.0 for y in ys):
+            raise ConfigurationError(f"Profile accuracy values must lie in [0, 1]; got {ys}.")
+        if self.model is not None and not isinstance(self.model, str):
+            raise ConfigurationError(f"A bias profile's model must be a name (str) or None; got {self.model!r}.")
+        object.__setattr__(self, "tolerance", check_number("tolerance", self.tolerance, 0.0, 1.0))
+        try:
+            object.__setattr__(self, "positions", tuple(int(p) for p in self.positions))
+            object.__setattr__(self, "ci95", tuple((float(lo), float(hi)) for lo, hi in self.ci95))
+            object.__setattr__(self, "num_docs", None if self.num_docs is None else int(self.num_docs))
+            object.__setattr__(self, "questions", int(self.questions))
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise ConfigurationError(
+                f"A bias profile's positions (1-based ints), num_docs, questions (ints) and ci95 ((low, high) "
+                f"pairs) could not be read: {type(exc).__name__}: {exc}."
+            ) from exc
+        if self.positions:
+            n = self.num_docs
+            if (
+                n is None
+                or list(self.positions) != sorted(set(self.positions))
+                or not all(1 <= p <= n for p in self.positions)
+            ):
+                raise ConfigurationError(
+                    f"Profile positions must be increasing 1-based positions within num_docs={n}; got {self.positions}."
+                )
+            if len(self.positions) != len(xs) or any(
+                abs(a - b) > 1e-9 for a, b in zip(_relative(self.positions, n), xs, strict=True)
+            ):
+                raise ConfigurationError(
+                    f"Profile positions {self.positions} of {n} do not match relative_positions {xs}."
+                )
+
+    @classmethod
+    def measured(
+        cls,
+        model: str,
+        positions: Sequence[int],
+        num_docs: int,
+        accuracy: Sequence[float],
+        *,
+        questions: int = 0,
+        tolerance: float = DEFAULT_TOLERANCE,
+        ci95: Sequence[tuple[float, float]] = (),
+    ) -> BiasProfile:
+        """A profile from 1-based probed ``positions`` out of ``num_docs`` documents, stamped now."""
+        return cls(
+            relative_positions=_relative(positions, num_docs),
+            accuracy=tuple(accuracy),
+            model=model,
+            tolerance=tolerance,
+            positions=tuple(positions),
+            num_docs=num_docs,
+            questions=questions,
+            ci95=tuple(ci95),
+            created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        )
+
+    # -- what the curve implies (posrag.bias's rule)
+
+    def shape(self, tolerance: float | None = None) -> BiasClass:
+        """``flat``, ``u_curve``, ``recency`` or ``primacy`` (:func:`posrag.bias.classify_bias`)."""
+        return classify_bias(self.relative_positions, self.accuracy, self._tolerance(tolerance))
+
+    def reorder_strategy(self, tolerance: float | None = None) -> str:
+        """The ordering to pair with this profile (:func:`posrag.bias.recommend_ordering`)."""
+        return recommend_ordering(self.relative_positions, self.accuracy, self._tolerance(tolerance))[0]
+
+    def best_at(self, tolerance: float | None = None) -> str:
+        """Where ``long_context`` should put the best document: the end this model reads better."""
+        return recommend_ordering(self.relative_positions, self.accuracy, self._tolerance(tolerance))[1]
+
+    @property
+    def classification(self) -> BiasClass:
+        return self.shape()
+
+    @property
+    def recommended_strategy(self) -> str:
+        """The reorder strategy for this shape (recency → recency, u_curve → long_context, flat → none)."""
+        return RECOMMENDED_STRATEGY[self.classification]
+
+    @property
+    def recommended_best_at(self) -> str:
+        return self.best_at()
+
+    def points(self) -> list[tuple[float, float]]:
+        """``[(relative position, accuracy), ...]``."""
+        return list(zip(self.relative_positions, self.accuracy, strict=True))
+
+    def to_steering_profile(self) -> BiasProfile:
+        """This profile (kept from when steering and the benchmark had two profile types)."""
+        return self
+
+    def _tolerance(self, tolerance: float | None) -> float:
+        return self.tolerance if tolerance is None else tolerance
+
+    # -- JSON
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": PROFILE_SCHEMA,
+            "schema_version": PROFILE_VERSION,
+            "model": self.model,
+            "positions": list(self.positions),
+            "total": self.num_docs,
+            "relative_positions": list(self.relative_positions),
+            "accuracy": list(self.accuracy),
+            "ci95": [list(ci) for ci in self.ci95],
+            "classification": self.classification,
+            "recommended_strategy": self.recommended_strategy,
+            "recommended_best_at": self.recommended_best_at,
+            "tolerance": self.tolerance,
+            "questions": self.questions,
+            "created_at": self.created_at,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> BiasProfile:
+        """A profile from its JSON form: ``relative_positions`` (in [0, 1]) or ``positions`` (1-based) with
+        ``total``, and ``accuracy``; the other keys are optional. A stored ``classification`` must match the curve.
+        """
+        if not isinstance(data, Mapping):
+            raise ConfigurationError(f"A bias profile must be a JSON object; got {type(data).__name__}.")
+        try:
+            positions = tuple(int(p) for p in data.get("positions") or ())
+            num_docs = data.get("total") or (max(positions) if positions else None)
+            num_docs = None if num_docs is None else int(num_docs)
+            if "relative_positions" in data:
+                relative = data["relative_positions"]
+            elif positions:
+                relative = _relative(positions, num_docs)  # type: ignore[arg-type]
+            else:
+                raise KeyError("relative_positions")
+            profile = cls(
+                relative_positions=relative,
+                accuracy=data["accuracy"],
+                model=None if data.get("model") is None else str(data["model"]),
+                tolerance=data.get("tolerance", DEFAULT_TOLERANCE),
+                positions=positions,
+                num_docs=num_docs,
+                questions=int(data.get("questions") or 0),
+                ci95=tuple((lo, hi) for lo, hi in data.get("ci95") or ()),
+                created_at=str(data.get("created_at") or ""),
+            )
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
+            if isinstance(exc, ConfigurationError):
+                raise
+            raise ConfigurationError(
+                f"Not a bias profile ({type(exc).__name__}: {exc}); it needs 'relative_positions' (in [0, 1]) or "
+                "'positions' (1-based) with 'total', and 'accuracy'. Create one with `posrag profile`."
+            ) from exc
+        stored = data.get("classification")
+        if stored is not None and stored != profile.classification:
+            raise ConfigurationError(
+                f"The profile says classification={stored!r} but its curve classifies as "
+                f"{profile.classification!r} (tolerance {profile.tolerance}); fix or remove 'classification'. "
+                f"Shapes: {', '.join(BIAS_CLASSES)}."
+            )
+        return profile
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> BiasProfile:
+        file = Path(path)
+        try:
+            data = json.loads(file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ConfigurationError(f"Cannot read a bias profile from {file}: {exc}.") from exc
+        try:
+            return cls.from_dict(data)
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"{file}: {exc}") from exc
+
+
+# ----------------------------------------------------------------------------- storage
+
+
+def model_slug(model_name: str) -> str:
+    """A file-name-safe slug of a model name; a name that had to change (a path, say) gets a short hash."""
+    slug = re.sub(r"[^a-z0-9._-]+", "-", model_name.lower()).strip("-.") or "model"
+    if slug == model_name and len(slug) <= 80:
+        return slug
+    digest = hashlib.sha256(model_name.encode()).hexdigest()[:8]
+    return f"{slug[-60:].strip('-.')}-{digest}"
+
+
+def profiles_dir() -> Path:
+    """Where measured profiles are saved: ``posrag.models.cache_dir() / "profiles"``."""
+    from posrag.models import cache_dir  # lazy: posrag.models imports torch
+
+    return cache_dir() / "profiles"
+
+
+def profile_path(model_name: str, path: str | os.PathLike[str] | None = None) -> Path:
+    """``path`` if given, else the cache's ``profiles/<model-slug>.json``."""
+    return Path(path) if path is not None else profiles_dir() / f"{model_slug(model_name)}.json"
+
+
+def shipped_profile_path(model_name: str) -> Path | None:
+    """The profile shipped with posrag for ``model_name`` (package data), or ``None``."""
+    folder = resources.files("posrag")
+    for part in SHIPPED_PROFILES:
+        folder = folder.joinpath(part)
+    file = folder.joinpath(f"{model_slug(model_name)}.json")
+    return Path(str(file)) if file.is_file() else None
+
+
+def save_profile(profile: BiasProfile, path: str | os.PathLike[str] | None = None) -> Path:
+    """Write ``profile`` as JSON (default: the cache's ``profiles/<model-slug>.json``), atomically."""
+    if path is None and not profile.model:
+        raise ConfigurationError("This profile has no model name, so it has no default file; pass path=.")
+    target = profile_path(profile.model or "", path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(json.dumps(profile.to_dict(), indent=2) + "\n", encoding="utf-8")
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+def load_profile(model_name: str, path: str | os.PathLike[str] | None = None) -> BiasProfile:
+    """The profile of ``model_name``: the one at ``path``, else the user's saved one, else the shipped one."""
+    if path is not None:
+        return BiasProfile.load(path)
+    saved = profile_path(model_name)
+    if saved.is_file():
+        return BiasProfile.load(saved)
+    shipped = shipped_profile_path(model_name)
+    if shipped is not None:
+        return BiasProfile.load(shipped)
+    raise ConfigurationError(
+        f"No position-bias profile for model {model_name!r} (looked for {saved}). Measure one with "
+        f"`posrag profile --model {model_name}`, or set position_bias to 'recency', 'u_curve' or 'flat'."
+    )
+
+
+# ----------------------------------------------------------------------------- resolution
+
+
+def _is_file(value: str | os.PathLike[str]) -> bool:
+    try:
+        return Path(value).is_file()
+    except (OSError, ValueError):  # a name too long for the file system, a NUL byte
+        return False
+
+
+PositionBias = BiasName | Literal["auto"] | BiasProfile | Mapping[str, Any] | str | os.PathLike[str]
+
+
+def resolve(value: Any, model_name: str | None = None) -> BiasProfile | str:
+    """What a ``position_bias`` value means: a preset name (returned as is), or a :class:`BiasProfile`.
+
+    ``"auto"`` is ``model_name``'s profile (:func:`load_profile`); a profile is itself; a dict or the path of
+    a JSON file is read as one.
+    """
+    if isinstance(value, BiasProfile):
+        return value
+    if isinstance(value, str) and value in BIAS_PRESET_NAMES:
+        return value
+    if isinstance(value, str) and value == "auto":
+        if not model_name:
+            raise ConfigurationError(
+                "position_bias='auto' needs the model name to find its profile; pass model_name or a preset."
+            )
+        return load_profile(model_name)
+    if isinstance(value, Mapping):
+        return BiasProfile.from_dict(value)
+    if isinstance(value, (str, os.PathLike)) and _is_file(value):
+        return BiasProfile.load(value)
+    raise ConfigurationError(
+        f"position_bias={value!r} must be 'auto', one of {', '.join(BIAS_PRESET_NAMES)}, a BiasProfile, a "
+        "profile dict or the path of a profile JSON file."
+    )
+
+
+#: The steering module's former name of the one profile type.
+PositionBiasProfile = BiasProfile
+
+__all__ = [
+    "BIAS_PRESET_NAMES",
+    "DEFAULT_TOLERANCE",
+    "PROFILE_SCHEMA",
+    "PROFILE_VERSION",
+    "BiasName",
+    "BiasProfile",
+    "PositionBias",
+    "PositionBiasProfile",
+    "load_profile",
+    "model_slug",
+    "profile_path",
+    "profiles_dir",
+    "resolve",
+    "save_profile",
+    "shipped_profile_path",
+]

@@ -1,0 +1,230 @@
+"""How to steer: :class:`SteeringConfig`, validated at construction, and the ``position_bias`` presets.
+
+A ``position_bias`` (``recency``, ``u_curve``, ``flat``, ``"auto"`` or a measured
+:class:`~posrag.profiles.BiasProfile`, read by :func:`posrag.profiles.resolve`) picks the default intensity
+curve and the reorder strategy to pair with it (:func:`bias_preset`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal, get_args
+
+from posrag import profiles
+from posrag._validation import check_bool, check_choice, check_int, check_number
+from posrag.errors import ConfigurationError
+from posrag.ordering import Strategy as ReorderStrategy
+from posrag.profiles import BiasProfile, PositionBias
+from posrag.steering.curves import (
+    FLAT_CURVE,
+    STEP_CURVE,
+    U_CURVE,
+    CurveSpec,
+    IntensityCurve,
+    measured_curve,
+    resolve_curve,
+)
+from posrag.steering.zones import LAYER_POLICIES, LayerPolicy
+
+Mechanism = Literal["activation", "attention", "both"]
+VectorSource = Literal["hidden_mean", "embedding"]
+AttentionLayers = Literal["all", "planned"]
+
+MECHANISMS: tuple[str, ...] = get_args(Mechanism)
+VECTOR_SOURCES: tuple[str, ...] = get_args(VectorSource)
+ATTENTION_LAYERS: tuple[str, ...] = get_args(AttentionLayers)
+
+#: Upper bounds of the intensities at multiplier 1.0: far beyond what helps (docs/steering.md measured 0.02
+#: and 3.0 as the defaults), and small enough that a curve's multiplier (<= 100) keeps every product finite.
+MAX_BASE_INTENSITY = 10.0
+MAX_ATTENTION_BIAS = 100.0
+
+
+# ----------------------------------------------------------------------------- position-bias presets
+
+
+@dataclass(frozen=True)
+class BiasPreset:
+    """What a ``position_bias`` setting implies: the default curve and the reorder strategy to pair with it."""
+
+    name: str
+    curve: IntensityCurve
+    reorder_strategy: ReorderStrategy
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "curve": self.curve.to_dict(), "reorder_strategy": self.reorder_strategy}
+
+
+BIAS_PRESETS: dict[str, BiasPreset] = {
+    # Reads the end best: put the best document last, steer early documents hardest.
+    "recency": BiasPreset("recency", STEP_CURVE, "recency"),
+    # Reads both ends best: best documents at both ends, steer the middle hardest.
+    "u_curve": BiasPreset("u_curve", U_CURVE, "long_context"),
+    "flat": BiasPreset("flat", FLAT_CURVE, "none"),
+}
+
+
+def bias_preset(bias: PositionBias, model_name: str | None = None) -> BiasPreset:
+    """The preset of a ``position_bias`` value: a named one, or ``"measured"`` for a profile (its curve
+    steers hardest where the model reads worst, its shape picks the reorder strategy)."""
+    resolved = profiles.resolve(bias, model_name)
+    if isinstance(resolved, str):
+        return BIAS_PRESETS[resolved]
+    return BiasPreset("measured", measured_curve(resolved), resolved.reorder_strategy())  # type: ignore[arg-type]
+
+
+# ----------------------------------------------------------------------------- configuration
+
+
+def _optional(name: str, value: Any, check: Any, *args: Any, **kwargs: Any) -> Any:
+    return None if value is None else check(name, value, *args, **kwargs)
+
+
+@dataclass(frozen=True)
+class SteeringConfig:
+    """How to steer. Defaults come from a quick measurement on the embedded Gemma 3 270M (docs/steering.md):
+    attention bias 3.0 at every layer lifted a mid-context answer from 45 % to 100 %, while activation
+    steering did not help on that task (0.02 is the largest intensity that did not hurt).
+
+    ``mechanism``: ``activation`` (add a vector to the residual stream), ``attention`` (bias attention
+    scores toward the documents) or ``both``. ``base_intensity`` (0–10): the activation vector's norm as a
+    fraction of the hidden state's norm at multiplier 1.0. ``curve``: a built-in name, an
+    :class:`IntensityCurve` or ``(p, multiplier)`` points; ``None`` takes the ``position_bias`` preset's
+    curve. ``layer_policy``: ``zones``, ``shifted`` or ``all`` (activation steering's layers).
+    ``retrieval_threshold`` (a finite score): documents scoring under it get ghost steering (0.3x). ``top_k``
+    (an int >= 1): only the ``top_k`` best-scored targets of a request are steered, the others not at all
+    (unscored targets are never dropped; ``None`` steers all): boosting every retrieved document pulls
+    attention toward the distractors too, even as ghosts. ``no_steer_above`` (in [0, 1]): documents with p
+    above it are not steered. ``attention_bias`` (0–100): the additive attention-score bias (log scale) at
+    multiplier 1.0; ``attention_layers``: ``all`` layers or the ``planned`` zone layers. ``vector_source``:
+    ``hidden_mean`` (the model's own mean hidden state over the document) or ``embedding`` (a
+    sentence-transformer embedding aligned to the model's width). ``center``: subtract the mean hidden state
+    of the whole context from a document's mean, so the vector points at what is specific to that document.
+
+    Every field is checked here; a bad one raises :class:`~posrag.errors.ConfigurationError` naming the
+    field, the value and what is allowed.
+    """
+
+    mechanism: Mechanism = "attention"
+    base_intensity: float = 0.02
+    curve: CurveSpec | None = None
+    layer_policy: LayerPolicy = "zones"
+    retrieval_threshold: float | None = None
+    top_k: int | None = 1
+    no_steer_above: float | None = None
+    position_bias: PositionBias = "recency"
+    attention_bias: float = 3.0
+    attention_layers: AttentionLayers = "all"
+    vector_source: VectorSource = "hidden_mean"
+    center: bool = True
+    _resolved_curve: IntensityCurve = field(init=False, repr=False, compare=False)
+    _preset: BiasPreset = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        check_choice("mechanism", self.mechanism, MECHANISMS)
+        check_choice("layer_policy", self.layer_policy, LAYER_POLICIES)
+        check_choice("vector_source", self.vector_source, VECTOR_SOURCES)
+        check_choice("attention_layers", self.attention_layers, ATTENTION_LAYERS)
+        check_bool("center", self.center)
+        numbers = {
+            "base_intensity": check_number("base_intensity", self.base_intensity, 0.0, MAX_BASE_INTENSITY),
+            "attention_bias": check_number("attention_bias", self.attention_bias, 0.0, MAX_ATTENTION_BIAS),
+            "retrieval_threshold": _optional(
+                "retrieval_threshold", self.retrieval_threshold, check_number, hint=" (or None: no ghost tier)"
+            ),
+            "top_k": _optional("top_k", self.top_k, check_int, 1, hint=" (or None: steer every document fully)"),
+            "no_steer_above": _optional("no_steer_above", self.no_steer_above, check_number, 0.0, 1.0),
+        }
+        for name, value in numbers.items():
+            object.__setattr__(self, name, value)
+        curve = None if self.curve is None else resolve_curve(self.curve)
+        if self.needs_profile:  # resolved by the model that uses it (resolve_auto)
+            object.__setattr__(self, "_preset", None)
+            object.__setattr__(self, "_resolved_curve", curve)
+            return
+        preset = bias_preset(self.position_bias)
+        object.__setattr__(self, "_preset", preset)
+        object.__setattr__(self, "_resolved_curve", preset.curve if curve is None else curve)
+
+    @property
+    def needs_profile(self) -> bool:
+        """``position_bias="auto"``, not yet resolved to a model's measured profile (see :meth:`resolve_auto`)."""
+        return isinstance(self.position_bias, str) and self.position_bias == "auto"
+
+    def resolve_auto(self, model_name: str | None) -> SteeringConfig:
+        """This configuration with ``position_bias="auto"`` replaced by ``model_name``'s profile.
+
+        The profile is the one ``posrag profile`` saved for this model, else the one shipped with posrag
+        (:func:`posrag.profiles.load_profile`). Any other ``position_bias`` is returned unchanged. A model
+        without a profile raises a clear error.
+        """
+        if not self.needs_profile:
+            return self
+        return replace(self, position_bias=profiles.resolve("auto", model_name))
+
+    def _require_resolved(self) -> None:
+        if self.needs_profile:
+            raise ConfigurationError(
+                "position_bias='auto' is resolved by the model that uses it: pass this config to "
+                "SteeredGenerator (or posrag's LLM classes), or call config.resolve_auto(model_name) first."
+            )
+
+    @property
+    def resolved_curve(self) -> IntensityCurve:
+        if self._resolved_curve is None:
+            self._require_resolved()
+        return self._resolved_curve
+
+    @property
+    def reorder_strategy(self) -> ReorderStrategy:
+        """The reorder strategy that the ``position_bias`` preset pairs with this configuration."""
+        self._require_resolved()
+        return self._preset.reorder_strategy
+
+    @property
+    def uses_activation(self) -> bool:
+        return self.mechanism in ("activation", "both")
+
+    @property
+    def uses_attention(self) -> bool:
+        return self.mechanism in ("attention", "both")
+
+    def to_dict(self) -> dict[str, Any]:
+        bias = self.position_bias
+        return {
+            "mechanism": self.mechanism,
+            "base_intensity": self.base_intensity,
+            "curve": None if self._resolved_curve is None else self._resolved_curve.to_dict(),
+            "layer_policy": self.layer_policy,
+            "retrieval_threshold": self.retrieval_threshold,
+            "top_k": self.top_k,
+            "no_steer_above": self.no_steer_above,
+            "position_bias": bias.to_dict()
+            if isinstance(bias, BiasProfile)
+            else str(bias)
+            if isinstance(bias, (str, os.PathLike))
+            else dict(bias)
+            if isinstance(bias, Mapping)
+            else repr(bias),
+            "reorder_strategy": None if self._preset is None else self._preset.reorder_strategy,
+            "attention_bias": self.attention_bias,
+            "attention_layers": self.attention_layers,
+            "vector_source": self.vector_source,
+            "center": self.center,
+        }
+
+
+__all__ = [
+    "BIAS_PRESETS",
+    "MAX_ATTENTION_BIAS",
+    "MAX_BASE_INTENSITY",
+    "AttentionLayers",
+    "BiasPreset",
+    "Mechanism",
+    "ReorderStrategy",
+    "SteeringConfig",
+    "VectorSource",
+    "bias_preset",
+]
