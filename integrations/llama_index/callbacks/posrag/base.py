@@ -1,0 +1,134 @@
+"""Request tracking for LlamaIndex: which nodes each request's retriever, postprocessors and synthesizer saw.
+
+LlamaIndex's instrumentation dispatcher opens a span for every retriever, postprocessor, synthesizer and LLM
+call and carries the active span id through sync, async and streaming code. :class:`PosragRequestSpanHandler`
+(registered once on the root dispatcher by :func:`install`) maps every span to its root span (the request,
+e.g. one ``query_engine.query``) and records the nodes that pass through any span: the nodes a span is
+called with (``postprocess_nodes(nodes)``, ``synthesize(query, nodes)``) and the nodes it returns
+(``retrieve``), with the scores of that request. posrag's LLM then steers only toward nodes of its own
+request, whatever retriever or postprocessor produced them. A request's nodes are dropped when its root
+span ends.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import threading
+from typing import Any
+
+from llama_index.core.instrumentation import get_dispatcher
+from llama_index.core.instrumentation.span import SimpleSpan, active_span_id
+from llama_index.core.instrumentation.span_handlers import BaseSpanHandler
+from llama_index.core.schema import NodeWithScore, QueryBundle
+
+from posrag.documents import ScoredDocument
+from posrag.requests import RequestDocuments, RequestTracker
+
+#: The process's request tracker for LlamaIndex spans (keyed by span ids, never by content).
+tracker = RequestTracker()
+
+_QUERY_ARGUMENTS = ("query_bundle", "str_or_query_bundle", "query", "query_str")
+
+
+def node_to_document(node: NodeWithScore) -> ScoredDocument:
+    """posrag's view of a node: its text without metadata, its metadata, score (None if absent) and id."""
+    score = node.score
+    if score is not None and (isinstance(score, bool) or not math.isfinite(float(score))):
+        score = None
+    return ScoredDocument(
+        text=node.node.get_content(), metadata=dict(node.node.metadata), score=score, id=node.node.node_id
+    )
+
+
+def _nodes(value: Any) -> list[NodeWithScore]:
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, NodeWithScore) for v in value):
+        return list(value)
+    return []
+
+
+def _query(arguments: dict[str, Any]) -> str | None:
+    for name in _QUERY_ARGUMENTS:
+        value = arguments.get(name)
+        if isinstance(value, QueryBundle):
+            return value.query_str
+        if isinstance(value, str) and value.strip():
+            return value
+    return None
+
+
+class PosragRequestSpanHandler(BaseSpanHandler[SimpleSpan]):
+    """Feeds LlamaIndex's span tree and the nodes passing through it to :data:`tracker`."""
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "PosragRequestSpanHandler"
+
+    def new_span(
+        self,
+        id_: str,
+        bound_args: inspect.BoundArguments,
+        instance: Any | None = None,
+        parent_span_id: str | None = None,
+        tags: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        tracker.enter(id_, parent_span_id)
+        arguments = bound_args.arguments
+        nodes = _nodes(arguments.get("nodes"))
+        query = _query(arguments)
+        if nodes or query:
+            tracker.record(id_, (node_to_document(n) for n in nodes), query=query)
+        return None  # no span object to keep: the tracker holds what posrag needs
+
+    def prepare_to_exit_span(
+        self, id_: str, bound_args: inspect.BoundArguments, instance: Any | None = None, result: Any | None = None,
+        **kwargs: Any,
+    ) -> None:  # fmt: skip
+        nodes = _nodes(result)
+        if nodes:
+            tracker.record(id_, (node_to_document(n) for n in nodes))
+        tracker.exit(id_)
+
+    def prepare_to_drop_span(
+        self, id_: str, bound_args: inspect.BoundArguments, instance: Any | None = None,
+        err: BaseException | None = None, **kwargs: Any,
+    ) -> None:  # fmt: skip
+        tracker.exit(id_)
+
+
+_install_lock = threading.Lock()
+_handler: PosragRequestSpanHandler | None = None
+
+
+def install() -> PosragRequestSpanHandler:
+    """Register the request handler on LlamaIndex's root dispatcher (once per process); returns it."""
+    global _handler
+    with _install_lock:
+        if _handler is None:
+            _handler = PosragRequestSpanHandler()
+            get_dispatcher().add_span_handler(_handler)
+        return _handler
+
+
+def current_request_id() -> str | None:
+    """The request (root span) of the span active in this context; ``None`` outside any tracked span."""
+    return tracker.request_of(active_span_id.get())
+
+
+def request_documents(span_id: str | None = None) -> RequestDocuments | None:
+    """The nodes (as posrag documents) of the request that ``span_id`` (default: the active span) belongs to."""
+    span = active_span_id.get() if span_id is None else span_id
+    return tracker.documents(span) if tracker.request_of(span) is not None else None
+
+
+install()
+
+__all__ = [
+    "PosragRequestSpanHandler",
+    "current_request_id",
+    "install",
+    "node_to_document",
+    "request_documents",
+    "tracker",
+]
