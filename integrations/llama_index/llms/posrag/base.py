@@ -37,7 +37,7 @@ from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_ca
 from llama_index.core.llms.custom import CustomLLM
 
 from posrag import architectures
-from posrag.adapters import TRACE_KEY, generation_config, trace_dicts
+from posrag.adapters import TRACE_KEY, generation_config, generation_info, stream_info
 from posrag.aio import iterate_in_thread
 from posrag.generation import GenerationConfig
 from posrag.steering import (
@@ -108,20 +108,13 @@ class PosragLLM(CustomLLM):
         )
 
     def _response(self, result: SteeredGeneration) -> CompletionResponse:
-        data = result.to_dict()
         return CompletionResponse(
-            text=result.text,
-            additional_kwargs={
-                TRACE_KEY: data["trace"],
-                "prompt_tokens": result.prompt_tokens,
-                "generated_tokens": result.generated_tokens,
-            },
-            raw=data,
+            text=result.text, additional_kwargs=generation_info(result, self.model_name), raw=result.to_dict()
         )
 
     def _stream(self, prompt: FormattedPrompt, kwargs: dict[str, Any]) -> CompletionResponseGen:
         trace, pieces = self._generator.stream_complete(prompt, self._config(kwargs), steer=self.steering is not None)
-        extra = {TRACE_KEY: trace_dicts(trace)}
+        extra = stream_info(trace, self.model_name)
         text = ""
         try:
             for piece in pieces:
