@@ -1,10 +1,50 @@
-"""posrag's LangChain components."""
+"""posrag's LangChain components.
 
-from langchain_posrag.chat_models import ChatPosrag
+``PositionReorder`` is imported eagerly (it needs neither torch nor transformers); the components that load
+models are imported on first use, so ``from langchain_posrag import PositionReorder`` stays light.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+try:
+    import langchain_core  # noqa: F401
+except ImportError as exc:  # pragma: no cover - exercised only without the extra installed
+    from posrag.errors import MissingDependencyError
+
+    raise MissingDependencyError(
+        "langchain_posrag needs langchain-core, which is not installed: pip install 'posrag[langchain]'."
+    ) from exc
+
 from langchain_posrag.document_transformers import PositionReorder
-from langchain_posrag.llms import PosragLLM
-from langchain_posrag.retrievers import PosragRetriever
-from langchain_posrag.tools import PositionExplorerTool
+
+if TYPE_CHECKING:
+    from langchain_posrag.chat_models import ChatPosrag
+    from langchain_posrag.llms import PosragLLM
+    from langchain_posrag.retrievers import PosragRetriever
+    from langchain_posrag.tools import PositionExplorerTool
+
+_LAZY = {
+    "ChatPosrag": "langchain_posrag.chat_models",
+    "PositionExplorerTool": "langchain_posrag.tools",
+    "PosragLLM": "langchain_posrag.llms",
+    "PosragRetriever": "langchain_posrag.retrievers",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'langchain_posrag' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
 
 __all__ = [
     "ChatPosrag",

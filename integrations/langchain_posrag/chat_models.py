@@ -8,7 +8,7 @@ and the trace is in the ``AIMessage``'s ``response_metadata["posrag_trace"]``.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LangSmithParams
@@ -17,7 +17,8 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from langchain_core.runnables.config import run_in_executor
 from pydantic import PrivateAttr
 
-from langchain_posrag.llms import TRACE_KEY, PosragModelSettings, _info, iterate_in_executor
+from langchain_posrag.llms import PosragModelSettings, iterate_in_executor
+from posrag.adapters import generation_info, stream_info
 from posrag.steering import FormattedPrompt, SteeredGenerator, format_messages
 
 _ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool", "function": "tool"}
@@ -31,10 +32,24 @@ class ChatPosrag(PosragModelSettings, BaseChatModel):
     """A local chat model with position-graduated steering toward retrieved documents (see ``PosragLLM``)."""
 
     _generator: SteeredGenerator = PrivateAttr()
+    # LangChain passes ``stream`` through to ``_generate``/``_stream`` (``invoke(..., stream=True)``).
+    _call_options: ClassVar[tuple[str, ...]] = ("max_tokens", "temperature", "top_p", "stream")
 
     @property
     def _llm_type(self) -> str:
         return "posrag-chat"
+
+    @classmethod
+    def get_lc_namespace(cls) -> list[str]:
+        return ["langchain_posrag", "chat_models"]
+
+    def get_num_tokens_from_messages(self, messages: list[BaseMessage], tools: Sequence[Any] | None = None) -> int:
+        """The tokens of the prompt these messages become (chat template included), by the model's tokenizer."""
+        if tools is not None:
+            return super().get_num_tokens_from_messages(messages, tools)  # warns that tool schemas are not counted
+        prompt = self._prompt(messages)
+        tokenizer = self._generator.tokenizer
+        return len(tokenizer.encode(prompt.text, add_special_tokens=prompt.add_special_tokens))
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
         model = kwargs.get("model")
@@ -62,7 +77,7 @@ class ChatPosrag(PosragModelSettings, BaseChatModel):
         result = self._generator.complete(
             self._prompt(messages), self._config(stop, kwargs), steer=self.steering is not None
         )
-        info = _info(result, str(self.model_name))
+        info = generation_info(result, str(self.model_name))
         message = AIMessage(content=result.text, response_metadata=info)
         return ChatResult(generations=[ChatGeneration(message=message, generation_info=info)])
 
@@ -85,7 +100,7 @@ class ChatPosrag(PosragModelSettings, BaseChatModel):
         trace, pieces = self._generator.stream_complete(
             self._prompt(messages), self._config(stop, kwargs), steer=self.steering is not None
         )
-        metadata: dict[str, Any] = {TRACE_KEY: [entry.to_dict() for entry in trace], "model_name": self.model_name}
+        metadata = stream_info(trace, self.model_name)
         first = True
         try:
             for piece in pieces:

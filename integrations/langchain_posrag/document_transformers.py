@@ -9,12 +9,15 @@ from langchain_core.documents import BaseDocumentTransformer, Document
 from langchain_core.runnables import RunnableConfig, RunnableSerializable
 from pydantic import ConfigDict, Field, PrivateAttr
 
+from posrag.adapters import ReorderSettings
 from posrag.documents import SCORE_KEY, PositionInfo, ScoredDocument
-from posrag.ordering import BestAt, Reorderer, ScoreDirection, StrategyOrAuto, UnscoredPolicy
+from posrag.ordering import Reorderer
 from posrag.registry import remember_documents
 
 
-class PositionReorder(BaseDocumentTransformer, RunnableSerializable[Sequence[Document], list[Document]]):
+class PositionReorder(
+    ReorderSettings, BaseDocumentTransformer, RunnableSerializable[Sequence[Document], list[Document]]
+):
     """Reorder retrieved documents for a small model (see :mod:`posrag.ordering` for the strategies).
 
     Works as a document transformer (``transform_documents``) and inside LCEL:
@@ -24,28 +27,12 @@ class PositionReorder(BaseDocumentTransformer, RunnableSerializable[Sequence[Doc
     ``posrag_relative_position`` added to their metadata; the input is not modified.
     """
 
-    strategy: StrategyOrAuto = Field(
-        default="recency",
-        description="recency, graduated, sandwich, long_context, none, or auto (the saved `posrag profile` of "
-        "model_name recommends one).",
-    )
-    model_name: str | None = Field(
-        default=None, description="strategy='auto' only: whose saved profile to follow (default: the packaged model)."
-    )
-    score_direction: ScoreDirection = Field(
-        default="similarity", description="'similarity' if higher scores are better, 'distance' if lower are."
-    )
     score_key: str = Field(default=SCORE_KEY, description="Metadata key holding each document's score.")
-    unscored: UnscoredPolicy = Field(
-        default="start",
-        description="Where documents without a score go, as a block: 'start', 'end' or 'error'.",
-    )
-    best_at: BestAt = Field(default="end", description="long_context only: which end gets the best document.")
     model_config = ConfigDict(arbitrary_types_allowed=True)
     _reorderer: Reorderer = PrivateAttr()
 
     def model_post_init(self, context: Any, /) -> None:
-        self._reorderer = Reorderer(self.strategy, self.score_direction, self.unscored, self.best_at, self.model_name)
+        self._reorderer = self.build_reorderer()
 
     @classmethod
     def is_lc_serializable(cls) -> bool:

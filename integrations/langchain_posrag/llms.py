@@ -15,42 +15,35 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from contextlib import aclosing
-from typing import Any
+from typing import Any, ClassVar
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models.llms import LLM
+from langchain_core.load.serializable import SerializedConstructor, SerializedNotImplemented
 from langchain_core.outputs import Generation, GenerationChunk, LLMResult
 from langchain_core.runnables.config import run_in_executor
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 import posrag
+from posrag.adapters import (
+    TRACE_KEY,
+    check_call_options,
+    generation_config,
+    generation_info,
+    model_reference,
+    steering_from_kwargs,
+    steering_kwargs,
+    stream_info,
+)
 from posrag.aio import iterate_in_thread
+from posrag.errors import ConfigurationError
 from posrag.generation import GenerationConfig
 from posrag.steering import SteeredGeneration, SteeredGenerator, SteeringConfig, resolve_model
-
-#: Key under which the steering trace is reported in ``generation_info`` / ``response_metadata``.
-TRACE_KEY = "posrag_trace"
 
 
 def _build_generator(model: Any, steering: SteeringConfig | None) -> tuple[SteeredGenerator, str]:
     hf_model, tokenizer, name = resolve_model(model)
     return SteeredGenerator(hf_model, tokenizer, steering or SteeringConfig(), model_name=name), name
-
-
-def _generation_config(
-    max_tokens: int, temperature: float, top_p: float, own_stop: list[str] | None, stop: list[str] | None
-) -> GenerationConfig:
-    stops = tuple(dict.fromkeys([*(own_stop or []), *(stop or [])]))
-    return GenerationConfig(max_new_tokens=max_tokens, temperature=temperature, top_p=top_p, stop=stops)
-
-
-def _info(result: SteeredGeneration, model_name: str) -> dict[str, Any]:
-    return {
-        TRACE_KEY: [entry.to_dict() for entry in result.trace],
-        "model_name": model_name,
-        "prompt_tokens": result.prompt_tokens,
-        "generated_tokens": result.generated_tokens,
-    }
 
 
 async def iterate_in_executor(
@@ -70,7 +63,7 @@ class PosragModelSettings(BaseModel):
     """What :class:`PosragLLM` and :class:`~langchain_posrag.chat_models.ChatPosrag` share: the model, the
     steering configuration, generation settings, and the steered generator built from them."""
 
-    model: Any = Field(default=None, exclude=True, description="Model directory / id, LoadedModel or pair.")
+    model: Any = Field(default=None, exclude=True, repr=False, description="Model directory / id, LoadedModel or pair.")
     model_name: str | None = Field(default=None, description="Name reported in traces (default: the model's).")
     steering: SteeringConfig | None = Field(default_factory=SteeringConfig)
     max_tokens: int = Field(default=256, ge=1, description="Maximum number of new tokens.")
@@ -82,6 +75,14 @@ class PosragModelSettings(BaseModel):
     model_config = ConfigDict(arbitrary_types_allowed=True, protected_namespaces=())
     # No private attributes here: pydantic would give this mixin its own model_post_init, which would shadow
     # LangChain's (it records package versions). Subclasses declare ``_generator``.
+
+    #: Options one call may override (``llm.invoke(prompt, max_tokens=...)``); any other raises.
+    _call_options: ClassVar[tuple[str, ...]] = ("max_tokens", "temperature", "top_p")
+
+    @field_validator("steering", mode="before")
+    @classmethod
+    def _steering_from_dict(cls, value: Any) -> Any:
+        return steering_from_kwargs(value)  # what a serialized model recorded
 
     # LangChain asks partner models not to override model_post_init (it records package versions there).
     @model_validator(mode="after")
@@ -108,8 +109,42 @@ class PosragModelSettings(BaseModel):
             "use_chat_template": self.use_chat_template,
         }
 
+    # --------------------------------------------------------------- tokens: the model's own tokenizer
+
+    def get_token_ids(self, text: str) -> list[int]:
+        """The model's own token ids for ``text`` (LangChain's default would download GPT-2's tokenizer)."""
+        return list(self._generator.tokenizer.encode(text, add_special_tokens=False))
+
+    def get_num_tokens(self, text: str) -> int:
+        return len(self.get_token_ids(text))
+
+    # --------------------------------------------------------------- serialization: by model name / path
+
+    @classmethod
+    def is_lc_serializable(cls) -> bool:
+        return True
+
+    @property
+    def lc_attributes(self) -> dict[str, Any]:
+        attributes: dict[str, Any] = {"steering": steering_kwargs(self.steering)}
+        if (reference := model_reference(self.model)) is not None:
+            attributes["model"] = reference
+        return attributes
+
+    def to_json(self) -> SerializedConstructor | SerializedNotImplemented:
+        """``dumpd``/``dumps``: the model by its name or path and the settings; a model object with no name
+        gives LangChain's ``not_implemented`` entry whose ``repr`` says why (never the module tree)."""
+        try:
+            model_reference(self.model)
+        except ConfigurationError as exc:
+            return {"lc": 1, "type": "not_implemented", "id": self.lc_id(), "repr": str(exc)}
+        return super().to_json()  # type: ignore[misc]
+
+    # --------------------------------------------------------------- one call's settings
+
     def _config(self, stop: list[str] | None, kwargs: dict[str, Any]) -> GenerationConfig:
-        return _generation_config(
+        check_call_options(kwargs, self._call_options, type(self).__name__)
+        return generation_config(
             int(kwargs.get("max_tokens", self.max_tokens)),
             float(kwargs.get("temperature", self.temperature)),
             float(kwargs.get("top_p", self.top_p)),
@@ -133,6 +168,10 @@ class PosragLLM(PosragModelSettings, LLM):
     def _llm_type(self) -> str:
         return "posrag"
 
+    @classmethod
+    def get_lc_namespace(cls) -> list[str]:
+        return ["langchain_posrag", "llms"]
+
     def _complete(self, prompt: str, stop: list[str] | None, kwargs: dict[str, Any]) -> SteeredGeneration:
         formatted = self._generator.format(prompt, self.use_chat_template)
         return self._generator.complete(formatted, self._config(stop, kwargs), steer=self.steering is not None)
@@ -147,7 +186,9 @@ class PosragLLM(PosragModelSettings, LLM):
         generations = []
         for prompt in prompts:
             result = self._complete(prompt, stop, kwargs)
-            generations.append([Generation(text=result.text, generation_info=_info(result, str(self.model_name)))])
+            generations.append(
+                [Generation(text=result.text, generation_info=generation_info(result, str(self.model_name)))]
+            )
         return LLMResult(generations=generations, llm_output={"model_name": self.model_name})
 
     async def _agenerate(
@@ -189,7 +230,7 @@ class PosragLLM(PosragModelSettings, LLM):
         trace, pieces = self._generator.stream_complete(
             formatted, self._config(stop, kwargs), steer=self.steering is not None
         )
-        info: dict[str, Any] | None = {TRACE_KEY: [entry.to_dict() for entry in trace], "model_name": self.model_name}
+        info: dict[str, Any] | None = stream_info(trace, self.model_name)
         try:
             for piece in pieces:
                 chunk = GenerationChunk(text=piece, generation_info=info)

@@ -1,19 +1,25 @@
 """Retroactive exploration as an agent tool call: bounded inputs in, compact JSON-ready data out.
 
-The LangChain and LlamaIndex tools are thin adapters over :func:`explore_for_agent`; the bounds live here
-so both frameworks enforce the same ones, and an agent cannot make a call run away.
+The LangChain and LlamaIndex tools are thin adapters over one arguments schema (:func:`args_schema`, strict
+pydantic types with the bounds of :class:`ToolLimits`) and :func:`explore_for_agent`; the bounds live here so
+both frameworks advertise and enforce the same ones, and an agent cannot make a call run away.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from functools import lru_cache
+from typing import TYPE_CHECKING, Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from posrag.errors import ConfigurationError
-from posrag.retroactive.generator import RetroactivePositionGenerator
 from posrag.retroactive.results import ExplorationResult, normalize_number
+
+if TYPE_CHECKING:
+    from posrag.retroactive.generator import RetroactivePositionGenerator
 
 TOOL_NAME = "explore_token_positions"
 TOOL_DESCRIPTION = (
@@ -23,10 +29,15 @@ TOOL_DESCRIPTION = (
 )
 
 
+#: No tokenizer posrag supports makes a token of more characters than this, so a prompt longer than
+#: ``max_prompt_tokens * MAX_CHARS_PER_TOKEN`` characters is rejected before it is tokenized.
+MAX_CHARS_PER_TOKEN = 32
+
+
 @dataclass(frozen=True)
 class ToolLimits:
     """What one tool call may ask for: at most ``max_gaps`` gaps, each <= ``max_gap``, a prompt of at most
-    ``max_prompt_tokens`` tokens, and ``top_k`` <= ``max_top_k``."""
+    ``max_prompt_tokens`` tokens (and :attr:`max_prompt_chars` characters), and ``top_k`` <= ``max_top_k``."""
 
     max_gaps: int = 16
     max_gap: int = 2048
@@ -36,8 +47,72 @@ class ToolLimits:
     def __post_init__(self) -> None:
         for name in ("max_gaps", "max_gap", "max_prompt_tokens", "max_top_k"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigurationError(f"ToolLimits.{name} must be a positive integer, got {value!r}.")
+
+    @property
+    def max_prompt_chars(self) -> int:
+        return self.max_prompt_tokens * MAX_CHARS_PER_TOKEN
+
+
+class ExplorePositionsInput(BaseModel):
+    """Arguments of one exploration call."""
+
+    # The default ToolLimits' bounds (args_schema() builds one per limits). Strict: `gaps: [true]` or
+    # `top_k: "2"` are rejected, not coerced; unknown arguments are rejected.
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    prompt: str = Field(
+        min_length=1,
+        max_length=ToolLimits().max_prompt_chars,
+        description="The text whose next token is generated and explored.",
+    )
+    gaps: list[Annotated[float, Field(ge=0, le=ToolLimits.max_gap, allow_inf_nan=False)]] = Field(
+        min_length=1,
+        max_length=ToolLimits.max_gaps,
+        description="How many positions later to place the generated token, e.g. [5, 10, 20]; 0 is its natural "
+        "position. Fractions are allowed on RoPE models.",
+    )
+    top_k: int = Field(
+        default=3,
+        ge=1,
+        le=ToolLimits.max_top_k,
+        description="How many of the most likely next tokens to report per gap.",
+    )
+
+
+@lru_cache(maxsize=32)
+def args_schema(limits: ToolLimits | None = None) -> type[ExplorePositionsInput]:
+    """The arguments schema of a tool bounded by ``limits`` (the JSON schema an agent sees carries the bounds)."""
+    limits = limits or ToolLimits()
+    if limits == ToolLimits():
+        return ExplorePositionsInput
+    fields = ExplorePositionsInput.model_fields
+    gap = Annotated[float, Field(ge=0, le=limits.max_gap, allow_inf_nan=False)]
+    return create_model(  # type: ignore[call-overload,no-any-return]
+        "ExplorePositionsInput",
+        __base__=ExplorePositionsInput,
+        __doc__=ExplorePositionsInput.__doc__,
+        prompt=(str, Field(min_length=1, max_length=limits.max_prompt_chars, description=fields["prompt"].description)),
+        gaps=(list[gap], Field(min_length=1, max_length=limits.max_gaps, description=fields["gaps"].description)),
+        top_k=(int, Field(default=3, ge=1, le=limits.max_top_k, description=fields["top_k"].description)),
+    )
+
+
+def validation_message(error: ValidationError) -> str:
+    """The agent-readable reason a call's arguments were rejected (instead of a bare "validation error")."""
+    problems = "; ".join(f"{'.'.join(str(part) for part in e['loc']) or 'input'}: {e['msg']}" for e in error.errors())
+    return f"Invalid arguments for {TOOL_NAME}: {problems}."
+
+
+def parse_tool_call(arguments: Mapping[str, Any], limits: ToolLimits | None = None) -> ExplorePositionsInput:
+    """A call's raw arguments checked against :func:`args_schema`; :class:`~posrag.errors.ConfigurationError`
+    with an agent-readable message for a missing, extra, mistyped or out-of-bounds argument."""
+    try:
+        return args_schema(limits).model_validate(dict(arguments))
+    except ValidationError as exc:
+        raise ConfigurationError(validation_message(exc)) from None
 
 
 def validate_tool_call(
@@ -59,6 +134,11 @@ def validate_tool_call(
             )
     if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= limits.max_top_k:
         raise ConfigurationError(f"`top_k` must be an integer from 1 to {limits.max_top_k}, got {top_k!r}.")
+    if len(prompt) > limits.max_prompt_chars:  # before tokenizing: a huge prompt must not cost its tokenization
+        raise ConfigurationError(
+            f"The prompt has {len(prompt)} characters, more than this tool's limit of {limits.max_prompt_chars} "
+            f"(at most {limits.max_prompt_tokens} tokens); pass a shorter prompt (e.g. only its end)."
+        )
     n_tokens = generator.count_tokens(prompt)
     if n_tokens > limits.max_prompt_tokens:
         raise ConfigurationError(
@@ -102,4 +182,16 @@ def explore_for_agent(
     return compact(result, top_k)
 
 
-__all__ = ["TOOL_DESCRIPTION", "TOOL_NAME", "ToolLimits", "compact", "explore_for_agent", "validate_tool_call"]
+__all__ = [
+    "MAX_CHARS_PER_TOKEN",
+    "TOOL_DESCRIPTION",
+    "TOOL_NAME",
+    "ExplorePositionsInput",
+    "ToolLimits",
+    "args_schema",
+    "compact",
+    "explore_for_agent",
+    "parse_tool_call",
+    "validate_tool_call",
+    "validation_message",
+]

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import tempfile
+from functools import cache
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,13 +15,16 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.documents import Document
 from langchain_core.language_models import BaseChatModel
 from langchain_core.language_models.llms import LLM
-from langchain_core.messages import AIMessage, HumanMessage, SystemMessage
+from langchain_core.load import dumpd, dumps, load
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, trim_messages
 from langchain_core.outputs import LLMResult
 from langchain_core.prompts import ChatPromptTemplate, PromptTemplate
 from langchain_core.runnables import RunnableLambda, RunnablePassthrough
 from langchain_posrag import ChatPosrag, PositionReorder, PosragLLM
 from langchain_tests.unit_tests import ChatModelUnitTests
+from syrupy.assertion import SnapshotAssertion
 
+from posrag.errors import ConfigurationError
 from posrag.generation import GenerationConfig, apply_chat_template, generate_text
 from posrag.steering import SteeringConfig, hook_counts
 from posrag.testing import tiny_model
@@ -195,6 +202,15 @@ def test_chat_model_without_documents_is_the_templated_plain_output() -> None:
     assert message.response_metadata["posrag_trace"] == []
 
 
+@cache
+def tiny_dir() -> str:
+    """TINY saved as a model directory: a model given by path, as a serialized LLM records it."""
+    path = Path(tempfile.mkdtemp(prefix="posrag-tiny-llama-"))
+    TINY.model.save_pretrained(path)
+    TINY.tokenizer.save_pretrained(path)
+    return str(path)
+
+
 class TestChatPosragStandard(ChatModelUnitTests):
     @property
     def chat_model_class(self) -> type[ChatPosrag]:
@@ -202,7 +218,96 @@ class TestChatPosragStandard(ChatModelUnitTests):
 
     @property
     def chat_model_params(self) -> dict[str, Any]:
-        return {"model": TINY}
+        return {"model": tiny_dir()}
+
+    @pytest.fixture
+    def snapshot(self, snapshot: SnapshotAssertion) -> SnapshotAssertion:
+        """The standard ``test_serdes`` snapshot, with this run's temporary model directory replaced."""
+
+        def stable_path(data: Any, path: Any) -> Any:
+            return "<tiny model directory>" if data == tiny_dir() else data
+
+        return snapshot.with_defaults(matcher=stable_path)
+
+    @pytest.mark.xfail(
+        reason="load(allowed_objects='all') admits only the classes in LangChain's own serialization mapping; "
+        "the snapshot above passes, and test_serialized_by_model_path_and_settings_and_loaded_back loads it "
+        "back with allowed_objects=[ChatPosrag]",
+        raises=ValueError,
+        strict=True,
+    )
+    def test_serdes(self, model: BaseChatModel, snapshot: SnapshotAssertion) -> None:
+        super().test_serdes(model, snapshot)
+
+
+# ----------------------------------------------------------------------------- framework conventions
+
+
+@pytest.mark.parametrize("cls", [PosragLLM, ChatPosrag])
+def test_serialized_by_model_path_and_settings_and_loaded_back(cls: type) -> None:
+    steering = SteeringConfig(mechanism="both", top_k=None, base_intensity=0.05)
+    model = cls(model=tiny_dir(), max_tokens=5, temperature=0.0, stop=["\n"], steering=steering)
+    text = dumps(model)
+    assert "Linear" not in text and "Embedding" not in text  # no module tree
+    serialized = json.loads(text)
+    assert serialized["type"] == "constructor"
+    assert serialized["id"][:2] == ["langchain_posrag", "llms" if cls is PosragLLM else "chat_models"]
+    kwargs = serialized["kwargs"]
+    assert kwargs["model"] == tiny_dir() and kwargs["max_tokens"] == 5 and kwargs["stop"] == ["\n"]
+    assert kwargs["steering"]["mechanism"] == "both" and kwargs["steering"]["top_k"] is None
+    # allowed_objects="all" is LangChain's own list of integrations; posrag's classes are named explicitly.
+    loaded = load(serialized, valid_namespaces=["langchain_posrag"], allowed_objects=[cls])
+    assert type(loaded) is cls and loaded.steering == steering and loaded.max_tokens == 5
+    answers = [m.invoke(PLAIN_PROMPT) for m in (loaded, model)]
+    assert len({a if isinstance(a, str) else a.text for a in answers}) == 1
+    plain = load(
+        json.loads(dumps(cls(model=tiny_dir(), steering=None))),
+        valid_namespaces=["langchain_posrag"],
+        allowed_objects=[cls],
+    )
+    assert plain.steering is None
+
+
+@pytest.mark.parametrize("cls", [PosragLLM, ChatPosrag])
+def test_a_model_object_without_a_name_says_why_it_is_not_serializable(cls: type) -> None:
+    serialized = dumpd(cls(model=TINY, max_tokens=4))
+    assert serialized["type"] == "not_implemented"
+    assert "no name or path" in serialized["repr"] and "model='path/or/id'" in serialized["repr"]
+    assert "Linear" not in json.dumps(serialized)
+    assert "Linear" not in repr(cls(model=TINY, max_tokens=4))
+
+
+def test_unknown_call_options_raise_and_known_ones_apply() -> None:
+    llm = _llm(use_chat_template=False)
+    with pytest.raises(ConfigurationError, match=r"'max_token'.*accepts 'max_tokens'"):
+        llm.invoke(PLAIN_PROMPT, max_token=3)
+    with pytest.raises(ConfigurationError, match="'top_k'"):
+        list(llm.stream(PLAIN_PROMPT, top_k=3))
+    with pytest.raises(ConfigurationError, match="'seed'"):
+        ChatPosrag(model=TINY, max_tokens=4).invoke("hi", seed=1)
+    assert len(llm.generate([PLAIN_PROMPT], max_tokens=2).generations[0][0].generation_info["posrag_trace"]) == 0
+    short = llm.invoke(PLAIN_PROMPT, max_tokens=2)
+    assert short == generate_text(TINY.model, TINY.tokenizer, PLAIN_PROMPT, GenerationConfig(max_new_tokens=2))
+    chat = ChatPosrag(model=TINY, max_tokens=4)
+    assert chat.invoke("hi", stream=True).text == chat.invoke("hi").text  # LangChain passes `stream` through
+
+
+def test_token_counts_use_the_models_own_tokenizer() -> None:
+    text = "Paris is the capital of France."
+    expected = TINY.tokenizer.encode(text, add_special_tokens=False)
+    for model in (_llm(), ChatPosrag(model=TINY, max_tokens=4)):
+        assert model.get_token_ids(text) == expected
+        assert model.get_num_tokens(text) == len(expected)
+    chat = ChatPosrag(model=TINY, max_tokens=4)
+    messages = [SystemMessage("be brief"), HumanMessage(text)]
+    templated = apply_chat_template(
+        TINY.tokenizer, [{"role": "system", "content": "be brief"}, {"role": "user", "content": text}]
+    )
+    assert chat.get_num_tokens_from_messages(messages) == len(
+        TINY.tokenizer.encode(templated, add_special_tokens=False)
+    )
+    budget = chat.get_num_tokens_from_messages(messages[-1:])
+    assert trim_messages(messages, max_tokens=budget, token_counter=chat, strategy="last") == messages[-1:]
 
 
 def test_models_keep_langchains_version_metadata_and_add_posrags() -> None:

@@ -9,7 +9,10 @@ import pytest
 import torch
 from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.base.llms.types import ChatMessage, MessageRole
+from llama_index.core.bridge.pydantic import Field
 from llama_index.core.instrumentation import get_dispatcher
+from llama_index.core.instrumentation.event_handlers import BaseEventHandler
+from llama_index.core.instrumentation.events import BaseEvent
 from llama_index.core.llms.custom import CustomLLM
 from llama_index.core.query_engine import RetrieverQueryEngine
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
@@ -132,3 +135,54 @@ def test_async_matches_sync() -> None:
     answer, completion, streamed = asyncio.run(run())
     assert answer == str(engine.query("What is the capital of France?"))
     assert completion == streamed == llm.complete(PLAIN_PROMPT).text
+
+
+class EventCounter(BaseEventHandler):
+    names: list[str] = Field(default_factory=list)
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "EventCounter"
+
+    def handle(self, event: BaseEvent, **kwargs: Any) -> None:
+        if type(event).__name__.startswith(("LLMCompletion", "LLMChat")) and "InProgress" not in event.class_name():
+            self.names.append(event.class_name())
+
+
+@pytest.fixture
+def events() -> Any:
+    counter = EventCounter()
+    dispatcher = get_dispatcher()
+    dispatcher.add_event_handler(counter)
+    yield counter.names
+    dispatcher.event_handlers.remove(counter)
+
+
+def test_each_generation_emits_one_start_and_one_end_event(events: list, traces: list) -> None:
+    llm = _llm(max_new_tokens=4)
+    messages = [ChatMessage(role=MessageRole.USER, content=PLAIN_PROMPT)]
+
+    async def run() -> None:
+        await llm.acomplete(PLAIN_PROMPT)
+        [_ async for _ in await llm.astream_complete(PLAIN_PROMPT)]
+        await llm.achat(messages)
+        [_ async for _ in await llm.astream_chat(messages)]
+
+    llm.complete(PLAIN_PROMPT)
+    list(llm.stream_complete(PLAIN_PROMPT))
+    llm.chat(messages)
+    list(llm.stream_chat(messages))
+    sync = list(events)
+    events.clear()
+    asyncio.run(run())
+    expected = ["LLMCompletionStartEvent", "LLMCompletionEndEvent"] * 2 + ["LLMChatStartEvent", "LLMChatEndEvent"] * 2
+    assert sync == events == expected
+    assert len(traces) == 8  # one per generation, chat responses included
+
+
+def test_one_trace_per_async_query(traces: list) -> None:
+    llm = _llm(steering=SteeringConfig(mechanism="both"), max_new_tokens=4)
+    engine = RetrieverQueryEngine.from_args(FixedRetriever(), llm=llm, node_postprocessors=[PositionReorder()])
+    asyncio.run(engine.aquery("What is the capital of France?"))
+    (trace,) = traces
+    assert [t["doc_id"] for t in trace] == ["everest", "rome", "paris"]

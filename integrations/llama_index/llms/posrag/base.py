@@ -32,11 +32,12 @@ from llama_index.core.base.llms.types import (
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.instrumentation.event_handlers import BaseEventHandler
 from llama_index.core.instrumentation.events import BaseEvent
-from llama_index.core.instrumentation.events.llm import LLMCompletionEndEvent
+from llama_index.core.instrumentation.events.llm import LLMChatEndEvent, LLMCompletionEndEvent
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from llama_index.core.llms.custom import CustomLLM
 
 from posrag import architectures
+from posrag.adapters import TRACE_KEY, generation_config, generation_info, stream_info
 from posrag.aio import iterate_in_thread
 from posrag.generation import GenerationConfig
 from posrag.steering import (
@@ -47,9 +48,6 @@ from posrag.steering import (
     format_messages,
     resolve_model,
 )
-
-#: Key under which the steering trace is reported in ``additional_kwargs``.
-TRACE_KEY = "posrag_trace"
 
 
 class PosragLLM(CustomLLM):
@@ -101,29 +99,22 @@ class PosragLLM(CustomLLM):
     # ------------------------------------------------------------------------- helpers
 
     def _config(self, kwargs: dict[str, Any]) -> GenerationConfig:
-        stop = [*self.stop, *kwargs.get("stop", [])]
-        return GenerationConfig(
-            max_new_tokens=int(kwargs.get("max_new_tokens", self.max_new_tokens)),
-            temperature=float(kwargs.get("temperature", self.temperature)),
-            top_p=float(kwargs.get("top_p", self.top_p)),
-            stop=tuple(dict.fromkeys(stop)),
+        return generation_config(
+            int(kwargs.get("max_new_tokens", self.max_new_tokens)),
+            float(kwargs.get("temperature", self.temperature)),
+            float(kwargs.get("top_p", self.top_p)),
+            self.stop,
+            kwargs.get("stop"),
         )
 
     def _response(self, result: SteeredGeneration) -> CompletionResponse:
-        data = result.to_dict()
         return CompletionResponse(
-            text=result.text,
-            additional_kwargs={
-                TRACE_KEY: data["trace"],
-                "prompt_tokens": result.prompt_tokens,
-                "generated_tokens": result.generated_tokens,
-            },
-            raw=data,
+            text=result.text, additional_kwargs=generation_info(result, self.model_name), raw=result.to_dict()
         )
 
     def _stream(self, prompt: FormattedPrompt, kwargs: dict[str, Any]) -> CompletionResponseGen:
         trace, pieces = self._generator.stream_complete(prompt, self._config(kwargs), steer=self.steering is not None)
-        extra = {TRACE_KEY: [entry.to_dict() for entry in trace]}
+        extra = stream_info(trace, self.model_name)
         text = ""
         try:
             for piece in pieces:
@@ -137,30 +128,37 @@ class PosragLLM(CustomLLM):
         return format_messages(self._generator.tokenizer, dicts, self.use_chat_template)
 
     # ------------------------------------------------------------------------- completion
+    # The public methods carry LlamaIndex's instrumentation decorators and delegate to undecorated ``_do_*``
+    # implementations; an async method that called its decorated sync twin would emit every event twice.
 
-    @llm_completion_callback()
-    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+    def _do_complete(self, prompt: str, kwargs: dict[str, Any]) -> CompletionResponse:
         formatted_prompt = self._generator.format(prompt, self.use_chat_template)
         result = self._generator.complete(formatted_prompt, self._config(kwargs), steer=self.steering is not None)
         return self._response(result)
 
+    def _do_stream_complete(self, prompt: str, kwargs: dict[str, Any]) -> CompletionResponseGen:
+        return self._stream(self._generator.format(prompt, self.use_chat_template), kwargs)
+
+    @llm_completion_callback()
+    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        return self._do_complete(prompt, kwargs)
+
     @llm_completion_callback()
     def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
-        return self._stream(self._generator.format(prompt, self.use_chat_template), kwargs)
+        return self._do_stream_complete(prompt, kwargs)
 
     @llm_completion_callback()
     async def acomplete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
         # Generation is CPU/GPU-bound: a worker thread keeps the event loop free.
-        return await asyncio.to_thread(self.complete, prompt, formatted, **kwargs)
+        return await asyncio.to_thread(self._do_complete, prompt, kwargs)
 
     @llm_completion_callback()
     async def astream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseAsyncGen:
-        return _to_async(self.stream_complete(prompt, formatted, **kwargs))
+        return _to_async(self._do_stream_complete(prompt, kwargs))
 
     # ------------------------------------------------------------------------- chat
 
-    @llm_chat_callback()
-    def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+    def _do_chat(self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]) -> ChatResponse:
         result = self._generator.complete(
             self._messages(messages), self._config(kwargs), steer=self.steering is not None
         )
@@ -171,25 +169,29 @@ class PosragLLM(CustomLLM):
             raw=response.raw,
         )
 
+    def _do_stream_chat(self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]) -> ChatResponseGen:
+        for chunk in self._stream(self._messages(messages), kwargs):
+            yield ChatResponse(
+                message=ChatMessage(role=MessageRole.ASSISTANT, content=chunk.text),
+                delta=chunk.delta,
+                additional_kwargs=chunk.additional_kwargs,
+            )
+
+    @llm_chat_callback()
+    def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        return self._do_chat(messages, kwargs)
+
     @llm_chat_callback()
     def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
-        def gen() -> ChatResponseGen:
-            for chunk in self._stream(self._messages(messages), kwargs):
-                yield ChatResponse(
-                    message=ChatMessage(role=MessageRole.ASSISTANT, content=chunk.text),
-                    delta=chunk.delta,
-                    additional_kwargs=chunk.additional_kwargs,
-                )
-
-        return gen()
+        return self._do_stream_chat(messages, kwargs)
 
     @llm_chat_callback()
     async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
-        return await asyncio.to_thread(self.chat, messages, **kwargs)
+        return await asyncio.to_thread(self._do_chat, messages, kwargs)
 
     @llm_chat_callback()
     async def astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseAsyncGen:
-        return _to_async(self.stream_chat(messages, **kwargs))
+        return _to_async(self._do_stream_chat(messages, kwargs))
 
 
 def _to_async(iterator: Any) -> Any:
@@ -202,7 +204,7 @@ class PosragTraceHandler(BaseEventHandler):
     """Collects the steering traces of completed LLM calls from LlamaIndex instrumentation.
 
     ``get_dispatcher().add_event_handler(handler)``; after a query, ``handler.traces`` holds one trace (a list
-    of per-document dicts) per completion that carried one.
+    of per-document dicts) per completion or chat response that carried one.
     """
 
     traces: list[list[dict[str, Any]]] = Field(default_factory=list)
@@ -213,9 +215,11 @@ class PosragTraceHandler(BaseEventHandler):
         return "PosragTraceHandler"
 
     def handle(self, event: BaseEvent, **kwargs: Any) -> None:
-        if isinstance(event, LLMCompletionEndEvent) and TRACE_KEY in event.response.additional_kwargs:
-            with self._lock:
-                self.traces.append(event.response.additional_kwargs[TRACE_KEY])
+        if isinstance(event, (LLMCompletionEndEvent, LLMChatEndEvent)) and event.response is not None:
+            extra = event.response.additional_kwargs
+            if TRACE_KEY in extra:
+                with self._lock:
+                    self.traces.append(extra[TRACE_KEY])
 
 
 __all__ = ["TRACE_KEY", "PosragLLM", "PosragTraceHandler"]

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from llama_index.core.bridge.pydantic import Field, PrivateAttr
+from llama_index.core.bridge.pydantic import PrivateAttr
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import NodeWithScore, QueryBundle
 
+from posrag.adapters import ReorderSettings
 from posrag.documents import POSITION_METADATA_KEYS, PositionInfo, ScoredDocument
-from posrag.ordering import BestAt, Reorderer, ScoreDirection, StrategyOrAuto, UnscoredPolicy
+from posrag.ordering import Reorderer
 from posrag.registry import remember_documents
 
 
@@ -27,7 +28,7 @@ def _with_position_keys(keys: list[str]) -> list[str]:
     return list(dict.fromkeys([*keys, *POSITION_METADATA_KEYS]))
 
 
-class PositionReorder(BaseNodePostprocessor):
+class PositionReorder(ReorderSettings, BaseNodePostprocessor):
     """Reorder retrieved nodes for a small model (see :mod:`posrag.ordering` for the strategies).
 
     Every returned node is a copy carrying its final position in ``metadata`` (``posrag_position``,
@@ -35,26 +36,11 @@ class PositionReorder(BaseNodePostprocessor):
     embedder see. The input list and nodes are not modified.
     """
 
-    strategy: StrategyOrAuto = Field(
-        default="recency",
-        description="recency, graduated, sandwich, long_context, none, or auto (the saved `posrag profile` of "
-        "model_name recommends one).",
-    )
-    model_name: str | None = Field(
-        default=None, description="strategy='auto' only: whose saved profile to follow (default: the packaged model)."
-    )
-    score_direction: ScoreDirection = Field(
-        default="similarity", description="'similarity' if higher scores are better, 'distance' if lower are."
-    )
-    unscored: UnscoredPolicy = Field(
-        default="start", description="Where nodes with score None go, as a block: 'start', 'end' or 'error'."
-    )
-    best_at: BestAt = Field(default="end", description="long_context only: which end gets the best node.")
     _reorderer: Reorderer = PrivateAttr()
 
     def __init__(self, **data: Any) -> None:
         super().__init__(**data)
-        self._reorderer = Reorderer(self.strategy, self.score_direction, self.unscored, self.best_at, self.model_name)
+        self._reorderer = self.build_reorderer()
 
     @classmethod
     def class_name(cls) -> str:

@@ -3,46 +3,56 @@
 from __future__ import annotations
 
 import json
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from llama_index.core.tools.tool_spec.base import SPEC_FUNCTION_TYPE, BaseToolSpec
+from llama_index.core.tools.types import ToolMetadata
 
-from posrag.errors import PosragError
-from posrag.retroactive import RetroactivePositionGenerator
-from posrag.retroactive.agent import TOOL_NAME, ToolLimits, explore_for_agent
+from posrag.retroactive.agent import (
+    TOOL_DESCRIPTION,
+    TOOL_NAME,
+    ToolLimits,
+    args_schema,
+    explore_for_agent,
+    parse_tool_call,
+)
 
 
 class PositionExplorerToolSpec(BaseToolSpec):
     """``to_tool_list()`` gives one FunctionTool, ``explore_token_positions``, bounded by ``limits``.
 
-    ``generator`` defaults to the packaged Gemma 3 270M, loaded on the first call. Out-of-bounds calls return
-    ``{"error": ...}`` for the agent to read and correct.
+    Its ``fn_schema`` is posrag's shared arguments schema, carrying those bounds. A bad call (a missing, extra,
+    mistyped or out-of-bounds argument) raises :class:`~posrag.errors.ConfigurationError` with an agent-readable
+    message, which LlamaIndex's agents report back as a ``ToolOutput`` with ``is_error=True``.
+    ``generator`` defaults to the packaged Gemma 3 270M, loaded on the first call.
     """
 
     spec_functions: ClassVar[list[SPEC_FUNCTION_TYPE]] = [TOOL_NAME]
 
-    def __init__(self, generator: RetroactivePositionGenerator | None = None, limits: ToolLimits | None = None) -> None:
+    def __init__(self, generator: Any = None, limits: ToolLimits | None = None) -> None:
         self._generator = generator
         self.limits = limits or ToolLimits()
 
     @property
-    def generator(self) -> RetroactivePositionGenerator:
+    def generator(self) -> Any:
+        """The ``RetroactivePositionGenerator`` the tool runs (loaded on first use)."""
         if self._generator is None:
+            from posrag.retroactive import RetroactivePositionGenerator
+
             self._generator = RetroactivePositionGenerator()
         return self._generator
 
-    def explore_token_positions(self, prompt: str, gaps: list[float], top_k: int = 3) -> str:
+    def get_metadata_from_fn_name(
+        self, fn_name: str, spec_functions: list[SPEC_FUNCTION_TYPE] | None = None
+    ) -> ToolMetadata | None:
+        if fn_name != TOOL_NAME:
+            return super().get_metadata_from_fn_name(fn_name, spec_functions)
+        return ToolMetadata(name=TOOL_NAME, description=TOOL_DESCRIPTION, fn_schema=args_schema(self.limits))
+
+    def explore_token_positions(self, **arguments: Any) -> str:
         """Generate the next token of `prompt` once, then show how the prediction of the token after it changes
         if it sat `gap` positions further away. Returns JSON: the token, and per gap the top next tokens with
-        probabilities, the entropy and the KL divergence from gap 0 (nats); or {"error": ...}.
-
-        Args:
-            prompt (str): The text whose next token is generated and explored.
-            gaps (list[float]): How many positions later to place the token, e.g. [5, 10, 20]; 0 = natural position.
-            top_k (int): How many of the most likely next tokens to report per gap (1 to 10).
-        """
-        try:
-            data = explore_for_agent(self.generator, prompt, gaps, top_k, self.limits)
-        except PosragError as exc:
-            return json.dumps({"error": str(exc)}, ensure_ascii=False)
+        probabilities, the entropy and the KL divergence from gap 0 (nats)."""
+        call = parse_tool_call(arguments, self.limits)
+        data = explore_for_agent(self.generator, call.prompt, call.gaps, call.top_k, self.limits)
         return json.dumps(data, ensure_ascii=False)

@@ -1,0 +1,59 @@
+"""posrag.adapters: what the LangChain and LlamaIndex adapters share, tested without either framework."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from posrag.adapters import (
+    TRACE_KEY,
+    ReorderSettings,
+    check_call_options,
+    generation_config,
+    model_reference,
+    steering_from_kwargs,
+    steering_kwargs,
+)
+from posrag.errors import ConfigurationError
+from posrag.models import LoadedModel
+from posrag.steering import SteeringConfig
+from posrag.testing import tiny_model
+
+
+def test_stop_sequences_merge_in_order_once_each() -> None:
+    config = generation_config(7, 0.5, 0.9, ["\n", "###"], ["###", "Q:"])
+    assert config.stop == ("\n", "###", "Q:")
+    assert (config.max_new_tokens, config.temperature, config.top_p) == (7, 0.5, 0.9)
+    assert generation_config(3, 0.0, 1.0).stop == ()
+
+
+def test_unknown_call_options_are_named_with_the_accepted_ones() -> None:
+    check_call_options({"max_tokens": 3}, ("max_tokens", "top_p"), "PosragLLM")
+    with pytest.raises(ConfigurationError, match=r"PosragLLM got unknown call option\(s\) 'max_token', 'seed'"):
+        check_call_options({"max_token": 3, "seed": 1}, ("max_tokens", "top_p"), "PosragLLM")
+
+
+def test_model_reference_names_what_loads_the_model_again() -> None:
+    tiny = tiny_model("llama")
+    assert model_reference(None) is None
+    assert model_reference("some/model") == "some/model" and model_reference(Path("/m")) == "/m"
+    assert model_reference(LoadedModel(tiny.model, tiny.tokenizer, "my/model", "hub id")) == "my/model"
+    with pytest.raises(ConfigurationError, match="no name or path"):
+        model_reference(tiny)
+    with pytest.raises(ConfigurationError, match="no name or path"):
+        model_reference((tiny.model, tiny.tokenizer))
+    tiny.model.config.name_or_path = "/models/tiny"
+    assert model_reference((tiny.model, tiny.tokenizer)) == "/models/tiny"
+
+
+def test_steering_round_trips_through_its_constructor_arguments() -> None:
+    config = SteeringConfig(mechanism="both", top_k=None, base_intensity=0.05)
+    assert steering_from_kwargs(steering_kwargs(config)) == config
+    assert steering_kwargs(None) is None and steering_from_kwargs(None) is None
+
+
+def test_reorder_settings_build_the_reorderer() -> None:
+    reorderer = ReorderSettings(strategy="long_context", best_at="start").build_reorderer()
+    assert reorderer.plan([0.1, 0.9, 0.5])[0] == 1
+    assert TRACE_KEY == "posrag_trace"
