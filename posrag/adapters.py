@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 #: Key under which the adapters report the steering trace (LangChain ``generation_info`` / ``response_metadata``,
 #: LlamaIndex ``additional_kwargs``).
 TRACE_KEY = "posrag_trace"
+#: Key under which the adapters report which of the request's documents a call located and steered, and why not.
+SELECTION_KEY = "posrag_selection"
 
 
 class ReorderSettings(BaseModel):
@@ -87,19 +89,27 @@ def trace_dicts(trace: Iterable[Any]) -> list[dict[str, Any]]:
     return [entry.to_dict() for entry in trace]
 
 
+def _selection(result: Any) -> dict[str, Any] | None:
+    selection = getattr(result, "selection", None)
+    return None if selection is None else selection.to_dict()
+
+
 def generation_info(result: Any, model_name: str | None) -> dict[str, Any]:
-    """What an adapter reports about one completed generation (a ``SteeredGeneration``)."""
+    """What an adapter reports about one completed generation (a ``SteeredGeneration``): the trace, which of
+    the request's documents were located and steered (``posrag_selection``), the model and token counts."""
     return {
         TRACE_KEY: trace_dicts(result.trace),
+        SELECTION_KEY: _selection(result),
         "model_name": model_name,
         "prompt_tokens": result.prompt_tokens,
         "generated_tokens": result.generated_tokens,
     }
 
 
-def stream_info(trace: Iterable[Any], model_name: str | None) -> dict[str, Any]:
-    """What an adapter reports on the first chunk of a stream (token counts are not known yet)."""
-    return {TRACE_KEY: trace_dicts(trace), "model_name": model_name}
+def stream_info(header: Any, model_name: str | None) -> dict[str, Any]:
+    """What an adapter reports on the first chunk of a stream: the trace and selection of ``header`` (the
+    text-less ``SteeredGeneration`` a stream starts with; token counts are not known yet)."""
+    return {TRACE_KEY: trace_dicts(header.trace), SELECTION_KEY: _selection(header), "model_name": model_name}
 
 
 def steering_kwargs(config: SteeringConfig | None) -> dict[str, Any] | None:
@@ -143,6 +153,7 @@ def model_reference(model: Any) -> str | None:
 
 
 __all__ = [
+    "SELECTION_KEY",
     "TRACE_KEY",
     "ReorderSettings",
     "check_call_options",

@@ -24,6 +24,10 @@ POSITION_METADATA_KEYS = (POSITION_INDEX_KEY, POSITION_TOTAL_KEY, RELATIVE_POSIT
 
 #: Metadata key for the retrieval score, as the LangChain retriever reports it.
 SCORE_KEY = "score"
+#: Metadata key for a document's score in posrag's direction (higher is better), written by posrag's reorder
+#: steps: a step configured with ``score_direction="distance"`` records the negated distance here, so the LLM
+#: ranks the request's documents the right way round.
+SIMILARITY_KEY = "posrag_similarity"
 
 
 @dataclass(frozen=True)
@@ -152,6 +156,7 @@ __all__ = [
     "POSITION_TOTAL_KEY",
     "RELATIVE_POSITION_KEY",
     "SCORE_KEY",
+    "SIMILARITY_KEY",
     "DocumentSpan",
     "PositionInfo",
     "ScoredDocument",

@@ -84,6 +84,13 @@ def rank(scores: Sequence[float | None], score_direction: ScoreDirection = "simi
     return [i for i, value in sorted(scored, key=lambda item: sign * item[1])]
 
 
+def as_similarity(score: float | None, score_direction: ScoreDirection = "similarity") -> float | None:
+    """``score`` in posrag's direction (higher is better): a distance is negated; ``None`` stays ``None``."""
+    if score is None:
+        return None
+    return float(score) if score_direction == "similarity" else -float(score)
+
+
 def _arrange(ranked: list[int], strategy: Strategy, best_at: BestAt) -> list[int]:
     """Place ranked indices (best first) according to ``strategy``."""
     if strategy in ("recency", "graduated"):
@@ -183,6 +190,7 @@ __all__ = [
     "Strategy",
     "StrategyOrAuto",
     "UnscoredPolicy",
+    "as_similarity",
     "plan_order",
     "rank",
     "reorder",

@@ -18,14 +18,12 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from posrag.documents import ScoredDocument
-
-#: Texts shorter than this are not located in a prompt: they would match by accident.
-MIN_LOCATABLE_CHARS = 16
+from posrag.registry import MIN_LOCATABLE_CHARS, locatable_text
 
 RunId = Hashable
 
@@ -61,8 +59,7 @@ class _Request:
     query: str | None = None
 
 
-def _key(document: ScoredDocument) -> str:
-    return document.text.strip()
+_key = locatable_text
 
 
 class RequestTracker:
@@ -156,26 +153,4 @@ class RequestTracker:
             return len(self._root_of)
 
 
-def locate(prompt: str, documents: Sequence[ScoredDocument]) -> list[tuple[int, int, ScoredDocument]]:
-    """``(start, end, document)`` for each of ``documents`` found in ``prompt``, in prompt order.
-
-    Each text is matched at its first occurrence (stripped of surrounding whitespace); a text inside a longer
-    located text is not counted again; texts shorter than :data:`MIN_LOCATABLE_CHARS` are never matched.
-    """
-    found: list[tuple[int, int, ScoredDocument]] = []
-    for doc in sorted(documents, key=lambda d: -len(_key(d))):
-        text = _key(doc)
-        if len(text) < MIN_LOCATABLE_CHARS:
-            continue
-        start = prompt.find(text)
-        if start < 0:
-            continue
-        end = start + len(text)
-        if any(s <= start and end <= e for s, e, _ in found):
-            continue
-        found.append((start, end, doc))
-    found.sort(key=lambda item: item[0])
-    return found
-
-
-__all__ = ["MIN_LOCATABLE_CHARS", "RequestDocuments", "RequestTracker", "locate"]
+__all__ = ["RequestDocuments", "RequestTracker"]

@@ -18,6 +18,8 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "langchain_posrag needs langchain-core, which is not installed: pip install 'posrag[langchain]'."
     ) from exc
 
+# Registers posrag's request tracking with LangChain (a configure hook): light, and needed before any chain runs.
+from langchain_posrag import callbacks as callbacks
 from langchain_posrag.document_transformers import PositionReorder
 
 if TYPE_CHECKING:

@@ -22,11 +22,12 @@ from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.documents import Document
 from langchain_core.tracers.context import register_configure_hook
 
-from posrag.documents import ScoredDocument
+from posrag.documents import SIMILARITY_KEY, ScoredDocument
 from posrag.requests import RequestDocuments, RequestTracker
 
-#: Metadata keys read as a document's retrieval score (higher is better), in this order.
-SCORE_KEYS = ("score", "relevance_score")
+#: Metadata keys read as a document's retrieval score (higher is better), in this order: the one posrag's
+#: reorder step writes in posrag's direction, posrag's retriever's, a reranker's.
+SCORE_KEYS = (SIMILARITY_KEY, "score", "relevance_score")
 
 #: The process's request tracker for LangChain runs (keyed by run ids, never by content).
 tracker = RequestTracker()

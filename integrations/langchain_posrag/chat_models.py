@@ -1,8 +1,9 @@
 """``ChatPosrag``: the chat-model face of :class:`~langchain_posrag.llms.PosragLLM`.
 
 Messages are formatted with the tokenizer's chat template (or ``Role: content`` lines for a base model without
-one, such as the default Gemma 3 270M); remembered documents found in the formatted prompt are steered toward,
-and the trace is in the ``AIMessage``'s ``response_metadata["posrag_trace"]``.
+one, such as the default Gemma 3 270M); the documents of the same request (or ``documents=[...]``) found in the
+formatted prompt are steered toward, and the trace is in the ``AIMessage``'s
+``response_metadata["posrag_trace"]`` (spans within the message that holds each document).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class ChatPosrag(PosragModelSettings, BaseChatModel):
 
     _generator: SteeredGenerator = PrivateAttr()
     # LangChain passes ``stream`` through to ``_generate``/``_stream`` (``invoke(..., stream=True)``).
-    _call_options: ClassVar[tuple[str, ...]] = ("max_tokens", "temperature", "top_p", "stream")
+    _call_options: ClassVar[tuple[str, ...]] = ("max_tokens", "temperature", "top_p", "stream", "documents", "query")
 
     @property
     def _llm_type(self) -> str:
@@ -74,8 +75,13 @@ class ChatPosrag(PosragModelSettings, BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
+        documents, query = self._documents(run_manager, kwargs)
         result = self._generator.complete(
-            self._prompt(messages), self._config(stop, kwargs), steer=self.steering is not None
+            self._prompt(messages),
+            self._config(stop, kwargs),
+            steer=self.steering is not None,
+            documents=documents,
+            query=query,
         )
         info = generation_info(result, str(self.model_name))
         message = AIMessage(content=result.text, response_metadata=info)
@@ -88,7 +94,9 @@ class ChatPosrag(PosragModelSettings, BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        return await run_in_executor(None, self._generate, messages, stop, None, **kwargs)
+        return await run_in_executor(
+            None, self._generate, messages, stop, None, **self._with_request(run_manager, kwargs)
+        )
 
     def _stream(
         self,
@@ -97,10 +105,15 @@ class ChatPosrag(PosragModelSettings, BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        trace, pieces = self._generator.stream_complete(
-            self._prompt(messages), self._config(stop, kwargs), steer=self.steering is not None
+        documents, query = self._documents(run_manager, kwargs)
+        header, pieces = self._generator.stream_complete(
+            self._prompt(messages),
+            self._config(stop, kwargs),
+            steer=self.steering is not None,
+            documents=documents,
+            query=query,
         )
-        metadata = stream_info(trace, self.model_name)
+        metadata = stream_info(header, self.model_name)
         first = True
         try:
             for piece in pieces:
@@ -123,7 +136,8 @@ class ChatPosrag(PosragModelSettings, BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        async for chunk in iterate_in_executor(self._stream, messages, stop, run_manager, kwargs):
+        request = self._with_request(run_manager, kwargs)
+        async for chunk in iterate_in_executor(self._stream, messages, stop, run_manager, request):
             yield chunk
 
 

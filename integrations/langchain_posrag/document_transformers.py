@@ -10,9 +10,8 @@ from langchain_core.runnables import RunnableConfig, RunnableSerializable
 from pydantic import ConfigDict, Field, PrivateAttr
 
 from posrag.adapters import ReorderSettings
-from posrag.documents import SCORE_KEY, PositionInfo, ScoredDocument
-from posrag.ordering import Reorderer
-from posrag.registry import remember_documents
+from posrag.documents import SCORE_KEY, SIMILARITY_KEY, PositionInfo
+from posrag.ordering import Reorderer, as_similarity
 
 
 class PositionReorder(
@@ -23,8 +22,9 @@ class PositionReorder(
     Works as a document transformer (``transform_documents``) and inside LCEL:
     ``retriever | PositionReorder() | format_docs | prompt | llm``. Scores are read from
     ``metadata[score_key]`` (posrag's retriever writes ``"score"``); a document without one is unscored.
-    Returned documents are copies with ``posrag_position``, ``posrag_total`` and
-    ``posrag_relative_position`` added to their metadata; the input is not modified.
+    Returned documents are copies with ``posrag_position``, ``posrag_total``, ``posrag_relative_position``
+    and ``posrag_similarity`` (the score, higher = better whatever ``score_direction``: what posrag's LLM ranks
+    the request's documents by) added to their metadata; the input is not modified.
     """
 
     score_key: str = Field(default=SCORE_KEY, description="Metadata key holding each document's score.")
@@ -52,14 +52,15 @@ class PositionReorder(
         out = [
             Document(
                 page_content=documents[old].page_content,
-                metadata={**documents[old].metadata, **PositionInfo(new, total).to_metadata()},
+                metadata={
+                    **documents[old].metadata,
+                    **PositionInfo(new, total).to_metadata(),
+                    SIMILARITY_KEY: as_similarity(self._score(documents[old]), self.score_direction),
+                },
                 id=documents[old].id,
             )
             for new, old in enumerate(order)
         ]
-        remember_documents(
-            ScoredDocument(text=d.page_content, metadata=d.metadata, score=self._score(d), id=d.id) for d in out
-        )
         return out
 
     async def atransform_documents(self, documents: Sequence[Document], **kwargs: Any) -> list[Document]:

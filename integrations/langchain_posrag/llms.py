@@ -5,10 +5,14 @@ Use it in an ordinary LCEL chain after posrag's ``PositionReorder``::
     chain = {"context": retriever | PositionReorder() | format_docs, "question": RunnablePassthrough()} \
         | prompt | PosragLLM() | StrOutputParser()
 
-The reorder step remembers the documents it emits; the LLM finds them in the prompt string it receives,
-steers toward their token spans (position-graduated, see :mod:`posrag.steering`) and reports the trace in
-``generation_info["posrag_trace"]`` (visible to callbacks' ``on_llm_end`` and in ``llm.generate(...)``).
-Without remembered documents in the prompt it is a plain local LLM.
+The documents any retriever or reorder step of the *same request* emitted (LangChain's run tree, see
+:mod:`langchain_posrag.callbacks`) are found in the prompt string the LLM receives; the best of them (per
+request, by the retriever's scores or, for unscored documents, posrag's own relevance) is steered toward
+(position-graduated, see :mod:`posrag.steering`), and the trace is reported in
+``generation_info["posrag_trace"]`` (visible to callbacks' ``on_llm_end`` and in ``llm.generate(...)``), with
+``generation_info["posrag_selection"]`` saying how many request documents were located and steered. Pass
+``documents=[...]`` (to ``invoke`` or ``bind``) to steer toward documents of your own. Without documents in
+the prompt it is a plain local LLM.
 """
 
 from __future__ import annotations
@@ -21,10 +25,12 @@ from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackMana
 from langchain_core.language_models.llms import LLM
 from langchain_core.load.serializable import SerializedConstructor, SerializedNotImplemented
 from langchain_core.outputs import Generation, GenerationChunk, LLMResult
+from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.config import run_in_executor
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 import posrag
+from langchain_posrag.callbacks import request_documents, to_scored
 from posrag.adapters import (
     TRACE_KEY,
     check_call_options,
@@ -36,6 +42,7 @@ from posrag.adapters import (
     stream_info,
 )
 from posrag.aio import iterate_in_thread
+from posrag.documents import ScoredDocument
 from posrag.errors import ConfigurationError
 from posrag.generation import GenerationConfig
 from posrag.steering import SteeredGeneration, SteeredGenerator, SteeringConfig, resolve_model
@@ -77,7 +84,7 @@ class PosragModelSettings(BaseModel):
     # LangChain's (it records package versions). Subclasses declare ``_generator``.
 
     #: Options one call may override (``llm.invoke(prompt, max_tokens=...)``); any other raises.
-    _call_options: ClassVar[tuple[str, ...]] = ("max_tokens", "temperature", "top_p")
+    _call_options: ClassVar[tuple[str, ...]] = ("max_tokens", "temperature", "top_p", "documents", "query")
 
     @field_validator("steering", mode="before")
     @classmethod
@@ -140,6 +147,25 @@ class PosragModelSettings(BaseModel):
             return {"lc": 1, "type": "not_implemented", "id": self.lc_id(), "repr": str(exc)}
         return super().to_json()  # type: ignore[misc]
 
+    # --------------------------------------------------------------- which documents: this request's
+
+    def _documents(self, run_manager: Any, kwargs: dict[str, Any]) -> tuple[list[ScoredDocument] | None, str | None]:
+        """The documents this call steers among: ``documents=`` given to the call, else those of the call's
+        request (its LangChain run tree); and the request's query."""
+        explicit = kwargs.get("documents")
+        if explicit is not None:
+            return explicit_documents(explicit), kwargs.get("query")
+        request = request_documents(run_manager)
+        if request is None:
+            return None, kwargs.get("query")
+        return list(request.documents), kwargs.get("query") or request.query
+
+    def _with_request(self, run_manager: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """``kwargs`` with this request's documents made explicit: for work handed to a worker thread, where the
+        run manager does not travel."""
+        documents, query = self._documents(run_manager, kwargs)
+        return {**kwargs, "documents": documents or [], "query": query}
+
     # --------------------------------------------------------------- one call's settings
 
     def _config(self, stop: list[str] | None, kwargs: dict[str, Any]) -> GenerationConfig:
@@ -151,6 +177,29 @@ class PosragModelSettings(BaseModel):
             self.stop,
             stop,
         )
+
+
+def explicit_documents(documents: Any) -> list[ScoredDocument]:
+    """``documents=`` of a call as posrag documents: LangChain ``Document``s (score from metadata), posrag
+    ``ScoredDocument``s or plain strings."""
+    from langchain_core.documents import Document
+
+    if isinstance(documents, (str, Document, ScoredDocument)):
+        documents = [documents]
+    converted = []
+    for document in documents:
+        if isinstance(document, ScoredDocument):
+            converted.append(document)
+        elif isinstance(document, Document):
+            converted.append(to_scored(document))
+        elif isinstance(document, str):
+            converted.append(ScoredDocument(document))
+        else:
+            raise ConfigurationError(
+                f"documents=[...] holds a {type(document).__name__}; pass LangChain Documents, posrag "
+                "ScoredDocuments or strings (the texts as they appear in the prompt)."
+            )
+    return converted
 
 
 class PosragLLM(PosragModelSettings, LLM):
@@ -172,9 +221,40 @@ class PosragLLM(PosragModelSettings, LLM):
     def get_lc_namespace(cls) -> list[str]:
         return ["langchain_posrag", "llms"]
 
-    def _complete(self, prompt: str, stop: list[str] | None, kwargs: dict[str, Any]) -> SteeredGeneration:
+    def _complete(
+        self, prompt: str, stop: list[str] | None, kwargs: dict[str, Any], run_manager: Any = None
+    ) -> SteeredGeneration:
         formatted = self._generator.format(prompt, self.use_chat_template)
-        return self._generator.complete(formatted, self._config(stop, kwargs), steer=self.steering is not None)
+        documents, query = self._documents(run_manager, kwargs)
+        return self._generator.complete(
+            formatted,
+            self._config(stop, kwargs),
+            steer=self.steering is not None,
+            documents=documents,
+            query=query,
+        )
+
+    # LangChain's BaseLLM.batch hands all prompts to one _generate with the first prompt's run manager only;
+    # each input is its own request here, so batches run input by input (threads, as Runnable.batch does).
+    def batch(
+        self,
+        inputs: list[Any],
+        config: RunnableConfig | list[RunnableConfig] | None = None,
+        *,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> list[str]:
+        return Runnable.batch(self, inputs, config, return_exceptions=return_exceptions, **kwargs)
+
+    async def abatch(
+        self,
+        inputs: list[Any],
+        config: RunnableConfig | list[RunnableConfig] | None = None,
+        *,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> list[str]:
+        return await Runnable.abatch(self, inputs, config, return_exceptions=return_exceptions, **kwargs)
 
     def _generate(
         self,
@@ -185,7 +265,7 @@ class PosragLLM(PosragModelSettings, LLM):
     ) -> LLMResult:
         generations = []
         for prompt in prompts:
-            result = self._complete(prompt, stop, kwargs)
+            result = self._complete(prompt, stop, kwargs, run_manager)
             generations.append(
                 [Generation(text=result.text, generation_info=generation_info(result, str(self.model_name)))]
             )
@@ -199,7 +279,9 @@ class PosragLLM(PosragModelSettings, LLM):
         **kwargs: Any,
     ) -> LLMResult:
         # Generation is CPU/GPU-bound: run it in a worker thread so the event loop stays free.
-        return await run_in_executor(None, self._generate, prompts, stop, None, **kwargs)
+        return await run_in_executor(
+            None, self._generate, prompts, stop, None, **self._with_request(run_manager, kwargs)
+        )
 
     def _call(
         self,
@@ -208,7 +290,7 @@ class PosragLLM(PosragModelSettings, LLM):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> str:
-        return self._complete(prompt, stop, kwargs).text
+        return self._complete(prompt, stop, kwargs, run_manager).text
 
     async def _acall(
         self,
@@ -217,7 +299,7 @@ class PosragLLM(PosragModelSettings, LLM):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> str:
-        return await run_in_executor(None, self._call, prompt, stop, None, **kwargs)
+        return await run_in_executor(None, self._call, prompt, stop, None, **self._with_request(run_manager, kwargs))
 
     def _stream(
         self,
@@ -227,10 +309,11 @@ class PosragLLM(PosragModelSettings, LLM):
         **kwargs: Any,
     ) -> Iterator[GenerationChunk]:
         formatted = self._generator.format(prompt, self.use_chat_template)
-        trace, pieces = self._generator.stream_complete(
-            formatted, self._config(stop, kwargs), steer=self.steering is not None
+        documents, query = self._documents(run_manager, kwargs)
+        header, pieces = self._generator.stream_complete(
+            formatted, self._config(stop, kwargs), steer=self.steering is not None, documents=documents, query=query
         )
-        info: dict[str, Any] | None = stream_info(trace, self.model_name)
+        info: dict[str, Any] | None = stream_info(header, self.model_name)
         try:
             for piece in pieces:
                 chunk = GenerationChunk(text=piece, generation_info=info)
@@ -250,8 +333,9 @@ class PosragLLM(PosragModelSettings, LLM):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[GenerationChunk]:
-        async for chunk in iterate_in_executor(self._stream, prompt, stop, run_manager, kwargs):
+        request = self._with_request(run_manager, kwargs)
+        async for chunk in iterate_in_executor(self._stream, prompt, stop, run_manager, request):
             yield chunk
 
 
-__all__ = ["TRACE_KEY", "PosragLLM", "PosragModelSettings"]
+__all__ = ["TRACE_KEY", "PosragLLM", "PosragModelSettings", "explicit_documents"]

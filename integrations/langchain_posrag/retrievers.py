@@ -12,7 +12,6 @@ from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict, Field
 
 from posrag.documents import SCORE_KEY, ScoredDocument
-from posrag.registry import remember_documents
 from posrag.retrieval import DocumentIndex
 
 
@@ -51,7 +50,6 @@ class PosragRetriever(BaseRetriever):
 
     def _search(self, query: str, k: int | None) -> list[Document]:
         documents = self.index.search(query, k=self.k if k is None else k)
-        remember_documents(documents)
         return [document_from_scored(d) for d in documents]
 
     def _get_relevant_documents(

@@ -32,7 +32,7 @@ import numpy as np
 
 from posrag.documents import ScoredDocument
 from posrag.errors import ConfigurationError
-from posrag.models import embedder_name, load_embedder
+from posrag.retrieval.embedders import embedder_name, load_embedder
 from posrag.retrieval.format import FORMAT_VERSION
 from posrag.retrieval.options import INDEX_TYPES, IndexOptions, IndexType, check_int, new_faiss_index
 from posrag.retrieval.persistence import Snapshot, load_snapshot, save_snapshot

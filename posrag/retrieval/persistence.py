@@ -37,7 +37,7 @@ from filelock import FileLock
 from posrag._files import fsync_dir, fsync_file, sha256_file, write_json
 from posrag.documents import ScoredDocument
 from posrag.errors import ConfigurationError, IndexCorruptedError
-from posrag.models import embedder_name, load_embedder
+from posrag.retrieval.embedders import embedder_name, load_embedder
 from posrag.retrieval.format import (
     CONFIG_FILE,
     CONFIG_TMP_PREFIX,

@@ -7,7 +7,10 @@ Split like a peft method. The policy, pure and testable without a model: :mod:`~
 them under the old path. Then :mod:`~posrag.steering.activation` and :mod:`~posrag.steering.attention` (the two
 mechanisms' hook factories), :mod:`~posrag.steering.hooks` (registration that always undoes itself, request
 scoping), :mod:`~posrag.steering.spans` (character → token spans) and :mod:`~posrag.steering.generator`
-(:class:`SteeredGenerator`, the object to use).
+(:class:`SteeredGenerator`, the object to use). Which documents an LLM call steers, and how hard, is
+:mod:`~posrag.steering.selection` (request-level ranks, posrag's own relevance for unscored documents,
+:mod:`~posrag.steering.confidence`); targets are built in :mod:`~posrag.steering.targets`, traces are
+:mod:`~posrag.steering.trace`.
 """
 
 from posrag.profiles import PositionBiasProfile
@@ -22,11 +25,12 @@ from posrag.steering.generator import (
     SteeringTraceEntry,
     format_messages,
     resolve_model,
-    targets_from_prompt,
 )
 from posrag.steering.hooks import Handle, HookSpec, RequestScope, hook_counts, patch, patched
 from posrag.steering.planning import PlannedSteer, SteeringTarget, plan_steering
+from posrag.steering.selection import SelectionSummary, select_targets
 from posrag.steering.spans import TokenSpan, char_span_to_tokens, encode_with_offsets
+from posrag.steering.targets import targets_from_prompt
 from posrag.steering.zones import (
     RULE_TYPE_ZONES,
     LayerZone,
@@ -53,6 +57,7 @@ __all__ = [
     "PositionBiasProfile",
     "PreparedSteering",
     "RequestScope",
+    "SelectionSummary",
     "SteeredGeneration",
     "SteeredGenerator",
     "SteeringConfig",
@@ -75,6 +80,7 @@ __all__ = [
     "resolve_curve",
     "resolve_model",
     "resolve_position_bias",
+    "select_targets",
     "target_layers",
     "targets_from_prompt",
     "zone_layers",

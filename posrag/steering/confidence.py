@@ -96,6 +96,8 @@ def normalized_margin(scores: Sequence[float], k: int = 1, scale: float | None =
         return gap / scale
     mean = sum(values) / len(values)
     spread = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
+    if not spread > 0:  # a gap so small that the spread underflows (denormal scores): no scale to judge by
+        return math.inf
     return gap / spread
 
 

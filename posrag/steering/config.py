@@ -30,6 +30,8 @@ from posrag.steering.zones import LAYER_POLICIES, LayerPolicy
 
 Mechanism = Literal["activation", "attention", "both"]
 VectorSource = Literal["hidden_mean", "embedding"]
+UnscoredSteering = Literal["relevance", "all", "off"]
+UNSCORED_STEERING: tuple[str, ...] = ("relevance", "all", "off")
 AttentionLayers = Literal["all", "planned"]
 
 MECHANISMS: tuple[str, ...] = get_args(Mechanism)
@@ -103,6 +105,15 @@ class SteeringConfig:
     sentence-transformer embedding aligned to the model's width). ``center``: subtract the mean hidden state
     of the whole context from a document's mean, so the vector points at what is specific to that document.
 
+    Which documents, when the LLM classes find a request's documents in their prompt
+    (:mod:`~posrag.steering.selection`): ``top_k`` and the tiers are decided over *all* of the request's
+    documents, not per LLM call. ``confidence``: scale the steered top document(s) by how sure the request's
+    ranking is (:mod:`~posrag.steering.confidence`: a small margin between the best and the next document,
+    in units of the scores' spread, steers little). ``unscored``: what to do when the request's documents
+    carry no score (a standard retriever): ``relevance`` ranks them by posrag's own relevance (the packaged
+    embedder's similarity to the query, :mod:`posrag.relevance`), ``all`` steers every one (the old
+    behaviour), ``off`` steers none.
+
     Every field is checked here; a bad one raises :class:`~posrag.errors.ConfigurationError` naming the
     field, the value and what is allowed.
     """
@@ -119,6 +130,8 @@ class SteeringConfig:
     attention_layers: AttentionLayers = "all"
     vector_source: VectorSource = "hidden_mean"
     center: bool = True
+    confidence: bool = True
+    unscored: UnscoredSteering = "relevance"
     _resolved_curve: IntensityCurve = field(init=False, repr=False, compare=False)
     _preset: BiasPreset = field(init=False, repr=False, compare=False)
 
@@ -128,6 +141,8 @@ class SteeringConfig:
         check_choice("vector_source", self.vector_source, VECTOR_SOURCES)
         check_choice("attention_layers", self.attention_layers, ATTENTION_LAYERS)
         check_bool("center", self.center)
+        check_bool("confidence", self.confidence)
+        check_choice("unscored", self.unscored, UNSCORED_STEERING)
         numbers = {
             "base_intensity": check_number("base_intensity", self.base_intensity, 0.0, MAX_BASE_INTENSITY),
             "attention_bias": check_number("attention_bias", self.attention_bias, 0.0, MAX_ATTENTION_BIAS),
@@ -213,6 +228,8 @@ class SteeringConfig:
             "attention_layers": self.attention_layers,
             "vector_source": self.vector_source,
             "center": self.center,
+            "confidence": self.confidence,
+            "unscored": self.unscored,
         }
 
 
@@ -220,11 +237,13 @@ __all__ = [
     "BIAS_PRESETS",
     "MAX_ATTENTION_BIAS",
     "MAX_BASE_INTENSITY",
+    "UNSCORED_STEERING",
     "AttentionLayers",
     "BiasPreset",
     "Mechanism",
     "ReorderStrategy",
     "SteeringConfig",
+    "UnscoredSteering",
     "VectorSource",
     "bias_preset",
 ]

@@ -20,15 +20,18 @@ vectors, layer assignment (and the trace), hook specs. Neighbours: targets are b
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 
 from posrag import architectures
 from posrag.chat import FormattedPrompt, format_completion, format_messages
+from posrag.documents import ScoredDocument
 from posrag.errors import ConfigurationError, MissingDependencyError
 from posrag.generation import GenerationConfig, generate_from_inputs, stream_from_inputs
 from posrag.models import resolve_model
@@ -41,6 +44,7 @@ from posrag.steering.attention import (
 )
 from posrag.steering.hooks import Handle, HookSpec, RequestScope, patched, scoped
 from posrag.steering.policy import PlannedSteer, SteeringConfig, SteeringTarget, plan_steering
+from posrag.steering.selection import SelectionSummary, select_targets
 from posrag.steering.spans import (
     EncodedPrompt,
     TokenSpan,
@@ -48,8 +52,10 @@ from posrag.steering.spans import (
     encode_with_offsets,
     first_token_at_or_after,
 )
-from posrag.steering.targets import RULE_TYPE_KEYS, targets_from_prompt
+from posrag.steering.targets import RULE_TYPE_KEYS
 from posrag.steering.trace import SteeredGeneration, SteeringTraceEntry, trace_entry
+
+logger = logging.getLogger("posrag")
 
 
 @dataclass(frozen=True)
@@ -68,6 +74,9 @@ class PreparedSteering:
     @property
     def active(self) -> bool:
         return bool(self.hook_specs)
+
+
+_WARNED_LOCK = threading.Lock()
 
 
 class SteeredGenerator:
@@ -92,6 +101,7 @@ class SteeredGenerator:
         name = model_name or getattr(getattr(model, "config", None), "name_or_path", None)
         self.config = (config or SteeringConfig()).resolve_auto(name)
         self._embedder = embedder
+        self._warned_unlocated = False
         self.layers = architectures.decoder_layers(model)
         self.num_layers = len(self.layers)
         self.hidden_size = architectures.hidden_size(model)
@@ -334,22 +344,92 @@ class SteeredGenerator:
         """A completion prompt as the model reads it (see :func:`posrag.chat.format_completion`)."""
         return format_completion(self.tokenizer, prompt, use_chat_template)
 
-    def complete(
-        self, prompt: FormattedPrompt, generation: GenerationConfig | None = None, *, steer: bool = True
-    ) -> SteeredGeneration:
-        """What the LLM classes call: steer toward every registered document found in ``prompt``.
+    def select(
+        self,
+        prompt: FormattedPrompt,
+        documents: Sequence[ScoredDocument] | None,
+        *,
+        query: str | None = None,
+    ) -> tuple[list[SteeringTarget], SelectionSummary]:
+        """The targets of ``prompt`` among its request's ``documents`` (:mod:`~posrag.steering.selection`).
 
-        ``steer=False`` generates plainly (an empty trace), as a plain local LLM.
+        Unscored documents are ranked by the packaged embedder's similarity to the query
+        (``config.unscored="relevance"``), loaded on first use (or the ``embedder`` given at construction).
         """
-        targets = targets_from_prompt(prompt.text) if steer else []
-        return self.generate(prompt.text, targets, generation, add_special_tokens=prompt.add_special_tokens)
+        targets, summary = select_targets(
+            prompt.text, list(documents or ()), self.config, query=query, relevance=self._relevance
+        )
+        if not summary.located:
+            self._warn_unlocated(summary)
+        return targets, summary
+
+    def _relevance(self, query: str, texts: list[str]) -> list[float]:
+        from posrag.relevance import embedding_relevance
+
+        if self._embedder is None:
+            from posrag.models import load_embedder
+
+            self._embedder = load_embedder()
+        return list(embedding_relevance(query, texts, self._embedder).scores)
+
+    def _warn_unlocated(self, summary: SelectionSummary) -> None:
+        with _WARNED_LOCK:
+            if self._warned_unlocated:
+                return
+            self._warned_unlocated = True
+        reason = summary.notes[0] if summary.notes else "no documents reached it from its request"
+        logger.warning(
+            "posrag: a steered LLM got a prompt with no located request document (%s), so it generated without "
+            "steering. Retrieve in the same chain / query engine as the LLM call, or pass the documents "
+            "explicitly (documents=[...]). This warning is shown once per model.",
+            reason,
+        )
+
+    def _in_caller_coordinates(
+        self, trace: Sequence[SteeringTraceEntry], prompt: FormattedPrompt
+    ) -> tuple[SteeringTraceEntry, ...]:
+        """The trace with character spans in the caller's prompt (or chat message), not the templated text."""
+        mapped = []
+        for entry in trace:
+            message, start, end = prompt.to_caller(entry.start_char, entry.end_char)
+            mapped.append(replace(entry, start_char=start, end_char=end, message=message))
+        return tuple(mapped)
+
+    def complete(
+        self,
+        prompt: FormattedPrompt,
+        generation: GenerationConfig | None = None,
+        *,
+        steer: bool = True,
+        documents: Sequence[ScoredDocument] | None = None,
+        query: str | None = None,
+    ) -> SteeredGeneration:
+        """What the LLM classes call: steer toward the request's ``documents`` found in ``prompt``.
+
+        ``documents``: the documents of this call's request (from :mod:`posrag.requests`) or the caller's own;
+        ``None`` or none located: a plain generation. ``steer=False`` generates plainly (an empty trace).
+        """
+        targets, selection = self.select(prompt, documents, query=query) if steer else ([], None)
+        result = self.generate(prompt.text, targets, generation, add_special_tokens=prompt.add_special_tokens)
+        return replace(result, trace=self._in_caller_coordinates(result.trace, prompt), selection=selection)
 
     def stream_complete(
-        self, prompt: FormattedPrompt, generation: GenerationConfig | None = None, *, steer: bool = True
-    ) -> tuple[tuple[SteeringTraceEntry, ...], Iterator[str]]:
-        """The trace and the stream for ``prompt``, steering toward the registered documents found in it."""
-        targets = targets_from_prompt(prompt.text) if steer else []
-        return self.stream_with_trace(prompt.text, targets, generation, add_special_tokens=prompt.add_special_tokens)
+        self,
+        prompt: FormattedPrompt,
+        generation: GenerationConfig | None = None,
+        *,
+        steer: bool = True,
+        documents: Sequence[ScoredDocument] | None = None,
+        query: str | None = None,
+    ) -> tuple[SteeredGeneration, Iterator[str]]:
+        """What is known before the first token (trace and selection, as a text-less ``SteeredGeneration``)
+        and the stream of pieces, steering toward the request's ``documents`` found in ``prompt``."""
+        targets, selection = self.select(prompt, documents, query=query) if steer else ([], None)
+        prepared = self.prepare(prompt.text, targets, add_special_tokens=prompt.add_special_tokens)
+        header = SteeredGeneration(
+            "", self._in_caller_coordinates(prepared.trace, prompt), prepared.encoded.num_tokens, 0, selection
+        )
+        return header, self._stream_prepared(prepared, generation)
 
     def _stream_prepared(self, prepared: PreparedSteering, generation: GenerationConfig | None) -> Iterator[str]:
         around = self._hooks(prepared) if prepared.active else None
@@ -367,5 +447,4 @@ __all__ = [
     "SteeringTraceEntry",
     "format_messages",
     "resolve_model",
-    "targets_from_prompt",
 ]

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from posrag._validation import check_int, check_position
+from posrag._validation import check_int, check_number, check_position
 from posrag.errors import ConfigurationError
 from posrag.steering.config import SteeringConfig
 from posrag.steering.zones import LayerZone, layer_zone
@@ -35,8 +35,17 @@ class SteeringTarget:
     score: float | None = None
     rule_type: str | None = None
     doc_id: str | None = None
+    #: The document's rank among *all* of its request's documents (0 = best), when the caller knows it: a
+    #: multi-call synthesizer's call sees a few of them, but "best k" is decided per request. ``None``: ranked
+    #: among the targets of this call by ``score``.
+    rank: int | None = None
+    #: A multiplier in [0, 1] on top of the curve (confidence-aware steering, :mod:`~posrag.steering.confidence`).
+    weight: float = 1.0
 
     def __post_init__(self) -> None:
+        if self.rank is not None:
+            object.__setattr__(self, "rank", check_int("SteeringTarget rank", self.rank, 0))
+        object.__setattr__(self, "weight", check_number("SteeringTarget weight", self.weight, 0.0, 1.0))
         start = check_int("SteeringTarget start_char", self.start_char, 0)
         end = check_int("SteeringTarget end_char", self.end_char, 0)
         if not start < end:
@@ -55,6 +64,8 @@ class SteeringTarget:
             "relative_position": self.relative_position,
             "score": self.score,
             "rule_type": self.rule_type,
+            "rank": self.rank,
+            "weight": self.weight,
         }
 
 
@@ -105,7 +116,10 @@ def tier_of(target: SteeringTarget, config: SteeringConfig, rank: int | None = N
 
 
 def score_ranks(targets: Sequence[SteeringTarget]) -> list[int | None]:
-    """Each target's rank by score among the scored targets (0 = best; ties keep prompt order); None if unscored."""
+    """Each target's rank: the request-level ``rank`` where the caller set one on any target, else its rank by
+    score among the scored targets (0 = best; ties keep prompt order); None if unranked."""
+    if any(t.rank is not None for t in targets):
+        return [t.rank for t in targets]
     scored = sorted((i for i, t in enumerate(targets) if t.score is not None), key=lambda i: -float(targets[i].score))  # type: ignore[arg-type]
     ranks: list[int | None] = [None] * len(targets)
     for rank, index in enumerate(scored):
@@ -121,7 +135,7 @@ def plan_steering(
     plans = []
     for target, rank in zip(targets, score_ranks(targets), strict=True):
         tier = tier_of(target, config, rank)
-        multiplier = 0.0 if tier == "off" else config.resolved_curve(target.relative_position)
+        multiplier = 0.0 if tier == "off" else config.resolved_curve(target.relative_position) * target.weight
         if tier == "ghost":
             multiplier *= GHOST_MULTIPLIER
         zone = layer_zone(target.relative_position, config.layer_policy, target.rule_type)

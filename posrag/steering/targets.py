@@ -1,7 +1,7 @@
 """From document spans to steering targets: the one builder every caller uses.
 
 A :class:`~posrag.documents.DocumentSpan` (from :func:`posrag.prompts.build_prompt` or the registry's
-:func:`~posrag.registry.locate_documents`) already knows the document's characters, its relative position,
+:func:`~posrag.registry.locate`) already knows the document's characters, its relative position,
 its score and its id; :func:`target_from_span` copies them into a :class:`~posrag.steering.policy.SteeringTarget`
 and reads the rule type from the metadata by one rule (:data:`RULE_TYPE_KEYS`, first non-empty wins).
 The generator, the pipeline, the benchmark and the benchmark scripts all build their targets here.
@@ -9,11 +9,11 @@ The generator, the pipeline, the benchmark and the benchmark scripts all build t
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from posrag.documents import DocumentSpan
-from posrag.registry import locate_documents
+from posrag.documents import DocumentSpan, ScoredDocument
+from posrag.registry import locate
 from posrag.steering.policy import SteeringTarget
 
 #: Metadata keys read as a document's rule type (for the rule-type safe zones), in order of preference.
@@ -44,12 +44,14 @@ def targets_from_spans(spans: Iterable[DocumentSpan]) -> list[SteeringTarget]:
     return [target_from_span(span) for span in spans]
 
 
-def targets_from_prompt(prompt: str) -> list[SteeringTarget]:
-    """Steering targets for the documents posrag's retrievers / reorder steps handed on and that occur in ``prompt``.
+def targets_from_prompt(prompt: str, documents: Sequence[ScoredDocument]) -> list[SteeringTarget]:
+    """Steering targets for the ``documents`` that occur in ``prompt`` (a prompt built elsewhere).
 
-    Built on :func:`posrag.registry.locate_documents`: positions are those of the documents in *this* prompt.
+    Built on :func:`posrag.registry.locate`: positions are those of the documents in *this* prompt. The LLM
+    classes go through :func:`posrag.steering.selection.select_targets` instead, which also ranks the
+    documents per request and weighs them by confidence.
     """
-    return targets_from_spans(locate_documents(prompt))
+    return targets_from_spans(locate(prompt, documents))
 
 
 __all__ = ["RULE_TYPE_KEYS", "rule_type_of", "target_from_span", "targets_from_prompt", "targets_from_spans"]

@@ -29,6 +29,11 @@ class SteeringTraceEntry:
     attention_bias: float
     attention_layers: tuple[int, ...]
     mechanism: str  # "activation", "attention", "both" or "none"
+    #: The caller's text that holds the document: 0 for a completion prompt, the chat message's index for chat
+    #: (``start_char``/``end_char`` are then within it); ``None``: coordinates of the prompt as the model read it.
+    message: int | None = None
+    rank: int | None = None
+    weight: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -45,6 +50,9 @@ class SteeringTraceEntry:
             "attention_bias": self.attention_bias,
             "attention_layers": list(self.attention_layers),
             "mechanism": self.mechanism,
+            "message": self.message,
+            "rank": self.rank,
+            "weight": self.weight,
         }
 
 
@@ -56,6 +64,8 @@ class SteeredGeneration:
     trace: tuple[SteeringTraceEntry, ...]
     prompt_tokens: int = 0
     generated_tokens: int = 0
+    #: Which of the request's documents this call located and why others were not steered (LLM front-ends).
+    selection: Any = None
 
     @property
     def steered(self) -> bool:
@@ -67,6 +77,7 @@ class SteeredGeneration:
             "trace": [entry.to_dict() for entry in self.trace],
             "prompt_tokens": self.prompt_tokens,
             "generated_tokens": self.generated_tokens,
+            "selection": None if self.selection is None else self.selection.to_dict(),
         }
 
 
@@ -99,6 +110,8 @@ def trace_entry(plan: PlannedSteer, span: TokenSpan, attention_layers: tuple[int
         attention_bias=plan.attention_bias if attention_layers else 0.0,
         attention_layers=attention_layers,
         mechanism=mechanism_of(plan, layers, attention_layers),
+        rank=t.rank,
+        weight=t.weight,
     )
 
 

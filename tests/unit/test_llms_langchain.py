@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import statistics
 import json
 import tempfile
 from functools import cache
@@ -103,8 +104,17 @@ def test_lcel_chain_with_reorder_steers_and_reports_the_trace() -> None:
     assert [t["tier"] for t in trace] == ["off", "off", "full"]
     assert [t["mechanism"] for t in trace] == ["none", "none", "both"]
     assert trace[2]["layers"] and trace[2]["attention_layers"]
-    assert trace[2]["multiplier"] == pytest.approx(0.7)  # the step curve at p = 1
-    everyone = _llm(steering=SteeringConfig(mechanism="both", top_k=None), use_chat_template=False)
+    # The step curve at p = 1 (0.7), scaled by the request's confidence: scores 0.9 / 0.6 / 0.3, the best leads
+    # the next by 1.22 spreads -> (1.22 - 0.5) / (1.5 - 0.5) = 0.72 of full strength.
+    margin = 0.3 / statistics.pstdev([0.9, 0.6, 0.3])
+    assert trace[2]["weight"] == pytest.approx(margin - 0.5) and trace[2]["rank"] == 0
+    assert trace[2]["multiplier"] == pytest.approx(0.7 * (margin - 0.5))
+    assert info["posrag_selection"]["scores"] == "retriever" and info["posrag_selection"]["located"] == 3
+    confident_off = _llm(steering=SteeringConfig(mechanism="both", confidence=False), use_chat_template=False)
+    catcher.infos.clear()
+    _chain(confident_off).invoke("What is the capital of France?", config={"callbacks": [catcher]})
+    assert catcher.infos[0]["posrag_trace"][2]["multiplier"] == pytest.approx(0.7)
+    everyone = _llm(steering=SteeringConfig(mechanism="both", top_k=None, confidence=False), use_chat_template=False)
     catcher.infos.clear()
     _chain(everyone).invoke("What is the capital of France?", config={"callbacks": [catcher]})
     trace = catcher.infos[0]["posrag_trace"]
@@ -128,10 +138,13 @@ def test_steering_none_is_plain_even_with_documents() -> None:
 def test_stream_matches_invoke_and_carries_the_trace_once() -> None:
     llm = _llm(steering=SteeringConfig(mechanism="both"), use_chat_template=False, max_tokens=12)
     chain_prompt = _chain(RunnableLambda(lambda p: p.to_string())).invoke("What is the capital of France?")
-    full = llm.invoke(chain_prompt)
-    chunks = list(llm._stream(chain_prompt))
+    # Outside a chain there is no request to take documents from: they are passed explicitly.
+    full = llm.invoke(chain_prompt, documents=DOCS)
+    chunks = list(llm._stream(chain_prompt, documents=DOCS))
     assert "".join(c.text for c in chunks) == full
-    assert "".join(llm.stream(chain_prompt)) == full
+    assert "".join(llm.stream(chain_prompt, documents=DOCS)) == full
+    # No request, no documents: nothing is steered (a process-wide memory would steer the chain's documents).
+    assert llm.generate([chain_prompt]).generations[0][0].generation_info["posrag_trace"] == []
     with_trace = [c for c in chunks if c.generation_info and "posrag_trace" in c.generation_info]
     assert len(with_trace) == 1 and len(with_trace[0].generation_info["posrag_trace"]) == 3
 

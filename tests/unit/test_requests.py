@@ -5,7 +5,8 @@ from __future__ import annotations
 import threading
 
 from posrag.documents import ScoredDocument
-from posrag.requests import MIN_LOCATABLE_CHARS, RequestTracker, locate
+from posrag.registry import MIN_LOCATABLE_CHARS, locate
+from posrag.requests import RequestTracker
 
 
 def doc(text: str, score: float | None = None) -> ScoredDocument:
@@ -92,5 +93,6 @@ def test_locate_finds_documents_in_prompt_order_and_skips_nested_texts() -> None
     inner = doc("document text here, and more")  # inside `first`
     absent = doc("a document that is not in the prompt")
     found = locate(prompt, [first, inner, absent, second])
-    assert [d for _, _, d in found] == [second, first]
-    assert all(prompt[s:e] == d.text for s, e, d in found)
+    assert [span.document for span in found] == [second, first]
+    assert all(prompt[span.start : span.end] == span.document.text for span in found)
+    assert [(span.position.index, span.position.total) for span in found] == [(0, 2), (1, 2)]

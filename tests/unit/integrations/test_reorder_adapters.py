@@ -9,13 +9,14 @@ import pytest
 from langchain_core.documents import BaseDocumentTransformer, Document
 from langchain_core.runnables import Runnable, RunnableLambda
 from langchain_posrag import PositionReorder as LCReorder
+from langchain_posrag.callbacks import tracker
 from llama_index.core.postprocessor import LongContextReorder as LlamaLongContextReorder
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, TextNode
 from llama_index.postprocessor.posrag import PositionReorder as LIReorder
 
-from posrag.documents import POSITION_INDEX_KEY, RELATIVE_POSITION_KEY
-from posrag.registry import default_registry
+from posrag.documents import POSITION_INDEX_KEY, RELATIVE_POSITION_KEY, SIMILARITY_KEY
+from posrag.registry import locate
 
 SCORES = [0.91, 0.42, 0.77, 0.15, 0.63, 0.88, 0.05]
 
@@ -79,11 +80,33 @@ def test_llamaindex_adapter_async():
     assert [n.score for n in out] == sorted(SCORES)
 
 
-def test_adapters_remember_what_they_emit_for_the_llm():
-    default_registry.clear()
-    LCReorder().invoke(lc_docs())
-    located = default_registry.locate("ctx: document number 3 about things. document number 0 about things")
+def _request_documents_seen_after(step):
+    """Run ``step`` in a chain and return the request's documents as the next step of the same request sees them."""
+    seen = []
+
+    def peek(docs, config):
+        seen.append(tracker.documents(config["callbacks"].parent_run_id))
+        return docs
+
+    (RunnableLambda(lambda _: lc_docs()) | step | RunnableLambda(peek)).invoke("q")
+    return seen[0]
+
+
+def test_the_reorder_output_is_recorded_for_its_own_request_and_dropped_after():
+    request = _request_documents_seen_after(LCReorder())
+    located = locate("ctx: document number 3 about things. document number 0 about things", request.documents)
     assert [loc.document.id for loc in located] == ["3", "0"]
+    assert [loc.document.score for loc in located] == [SCORES[3], SCORES[0]]
+    assert len(tracker) == 0  # the chain ended: nothing of it is left for later requests
+
+
+def test_distance_scores_are_recorded_in_posrag_direction():
+    request = _request_documents_seen_after(LCReorder(score_direction="distance"))
+    by_id = {d.id: d.score for d in request.documents}
+    assert by_id == {str(i): -s for i, s in enumerate(SCORES)}  # best (smallest distance) scores highest
+    out = LIReorder(score_direction="distance").postprocess_nodes(li_nodes())
+    assert [n.node.metadata[SIMILARITY_KEY] for n in out] == [-n.score for n in out]
+    assert SIMILARITY_KEY not in out[0].node.get_content(metadata_mode=MetadataMode.LLM)
 
 
 # --- side by side with the frameworks' own LongContextReorder --------------------------------------------

@@ -10,7 +10,10 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever as LCBaseRetriever
 from langchain_core.runnables import RunnableLambda
 from langchain_posrag import PosragRetriever as LCRetriever
+from langchain_posrag.callbacks import tracker
 from langchain_tests.integration_tests import RetrieversIntegrationTests
+from llama_index.callbacks.posrag import node_to_document, request_documents
+from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.llms.mock import MockLLM
 from llama_index.core.query_engine import RetrieverQueryEngine
 from llama_index.core.retrievers import BaseRetriever as LIBaseRetriever
@@ -19,7 +22,7 @@ from llama_index.postprocessor.posrag import PositionReorder
 from llama_index.retrievers.posrag import PosragRetriever as LIRetriever
 
 from posrag.documents import SCORE_KEY
-from posrag.registry import default_registry, locate_documents
+from posrag.registry import locate
 from posrag.retrieval import DocumentIndex
 from tests.unit.hashing_embedder import HashingEmbedder
 
@@ -41,13 +44,6 @@ def make_index(embedder=None) -> DocumentIndex:
 @pytest.fixture
 def index():
     return make_index()
-
-
-@pytest.fixture(autouse=True)
-def clean_registry():
-    default_registry.clear()
-    yield
-    default_registry.clear()
 
 
 async def ticks_while(awaitable) -> tuple[object, int]:
@@ -101,12 +97,19 @@ def test_langchain_returns_documents_with_similarity_scores_and_ids(index):
     assert retriever.invoke(TEXTS[4], k=1)[0].metadata[SCORE_KEY] == pytest.approx(1.0, abs=1e-5)
 
 
-def test_langchain_remembers_what_it_returns(index):
-    docs = LCRetriever(index=index, k=2).invoke("capital of Germany")
+def test_langchain_records_what_it_returns_for_its_request(index):
+    seen = []
+
+    def peek(docs, config):
+        seen.append(tracker.documents(config["callbacks"].parent_run_id))
+        return docs
+
+    docs = (LCRetriever(index=index, k=2) | RunnableLambda(peek)).invoke("capital of Germany")
     prompt = "Context:\n" + "\n\n".join(d.page_content for d in docs) + "\nQuestion: ?"
-    located = locate_documents(prompt)
+    located = locate(prompt, seen[0].documents)
     assert [loc.document.id for loc in located] == [d.id for d in docs]
     assert located[0].document.score == pytest.approx(docs[0].metadata[SCORE_KEY])
+    assert seen[0].query == "capital of Germany" and len(tracker) == 0
 
 
 async def test_langchain_ainvoke_does_not_block_the_event_loop():
@@ -167,10 +170,18 @@ def test_llamaindex_returns_nodes_with_similarity_scores(index):
     assert retriever.retrieve(QueryBundle(TEXTS[2]))[0].score == pytest.approx(1.0, abs=1e-5)
 
 
-def test_llamaindex_remembers_what_it_returns(index):
-    nodes = LIRetriever(index, similarity_top_k=2).retrieve("capital of Germany")
+def test_llamaindex_records_what_it_returns_for_its_query(index):
+    seen = []
+
+    @get_dispatcher().span
+    def query(text):
+        found = LIRetriever(index, similarity_top_k=2).retrieve(text)
+        seen.append(request_documents())
+        return found
+
+    nodes = query("capital of Germany")
     prompt = "\n\n".join(n.node.get_content() for n in reversed(nodes))
-    located = locate_documents(prompt)
+    located = locate(prompt, seen[0].documents)
     assert [loc.document.id for loc in located] == [n.node.node_id for n in reversed(nodes)]
     assert [loc.position.index for loc in located] == [0, 1]
 
@@ -191,8 +202,8 @@ def test_llamaindex_in_a_real_query_engine_with_position_reorder(index):
     sources = response.source_nodes
     assert len(sources) == 3 and sources[-1].node.node_id == "paris"  # recency: best document last
     assert [n.score for n in sources] == sorted(n.score for n in sources)
-    # the documents the retriever remembered are found, in prompt order, in what the LLM received
-    located = locate_documents(str(response))
+    # the nodes of this query are found, in prompt order, in what the LLM received
+    located = locate(str(response), [node_to_document(n) for n in sources])
     assert [loc.document.id for loc in located] == [n.node.node_id for n in sources]
 
 

@@ -13,7 +13,6 @@ from posrag.architectures import attention_modules, decoder_layers
 from posrag.documents import ScoredDocument
 from posrag.errors import ConfigurationError
 from posrag.generation import GenerationConfig, generate_text, stream_text
-from posrag.registry import remember_documents
 from posrag.steering import (
     SteeredGenerator,
     SteeringConfig,
@@ -349,20 +348,18 @@ def test_no_steer_above_leaves_late_documents_alone(tiny: TinyModel) -> None:
     assert only_late.text == generate_text(tiny.model, tiny.tokenizer, PROMPT, GEN)
 
 
-def test_targets_from_prompt_uses_the_registry(tiny: TinyModel) -> None:
-    remember_documents(
-        [
-            ScoredDocument(DOC_A, {"rule_type": "DEFINITION"}, score=0.9, id="a"),
-            ScoredDocument(DOC_B, score=0.4, id="b"),
-        ]
-    )
-    targets = targets_from_prompt(PROMPT)
+def test_targets_from_prompt_locates_the_given_documents(tiny: TinyModel) -> None:
+    documents = [
+        ScoredDocument(DOC_A, {"rule_type": "DEFINITION"}, score=0.9, id="a"),
+        ScoredDocument(DOC_B, score=0.4, id="b"),
+    ]
+    targets = targets_from_prompt(PROMPT, documents)
     assert [(t.doc_id, t.relative_position, t.rule_type) for t in targets] == [
         ("a", 0.0, "DEFINITION"),
         ("b", 1.0, None),
     ]
     assert PROMPT[targets[0].start_char : targets[0].end_char] == DOC_A
-    assert targets_from_prompt("Question: nothing retrieved here?") == []
+    assert targets_from_prompt("Question: nothing retrieved here?", documents) == []
 
 
 def test_embedding_vector_source_steers_orthogonally(tiny: TinyModel) -> None:

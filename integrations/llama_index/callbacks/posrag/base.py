@@ -15,6 +15,8 @@ from __future__ import annotations
 import inspect
 import math
 import threading
+from collections.abc import AsyncIterator, Iterator
+from contextvars import ContextVar
 from typing import Any
 
 from llama_index.core.instrumentation import get_dispatcher
@@ -22,7 +24,7 @@ from llama_index.core.instrumentation.span import SimpleSpan, active_span_id
 from llama_index.core.instrumentation.span_handlers import BaseSpanHandler
 from llama_index.core.schema import NodeWithScore, QueryBundle
 
-from posrag.documents import ScoredDocument
+from posrag.documents import SIMILARITY_KEY, ScoredDocument
 from posrag.requests import RequestDocuments, RequestTracker
 
 #: The process's request tracker for LlamaIndex spans (keyed by span ids, never by content).
@@ -30,10 +32,51 @@ tracker = RequestTracker()
 
 _QUERY_ARGUMENTS = ("query_bundle", "str_or_query_bundle", "query", "query_str")
 
+#: The documents of a streaming query whose response is being consumed after the query returned. LlamaIndex's
+#: streaming synthesizers call the LLM lazily, from the consumer's own context, after the query's span ended;
+#: the query's response generator is wrapped to carry its request's documents to that call.
+_streaming_request: ContextVar[RequestDocuments | None] = ContextVar("posrag_streaming_request", default=None)
+
+
+def _carry(request: RequestDocuments, generator: Iterator[Any]) -> Iterator[Any]:
+    while True:
+        token = _streaming_request.set(request)
+        try:
+            item = next(generator)
+        except StopIteration:
+            return
+        finally:
+            _streaming_request.reset(token)
+        yield item
+
+
+async def _acarry(request: RequestDocuments, generator: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    while True:
+        token = _streaming_request.set(request)
+        try:
+            item = await generator.__anext__()
+        except StopAsyncIteration:
+            return
+        finally:
+            _streaming_request.reset(token)
+        yield item
+
+
+def _carry_into_stream(result: Any, request: RequestDocuments | None) -> None:
+    """A streaming response returned by a request's root span keeps that request's documents for its stream."""
+    stream = getattr(result, "response_gen", None)
+    if request is None or stream is None:
+        return
+    if inspect.isasyncgen(stream):
+        result.response_gen = _acarry(request, stream)
+    elif inspect.isgenerator(stream):
+        result.response_gen = _carry(request, stream)
+
 
 def node_to_document(node: NodeWithScore) -> ScoredDocument:
-    """posrag's view of a node: its text without metadata, its metadata, score (None if absent) and id."""
-    score = node.score
+    """posrag's view of a node: its text without metadata, its metadata, its score (posrag's reorder step's
+    ``posrag_similarity`` if it wrote one, else the node's score; None if absent) and id."""
+    score = node.node.metadata.get(SIMILARITY_KEY, node.score)
     if score is not None and (isinstance(score, bool) or not math.isfinite(float(score))):
         score = None
     return ScoredDocument(
@@ -88,6 +131,8 @@ class PosragRequestSpanHandler(BaseSpanHandler[SimpleSpan]):
         nodes = _nodes(result)
         if nodes:
             tracker.record(id_, (node_to_document(n) for n in nodes))
+        if tracker.request_of(id_) == id_:  # a request ends: a stream it returns still needs its documents
+            _carry_into_stream(result, tracker.documents(id_))
         tracker.exit(id_)
 
     def prepare_to_drop_span(
@@ -117,9 +162,13 @@ def current_request_id() -> str | None:
 
 
 def request_documents(span_id: str | None = None) -> RequestDocuments | None:
-    """The nodes (as posrag documents) of the request that ``span_id`` (default: the active span) belongs to."""
+    """The nodes (as posrag documents) of the request that ``span_id`` (default: the active span) belongs to;
+    inside the stream of a streaming query that already returned, that query's nodes."""
     span = active_span_id.get() if span_id is None else span_id
-    return tracker.documents(span) if tracker.request_of(span) is not None else None
+    documents = tracker.documents(span) if tracker.request_of(span) is not None else None
+    if documents is None and span_id is None:
+        return _streaming_request.get()
+    return documents
 
 
 install()

@@ -4,10 +4,13 @@ Use it in an unmodified ``RetrieverQueryEngine`` with posrag's ``PositionReorder
 
     engine = RetrieverQueryEngine.from_args(retriever, llm=PosragLLM(), node_postprocessors=[PositionReorder()])
 
-The postprocessor remembers the nodes it emits; the LLM finds their text in the prompt it receives, steers
-toward their token spans (position-graduated, see :mod:`posrag.steering`) and reports the trace in the
-``CompletionResponse``'s ``additional_kwargs["posrag_trace"]`` (the query engine's ``Response`` does not carry
-LLM metadata: read it from LlamaIndex instrumentation, e.g. :class:`PosragTraceHandler`). Without remembered
+The nodes that any retriever or postprocessor of the *same query* saw (LlamaIndex's instrumentation span
+tree, see :mod:`llama_index.callbacks.posrag`) are found in the prompt the LLM receives; the best of them, per
+query and not per LLM call (refine, tree_summarize and a split compact steer only the query's best), is
+steered toward (position-graduated, see :mod:`posrag.steering`), and the trace is reported in the
+``CompletionResponse``'s ``additional_kwargs["posrag_trace"]`` with ``["posrag_selection"]`` (the query
+engine's ``Response`` does not carry LLM metadata: read it from LlamaIndex instrumentation, e.g.
+:class:`PosragTraceHandler`). ``complete(prompt, documents=[...])`` steers toward nodes of your own. Without
 documents in the prompt it is a plain local LLM.
 """
 
@@ -18,6 +21,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+from llama_index.callbacks.posrag import node_to_document, request_documents
 from llama_index.core.base.llms.types import (
     ChatMessage,
     ChatResponse,
@@ -35,10 +39,13 @@ from llama_index.core.instrumentation.events import BaseEvent
 from llama_index.core.instrumentation.events.llm import LLMChatEndEvent, LLMCompletionEndEvent
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from llama_index.core.llms.custom import CustomLLM
+from llama_index.core.schema import NodeWithScore
 
 from posrag import architectures
 from posrag.adapters import TRACE_KEY, generation_config, generation_info, stream_info
 from posrag.aio import iterate_in_thread
+from posrag.documents import ScoredDocument
+from posrag.errors import ConfigurationError
 from posrag.generation import GenerationConfig
 from posrag.steering import (
     FormattedPrompt,
@@ -112,9 +119,38 @@ class PosragLLM(CustomLLM):
             text=result.text, additional_kwargs=generation_info(result, self.model_name), raw=result.to_dict()
         )
 
+    def _documents(self, kwargs: dict[str, Any]) -> tuple[list[ScoredDocument] | None, str | None]:
+        """The documents this call steers among: ``documents=`` given to the call, else the nodes of the call's
+        request (the instrumentation span tree it runs in, see :mod:`llama_index.callbacks.posrag`). Read when
+        the call is made: a streaming query's request may end before its stream is consumed."""
+        if "documents" in kwargs:
+            return explicit_documents(kwargs["documents"]), kwargs.get("query")
+        request = request_documents()
+        if request is None:
+            return None, kwargs.get("query")
+        return list(request.documents), kwargs.get("query") or request.query
+
+    def _with_request(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """``kwargs`` with this request's documents made explicit, for work handed to a worker thread."""
+        documents, query = self._documents(kwargs)
+        return {**kwargs, "documents": documents or [], "query": query}
+
+    def _complete(self, prompt: FormattedPrompt, kwargs: dict[str, Any]) -> SteeredGeneration:
+        documents, query = self._documents(kwargs)
+        return self._generator.complete(
+            prompt, self._config(kwargs), steer=self.steering is not None, documents=documents, query=query
+        )
+
     def _stream(self, prompt: FormattedPrompt, kwargs: dict[str, Any]) -> CompletionResponseGen:
-        trace, pieces = self._generator.stream_complete(prompt, self._config(kwargs), steer=self.steering is not None)
-        extra = stream_info(trace, self.model_name)
+        """Start the steered stream now (documents, trace, hooks planned), and yield its pieces when iterated."""
+        documents, query = self._documents(kwargs)
+        header, pieces = self._generator.stream_complete(
+            prompt, self._config(kwargs), steer=self.steering is not None, documents=documents, query=query
+        )
+        return self._pieces(stream_info(header, self.model_name), pieces)
+
+    @staticmethod
+    def _pieces(extra: dict[str, Any], pieces: Any) -> CompletionResponseGen:
         text = ""
         try:
             for piece in pieces:
@@ -132,9 +168,7 @@ class PosragLLM(CustomLLM):
     # implementations; an async method that called its decorated sync twin would emit every event twice.
 
     def _do_complete(self, prompt: str, kwargs: dict[str, Any]) -> CompletionResponse:
-        formatted_prompt = self._generator.format(prompt, self.use_chat_template)
-        result = self._generator.complete(formatted_prompt, self._config(kwargs), steer=self.steering is not None)
-        return self._response(result)
+        return self._response(self._complete(self._generator.format(prompt, self.use_chat_template), kwargs))
 
     def _do_stream_complete(self, prompt: str, kwargs: dict[str, Any]) -> CompletionResponseGen:
         return self._stream(self._generator.format(prompt, self.use_chat_template), kwargs)
@@ -150,7 +184,7 @@ class PosragLLM(CustomLLM):
     @llm_completion_callback()
     async def acomplete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
         # Generation is CPU/GPU-bound: a worker thread keeps the event loop free.
-        return await asyncio.to_thread(self._do_complete, prompt, kwargs)
+        return await asyncio.to_thread(self._do_complete, prompt, self._with_request(kwargs))
 
     @llm_completion_callback()
     async def astream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseAsyncGen:
@@ -159,10 +193,7 @@ class PosragLLM(CustomLLM):
     # ------------------------------------------------------------------------- chat
 
     def _do_chat(self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]) -> ChatResponse:
-        result = self._generator.complete(
-            self._messages(messages), self._config(kwargs), steer=self.steering is not None
-        )
-        response = self._response(result)
+        response = self._response(self._complete(self._messages(messages), kwargs))
         return ChatResponse(
             message=ChatMessage(role=MessageRole.ASSISTANT, content=response.text),
             additional_kwargs=response.additional_kwargs,
@@ -170,12 +201,17 @@ class PosragLLM(CustomLLM):
         )
 
     def _do_stream_chat(self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]) -> ChatResponseGen:
-        for chunk in self._stream(self._messages(messages), kwargs):
-            yield ChatResponse(
-                message=ChatMessage(role=MessageRole.ASSISTANT, content=chunk.text),
-                delta=chunk.delta,
-                additional_kwargs=chunk.additional_kwargs,
-            )
+        chunks = self._stream(self._messages(messages), kwargs)
+
+        def gen() -> ChatResponseGen:
+            for chunk in chunks:
+                yield ChatResponse(
+                    message=ChatMessage(role=MessageRole.ASSISTANT, content=chunk.text),
+                    delta=chunk.delta,
+                    additional_kwargs=chunk.additional_kwargs,
+                )
+
+        return gen()
 
     @llm_chat_callback()
     def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
@@ -187,11 +223,31 @@ class PosragLLM(CustomLLM):
 
     @llm_chat_callback()
     async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
-        return await asyncio.to_thread(self._do_chat, messages, kwargs)
+        return await asyncio.to_thread(self._do_chat, messages, self._with_request(kwargs))
 
     @llm_chat_callback()
     async def astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseAsyncGen:
         return _to_async(self._do_stream_chat(messages, kwargs))
+
+
+def explicit_documents(documents: Any) -> list[ScoredDocument]:
+    """``documents=`` of a call as posrag documents: ``NodeWithScore``s, posrag ``ScoredDocument``s or strings."""
+    if isinstance(documents, (str, NodeWithScore, ScoredDocument)):
+        documents = [documents]
+    converted = []
+    for document in documents:
+        if isinstance(document, ScoredDocument):
+            converted.append(document)
+        elif isinstance(document, NodeWithScore):
+            converted.append(node_to_document(document))
+        elif isinstance(document, str):
+            converted.append(ScoredDocument(document))
+        else:
+            raise ConfigurationError(
+                f"documents=[...] holds a {type(document).__name__}; pass NodeWithScore objects, posrag "
+                "ScoredDocuments or strings (the texts as they appear in the prompt)."
+            )
+    return converted
 
 
 def _to_async(iterator: Any) -> Any:

@@ -6,13 +6,13 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from llama_index.callbacks import posrag as _request_tracking  # noqa: F401  (tracks each query's nodes)
 from llama_index.core.callbacks import CallbackManager
 from llama_index.core.retrievers import BaseRetriever
 from llama_index.core.schema import BaseNode, NodeWithScore, QueryBundle, TextNode
 
 from posrag.documents import ScoredDocument
 from posrag.errors import ConfigurationError
-from posrag.registry import remember_documents
 from posrag.retrieval import DocumentIndex
 
 
@@ -26,7 +26,8 @@ class PosragRetriever(BaseRetriever):
     """Retrieve the ``similarity_top_k`` nodes most similar to the query (score: cosine similarity).
 
     Searching, persistence and index types are :class:`~posrag.retrieval.DocumentIndex`'s; this class only
-    translates to nodes, and remembers the returned documents so that posrag's LLM can find them in its prompt.
+    translates to nodes; posrag's LLM finds the nodes of its own query in its prompt
+    (:mod:`llama_index.callbacks.posrag`).
     The async path embeds and searches in a worker thread, so it never blocks the event loop.
     """
 
@@ -80,7 +81,6 @@ class PosragRetriever(BaseRetriever):
 
     def _search(self, query: str) -> list[NodeWithScore]:
         documents = self._index.search(query, k=self.similarity_top_k)
-        remember_documents(documents)
         return [document_to_node(d) for d in documents]
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
