@@ -29,9 +29,7 @@ def test_messages_without_a_chat_template_become_role_lines() -> None:
     # the caller's messages are found in the text the model reads: traces map back to them
     assert [formatted.text[s:e] for s, e in formatted.segments] == ["Be brief.", "Hi?"]
     assert formatted.to_caller(27, 28) == (1, 2, 3)
-    assert format_messages(PLAIN, [{"role": "user", "content": "Hi?"}], None) == FormattedPrompt(
-        "Hi?", True, ((0, 3),)
-    )
+    assert format_messages(PLAIN, [{"role": "user", "content": "Hi?"}], None) == FormattedPrompt("Hi?", True, ((0, 3),))
     with pytest.raises(ConfigurationError, match="no chat template"):
         format_messages(PLAIN, messages, True)
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import statistics
 import json
+import statistics
 import tempfile
 from functools import cache
 from pathlib import Path
