@@ -48,9 +48,10 @@ from posrag.generation import GenerationConfig
 from posrag.steering import SteeredGeneration, SteeredGenerator, SteeringConfig, resolve_model
 
 
-def _build_generator(model: Any, steering: SteeringConfig | None) -> tuple[SteeredGenerator, str]:
+def _build_generator(model: Any, steering: SteeringConfig | None, embedder: Any = None) -> tuple[SteeredGenerator, str]:
     hf_model, tokenizer, name = resolve_model(model)
-    return SteeredGenerator(hf_model, tokenizer, steering or SteeringConfig(), model_name=name), name
+    generator = SteeredGenerator(hf_model, tokenizer, steering or SteeringConfig(), model_name=name, embedder=embedder)
+    return generator, name
 
 
 async def iterate_in_executor(
@@ -79,6 +80,12 @@ class PosragModelSettings(BaseModel):
     stop: list[str] | None = Field(default=None, description="Stop sequences, on top of any passed per call.")
     use_chat_template: bool | None = Field(default=None, description="None: use it when the tokenizer has one.")
     streaming: bool = Field(default=False, description="Stream by default in invoke().")
+    embedder: Any = Field(
+        default=None,
+        exclude=True,
+        repr=False,
+        description="Scores unscored documents against the query (default: the packaged all-MiniLM-L6-v2).",
+    )
     model_config = ConfigDict(arbitrary_types_allowed=True, protected_namespaces=())
     # No private attributes here: pydantic would give this mixin its own model_post_init, which would shadow
     # LangChain's (it records package versions). Subclasses declare ``_generator``.
@@ -94,7 +101,7 @@ class PosragModelSettings(BaseModel):
     # LangChain asks partner models not to override model_post_init (it records package versions there).
     @model_validator(mode="after")
     def _set_posrag_generator(self) -> PosragModelSettings:
-        self._generator, name = _build_generator(self.model, self.steering)
+        self._generator, name = _build_generator(self.model, self.steering, self.embedder)
         if self.model_name is None:
             self.model_name = name
         if hasattr(self, "_add_version"):

@@ -75,12 +75,19 @@ class PosragLLM(CustomLLM):
     stop: list[str] = Field(default_factory=list, description="Stop sequences.")
     use_chat_template: bool | None = Field(default=None)
     context_window: int | None = Field(default=None, description="Default: the model's position limit.")
+    embedder: Any = Field(
+        default=None,
+        exclude=True,
+        description="Scores unscored nodes against the query (default: the packaged all-MiniLM-L6-v2).",
+    )
     _generator: SteeredGenerator = PrivateAttr()
 
     def __init__(self, **data: Any) -> None:
         super().__init__(**data)
         hf_model, tokenizer, name = resolve_model(self.model)
-        self._generator = SteeredGenerator(hf_model, tokenizer, self.steering or SteeringConfig(), model_name=name)
+        self._generator = SteeredGenerator(
+            hf_model, tokenizer, self.steering or SteeringConfig(), model_name=name, embedder=self.embedder
+        )
         if self.model_name is None:
             self.model_name = name
         if self.context_window is None:
