@@ -378,3 +378,30 @@ def test_find_smollm2_follows_the_environment_then_the_cache(cache, tmp_path, mo
     assert models.find_smollm2() is None  # the variable names a file that is not there
     elsewhere.write_bytes(b"x")
     assert models.find_smollm2() == elsewhere
+
+
+def test_a_real_tiny_gguf_converts_once_and_loads_as_transformers_reads_it(cache, tmp_path, monkeypatch):
+    """transformers' own GGUF de-quantization on a tiny Llama written in-process: the converted copy gives the
+    logits of a direct GGUF load, and the second load reads the copy (a conversion would now fail)."""
+    from transformers import AutoModelForCausalLM
+
+    from tests.unit.tiny_gguf import write_tiny_llama_gguf
+
+    path = write_tiny_llama_gguf(tmp_path / "tiny-llama.gguf")
+    first = models.load_causal_lm(path, cache=False, progress=False)
+    assert first.model.config.model_type == "llama" and "converted in" in first.source
+    direct = AutoModelForCausalLM.from_pretrained(str(tmp_path), gguf_file=path.name).eval()
+    ids = first.tokenizer("the cat sat", return_tensors="pt")["input_ids"]
+    assert ids.shape[1] > 1
+    with torch.no_grad():
+        expected = direct(input_ids=ids).logits
+        assert torch.equal(first.model(input_ids=ids).logits, expected)
+
+    def no_conversion(*args, **kwargs):
+        raise AssertionError("converted twice")
+
+    monkeypatch.setattr(model_cache, "_convert_gguf_file", no_conversion)
+    second = models.load_causal_lm(path, cache=False, progress=False)
+    with torch.no_grad():
+        assert torch.equal(second.model(input_ids=ids).logits, expected)
+    assert second.tokenizer("the cat sat")["input_ids"] == ids[0].tolist()
