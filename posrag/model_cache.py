@@ -6,7 +6,7 @@ does it once into ``cache_dir() / "models"`` and loads the saved directory after
 * the packaged Gemma 3 270M (:func:`default_llm_path`), keyed by the package's sha256;
 * any local ``.gguf`` file (:func:`gguf_cache_path`), keyed by its resolved path, size and modification
   time (a stat, free at every load; hashing a GGUF of hundreds of MB would cost seconds per load). A file
-  that changes gets a new directory; the old one stays until the cache is cleared.
+  that changes is converted again into a new directory, and the conversions of its earlier versions are removed.
 
 Every conversion writes into a temporary directory under a file lock and renames it into place only when
 complete, so a killed run leaves nothing that is ever loaded and two processes convert once. The completion
@@ -249,7 +249,8 @@ def gguf_cache_path(path: str | os.PathLike[str], *, progress: bool = True, veri
     """A local ``.gguf`` file converted once into posrag's cache, as a Hugging Face directory.
 
     Same protocol as the packaged model (lock, staging directory, manifest, verification); the file is
-    converted again when its size or modification time changes, or when the converted copy fails verification.
+    converted again when its size or modification time changes (the earlier conversion is then removed), or
+    when the converted copy fails verification.
     """
     gguf = Path(path).expanduser()
     if not gguf.is_file():
@@ -267,6 +268,9 @@ def gguf_cache_path(path: str | os.PathLike[str], *, progress: bool = True, veri
                 "Hugging Face model directory instead."
             ) from exc
         _write_marker(out, {**identity, "sha256": sha256_file(gguf)})
+        for older in target.parent.glob(f"gguf-{target.name[5:-13]}-*"):  # earlier versions of this file (lock held)
+            if older != target and _read_marker(older).get("source") == identity["source"]:
+                shutil.rmtree(older, ignore_errors=True)
 
     return _converted(target, convert, verify=verify)
 

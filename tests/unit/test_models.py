@@ -343,8 +343,16 @@ def test_a_changed_gguf_is_converted_again_into_its_own_directory(gguf_file):
     path.write_bytes(b"GGUF stand-in, edited")
     after = models.gguf_cache_path(path, progress=False)
     assert after != before and len(calls) == 2
+    assert not before.exists()  # the conversion of the earlier version is removed
     os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))  # same size, new mtime
     assert models.gguf_cache_path(path, progress=False) not in {before, after} and len(calls) == 3
+    assert not after.exists()
+    other = path.with_name("Tiny-Model.Q4_1-copy.gguf")  # another file is never someone's earlier version
+    other.write_bytes(b"GGUF stand-in")
+    kept = models.gguf_cache_path(other, progress=False)
+    path.write_bytes(b"GGUF stand-in, edited again")
+    models.gguf_cache_path(path, progress=False)  # converts, and removes path's earlier conversions only
+    assert kept.exists() and len(calls) == 5
 
 
 def test_a_damaged_gguf_conversion_is_repaired_by_verify(gguf_file):
