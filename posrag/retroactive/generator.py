@@ -18,23 +18,27 @@ position id and a 4D mask that lets copy ``i`` see the prefix and itself only; l
 
 Positions may be floats where the position encoding allows it (RoPE); learned absolute tables (GPT-2) need
 integer positions below ``n_positions``.
+
+This module is the public API; the two passes and their masks live in :mod:`posrag.retroactive.branches`, the
+per-gap statistics in :mod:`posrag.retroactive.statistics`, the checks on requested gaps in
+:mod:`posrag.retroactive.validation`.
 """
 
 from __future__ import annotations
 
-import math
-import numbers
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from posrag import architectures
-from posrag.errors import ConfigurationError, PositionOutOfRangeError, UnsupportedArchitectureError
+from posrag.errors import ConfigurationError, PositionOutOfRangeError
 from posrag.retroactive.analyzers import TokenAnalyzer, default_token_analyzer, gaps_from_entropy
-from posrag.retroactive.results import ExplorationResult, GapExploration, Number, PathExpansion, normalize_number
+from posrag.retroactive.branches import Prompt, PromptState, branch_step, chunked, new_cache, run_prefix
+from posrag.retroactive.results import ExplorationResult, Number, PathExpansion, normalize_number
+from posrag.retroactive.statistics import summarize
+from posrag.retroactive.validation import check_gaps, check_threshold
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -43,45 +47,6 @@ DEFAULT_MAX_GAPS = 256
 DEFAULT_CHUNK_SIZE = 128
 DEFAULT_SELECTION_THRESHOLD = 0.05
 _MASKABLE_ATTENTION = ("sdpa", "eager")
-
-
-@dataclass(frozen=True, eq=False)
-class PromptState:
-    """A prompt run once through the model: its ids, its per-layer KV cache, the next-token log-probs.
-
-    Every method of :class:`RetroactivePositionGenerator` accepts one in place of a prompt, so several
-    explorations of the same prompt share one prefix pass (see :meth:`RetroactivePositionGenerator.prefill`).
-    """
-
-    input_ids: tuple[int, ...]
-    text: str | None
-    past: tuple[tuple[torch.Tensor, torch.Tensor], ...]
-    log_probs: torch.Tensor
-
-    @property
-    def length(self) -> int:
-        return len(self.input_ids)
-
-    @property
-    def token_id(self) -> int:
-        """The greedy next token (the one explored)."""
-        return int(self.log_probs.argmax())
-
-    @property
-    def token_prob(self) -> float:
-        return float(self.log_probs.max().exp())
-
-    @property
-    def entropy(self) -> float:
-        """Entropy (nats) of the distribution the token was chosen from: the model's uncertainty."""
-        return float(torch.special.entr(self.log_probs.exp()).sum())
-
-
-Prompt = str | Sequence[int] | PromptState
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 class RetroactivePositionGenerator:
@@ -152,7 +117,6 @@ class RetroactivePositionGenerator:
         """How many tokens ``prompt`` has as the model sees it (special tokens included)."""
         return len(self._encode(prompt)[0])
 
-    @torch.inference_mode()
     def prefill(self, prompt: Prompt) -> PromptState:
         """Run the prompt once and keep its KV cache; the result can be explored many times."""
         if isinstance(prompt, PromptState):
@@ -170,164 +134,42 @@ class RetroactivePositionGenerator:
             )
         if self.model.training:
             raise ConfigurationError("The model is in training mode (dropout on); call model.eval() first.")
-        device = self.model.device
-        out = self.model(
-            input_ids=torch.tensor([ids], device=device), use_cache=True, logits_to_keep=1, return_dict=True
-        )
-        past = tuple(self._cache_tensors(out.cache))
-        log_probs = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
-        return PromptState(input_ids=ids, text=text, past=past, log_probs=log_probs)
-
-    def _cache_tensors(self, cache: Any) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
-        layers = getattr(cache, "layers", None)
-        if layers is None or len(layers) != len(self._layer_types):
-            raise UnsupportedArchitectureError(
-                f"{type(self.model).__name__} returned a cache without one key/value layer per decoder layer; "
-                "retroactive exploration needs a transformers DynamicCache."
-            )
-        for layer in layers:
-            if getattr(layer, "keys", None) is None or layer.keys.numel() == 0:
-                raise UnsupportedArchitectureError(
-                    f"{type(self.model).__name__}: a cache layer holds no keys (shared or linear-attention "
-                    "layers are not supported by retroactive exploration)."
-                )
-            yield layer.keys, layer.values
+        return run_prefix(self.model, ids, text, self._layer_types)
 
     # ------------------------------------------------------------------ validation
 
     def _check_threshold(self, threshold: float) -> float:
-        if not _is_number(threshold) or not 0 < threshold <= 1:
-            raise ConfigurationError(f"selection_threshold must be in (0, 1], got {threshold!r}.")
-        return float(threshold)
+        return check_threshold(threshold)
 
     def _check_gaps(self, gaps: Iterable[Number], state: PromptState, *, what: str = "gap") -> list[Number]:
-        """Normalized, de-duplicated gaps in the order given; clear errors for every way they can be wrong."""
-        if isinstance(gaps, (str, bytes)) or _is_number(gaps):
-            raise ConfigurationError(f"Give the {what}s as a list of numbers, got {gaps!r}.")
-        values = list(gaps)
-        if not values:
-            raise ConfigurationError(f"No {what}s given; pass at least one.")
-        if len(values) > self.max_gaps:
-            raise ConfigurationError(
-                f"{len(values)} {what}s requested, more than max_gaps={self.max_gaps}. Explore fewer at once "
-                "(or raise max_gaps)."
-            )
-        length = state.length
-        last = self.max_positions - 1
-        out: list[Number] = []
-        for value in values:
-            if not _is_number(value) or not math.isfinite(value):
-                raise ConfigurationError(f"Every {what} must be a finite number, got {value!r}.")
-            value = int(value) if isinstance(value, numbers.Integral) else float(value)  # e.g. numpy scalars
-            gap = normalize_number(value - length if what == "position" else value)
-            shown = f"position {value}" if what == "position" else f"gap {value}"
-            if gap < 0:
-                hint = ""
-                if what == "position":
-                    hint = (
-                        f" The prompt has {length} tokens (positions 0..{length - 1}); the explored token's natural "
-                        f"position is {length}."
-                    )
-                    if self.add_special_tokens and getattr(self.tokenizer, "bos_token_id", None) == state.input_ids[0]:
-                        hint += (
-                            " That count includes the BOS token; use add_special_tokens=False (CLI: "
-                            "--no-special-tokens) to leave it out."
-                        )
-                raise ConfigurationError(f"{shown} is a negative gap: the token cannot move before its prompt.{hint}")
-            if isinstance(gap, float) and self.position_encoding != "rope":
-                raise PositionOutOfRangeError(
-                    f"{shown}: this model has learned absolute positions ({self.position_encoding}), which exist "
-                    "at integer positions only. Use integer gaps (fractional positions need a RoPE model)."
-                )
-            if length + gap > last:
-                raise PositionOutOfRangeError(
-                    f"{shown} puts the token at position {normalize_number(length + gap)}, past the model's last "
-                    f"position {last} (max positions {self.max_positions}). With this {length}-token prompt the "
-                    f"largest gap is {last - length}."
-                )
-            if gap not in out:
-                out.append(gap)
-        return out
+        bos = self.add_special_tokens and getattr(self.tokenizer, "bos_token_id", None) == state.input_ids[0]
+        return check_gaps(
+            gaps,
+            prompt_length=state.length,
+            max_gaps=self.max_gaps,
+            max_positions=self.max_positions,
+            position_encoding=self.position_encoding,
+            what=what,
+            counts_bos=bos,
+        )
 
     # ------------------------------------------------------------------ the batched pass
-
-    def _new_cache(self, state: PromptState) -> Any:
-        from transformers import DynamicCache
-
-        # Plain DynamicLayers concatenate into new tensors, so the prefix tensors are never written to.
-        return DynamicCache(ddp_cache_data=[(k, v) for k, v in state.past])
-
-    def _masks(self, state: PromptState, step: int, branches: int) -> torch.Tensor | dict[str, torch.Tensor]:
-        """The 4D additive mask(s) for ``branches`` new tokens at step ``step`` of as many independent branches.
-
-        Keys are the cached prefix, then for each earlier step one key per branch, then this step's keys. A
-        query sees the prefix and its own branch, causally and within the sliding window, by sequence index.
-        """
-        device, dtype = self.model.device, self.model.dtype
-        length = state.length
-        masks: dict[str, torch.Tensor] = {}
-        for kind in dict.fromkeys(self._layer_types):
-            counts = {state.past[i][0].shape[-2] for i, t in enumerate(self._layer_types) if t == kind}
-            if len(counts) != 1:
-                raise UnsupportedArchitectureError(
-                    f"{type(self.model).__name__}: {kind} layers cache different numbers of tokens ({sorted(counts)}); "
-                    "retroactive exploration needs one mask per layer kind."
-                )
-            cached = counts.pop()
-            key_seq = torch.cat(
-                [
-                    torch.arange(length - cached, length, device=device),
-                    length + torch.arange(step + 1, device=device).repeat_interleave(branches),
-                ]
-            )
-            key_branch = torch.cat(
-                [
-                    torch.full((cached,), -1, device=device),
-                    torch.arange(branches, device=device).repeat(step + 1),
-                ]
-            )
-            query_seq = torch.full((branches, 1), length + step, device=device)
-            query_branch = torch.arange(branches, device=device)[:, None]
-            allowed = (key_seq[None] <= query_seq) & ((key_branch[None] < 0) | (key_branch[None] == query_branch))
-            if kind == "sliding_attention" and self._window:
-                allowed &= key_seq[None] > query_seq - self._window
-            mask = torch.zeros(allowed.shape, dtype=dtype, device=device)
-            mask.masked_fill_(~allowed, torch.finfo(dtype).min)
-            masks[kind] = mask[None, None]
-        return masks if len(masks) > 1 else next(iter(masks.values()))
 
     def _step(
         self, state: PromptState, cache: Any, token_ids: torch.Tensor, positions: Sequence[Number], step: int
     ) -> torch.Tensor:
-        """One batched pass of ``len(token_ids)`` branch tokens; their next-token log-probs, (B, vocab) fp32."""
-        device = self.model.device
-        if all(isinstance(p, int) for p in positions):
-            position_ids = torch.tensor([list(positions)], dtype=torch.long, device=device)
-        else:
-            position_ids = torch.tensor([[float(p) for p in positions]], dtype=torch.float32, device=device)
-        out = self.model(
-            input_ids=token_ids[None].to(device),
-            position_ids=position_ids,
-            attention_mask=self._masks(state, step, len(positions)),
-            cache=cache,
-            use_cache=True,
-            return_dict=True,
+        """One batched pass of the branches (see :func:`~posrag.retroactive.branches.branch_step`)."""
+        return branch_step(
+            self.model, state, cache, token_ids, positions, step, layer_types=self._layer_types, window=self._window
         )
-        return torch.log_softmax(out.logits[0].float(), dim=-1)
-
-    def _chunks(self, gaps: Sequence[Number]) -> list[Sequence[Number]]:
-        """Split into as few passes as ``chunk_size`` allows, of (nearly) equal size."""
-        n_chunks = -(-len(gaps) // self.chunk_size)
-        size = -(-len(gaps) // n_chunks)
-        return [gaps[i : i + size] for i in range(0, len(gaps), size)]
 
     @torch.inference_mode()
     def _iter_log_probs(self, state: PromptState, gaps: Sequence[Number]) -> Iterator[torch.Tensor]:
         """Next-token log-probs after the token at each gap, one ``(chunk, vocab)`` tensor per batched pass."""
         token = torch.tensor([state.token_id])
-        for chunk in self._chunks(gaps):
+        for chunk in chunked(gaps, self.chunk_size):
             positions = [normalize_number(state.length + g) for g in chunk]
-            yield self._step(state, self._new_cache(state), token.repeat(len(chunk)), positions, step=0)
+            yield self._step(state, new_cache(state), token.repeat(len(chunk)), positions, step=0)
 
     def position_log_probs(self, prompt: Prompt, positions: Iterable[Number]) -> torch.Tensor:
         """Next-token log-probs (``(len(positions), vocab)``, fp32) after the generated token at each absolute
@@ -361,57 +203,8 @@ class RetroactivePositionGenerator:
         if not isinstance(top_k, int) or top_k < 1:
             raise ConfigurationError(f"top_k must be a positive integer, got {top_k!r}.")
         all_gaps = [0, *[g for g in gaps if g != 0]]
-        decode = self._decoder()
-        explorations: dict[Number, GapExploration] = {}
-        base_lp: torch.Tensor | None = None
-        baseline_token = 0
-        done = 0
-        # Statistics per chunk, so memory stays at chunk_size x vocab whatever the number of gaps.
-        for log_probs in self._iter_log_probs(state, all_gaps):
-            if base_lp is None:  # gap 0 is the first row of the first chunk
-                base_lp = log_probs[0].clone()
-                baseline_token = int(base_lp.argmax())
-            probs = log_probs.exp()
-            # Few passes over the (chunk, vocab) block: KL(P || P0) = -H(P) - P . log P0, a matrix-vector product.
-            entropy = torch.special.entr(probs).sum(-1)
-            kl = (-entropy - probs @ base_lp).clamp_min(0)
-            # At most 1/threshold tokens can reach the threshold, so one top-k gives both lists.
-            k = min(probs.shape[-1], max(top_k, math.floor(1 / threshold) + 1))
-            best_p, best_i = probs.topk(k, dim=-1)
-            top_p, top_i = best_p[:, :top_k], best_i[:, :top_k]
-            for row in range(probs.shape[0]):
-                gap = all_gaps[done + row]
-                keep = best_p[row] >= threshold
-                parallel_ids = best_i[row][keep].tolist()
-                top_ids = top_i[row].tolist()
-                explorations[gap] = GapExploration(
-                    gap=gap,
-                    position=normalize_number(state.length + gap),
-                    parallel_tokens=tuple(decode(i) for i in parallel_ids),
-                    parallel_token_ids=tuple(parallel_ids),
-                    parallel_probs=tuple(best_p[row][keep].tolist()),
-                    top_next_token=decode(top_ids[0]),
-                    top_next_token_id=top_ids[0],
-                    top_next_prob=float(top_p[row, 0]),
-                    top_tokens=tuple(decode(i) for i in top_ids),
-                    top_token_ids=tuple(top_ids),
-                    top_probs=tuple(top_p[row].tolist()),
-                    entropy=float(entropy[row]),
-                    kl_divergence=float(kl[row]),
-                    baseline_token_prob=float(probs[row, baseline_token]),
-                )
-            done += probs.shape[0]
-        return ExplorationResult(
-            prompt=state.text,
-            prompt_length=state.length,
-            original_token=decode(state.token_id),
-            original_token_id=state.token_id,
-            original_prob=state.token_prob,
-            generation_entropy=state.entropy,
-            selection_threshold=threshold,
-            baseline=explorations[0],
-            explorations=tuple(explorations[g] for g in gaps),
-        )
+        chunks = self._iter_log_probs(state, all_gaps)
+        return summarize(state, all_gaps, chunks, wanted=gaps, threshold=threshold, top_k=top_k, decode=self._decoder())
 
     # ------------------------------------------------------------------ the seed's API
 
@@ -542,7 +335,7 @@ class RetroactivePositionGenerator:
                     f"{normalize_number(state.length + gap + length)}, "
                     f"past the model's last position {last}. Use a shorter path or a smaller gap."
                 )
-        cache = self._new_cache(state)
+        cache = new_cache(state)
         token_ids = torch.full((len(checked),), state.token_id)
         chosen: list[list[int]] = []
         chosen_probs: list[list[float]] = []

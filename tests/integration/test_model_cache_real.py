@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from posrag import models
+from posrag import model_cache, models
 from posrag.generation import GenerationConfig, generate_text
 
 PROMPT = "Paris is"
@@ -24,15 +24,15 @@ PROMPT = "Paris is"
 @pytest.fixture
 def cache_copy(tmp_path, monkeypatch):
     real_root = models.cache_dir() / "models"
-    real = next((p for p in sorted(real_root.glob("gemma-3-270m-*")) if models._is_complete(p)), None)
+    real = next((p for p in sorted(real_root.glob("gemma-3-270m-*")) if model_cache._is_complete(p)), None)
     if real is None:
         pytest.skip("the real converted model cache is not there")
     monkeypatch.setenv(models.CACHE_DIR_ENV, str(tmp_path / "cache"))
     copy = tmp_path / "cache" / "models" / real.name
     shutil.copytree(real, copy)
-    marker = json.loads((copy / models._COMPLETE_MARKER).read_text())
+    marker = json.loads((copy / model_cache._COMPLETE_MARKER).read_text())
     marker.pop("files", None)  # as made by the previous posrag version
-    (copy / models._COMPLETE_MARKER).write_text(json.dumps(marker))
+    (copy / model_cache._COMPLETE_MARKER).write_text(json.dumps(marker))
     calls: list[Path] = []
 
     def convert(package, out, progress):
@@ -40,7 +40,7 @@ def cache_copy(tmp_path, monkeypatch):
         for item in real.iterdir():
             shutil.copy2(item, out / item.name)
 
-    monkeypatch.setattr(models, "_convert_gguf", convert)
+    monkeypatch.setattr(model_cache, "_convert_packaged_gemma", convert)
     return copy, calls
 
 
@@ -52,7 +52,7 @@ def test_a_corrupted_copy_of_the_real_cache_is_found_and_repaired(cache_copy):
     # Cloned: the loaded tensors may be memory-mapped from the file that is about to be damaged.
     pristine = {name: param.clone() for name, param in first.model.state_dict().items()}
     del first
-    assert not calls and "files" in json.loads((copy / models._COMPLETE_MARKER).read_text())  # legacy: recorded
+    assert not calls and "files" in json.loads((copy / model_cache._COMPLETE_MARKER).read_text())  # legacy: recorded
 
     weights = copy / "model.safetensors"
     with weights.open("r+b") as handle:

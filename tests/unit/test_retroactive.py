@@ -330,3 +330,35 @@ def test_exploration_uses_the_supported_cache_api(arch):
     finally:
         hf_logging.get_logger().removeHandler(handler)
     assert not [m for m in messages if "past_key_values" in m]
+
+
+def test_branch_masks_show_each_branch_the_prefix_and_itself_only():
+    """Two branches at step 1 after a 3-token prefix: keys are prefix, step-0 keys, step-1 keys (branch order)."""
+    from posrag.retroactive.branches import PromptState, branch_masks
+
+    model, _ = build("llama")
+    past = tuple((torch.zeros(1, 1, 3, 4), torch.zeros(1, 1, 3, 4)) for _ in architectures.layer_types(model))
+    state = PromptState(input_ids=(1, 2, 3), text=None, past=past, log_probs=torch.zeros(5))
+    mask = branch_masks(model, state, step=1, branches=2, layer_types=architectures.layer_types(model), window=None)
+    visible = (mask[0, 0] == 0).int().tolist()
+    #                prefix   step 0 (b0, b1)  step 1 (b0, b1)
+    assert visible == [[1, 1, 1, 1, 0, 1, 0], [1, 1, 1, 0, 1, 0, 1]]
+    sliding = branch_masks(model, state, step=1, branches=2, layer_types=["sliding_attention"] * len(past), window=2)
+    assert (sliding[0, 0] == 0).int().tolist() == [[0, 0, 0, 1, 0, 1, 0], [0, 0, 0, 0, 1, 0, 1]]
+
+
+def test_gap_checks_name_the_value_and_the_fix():
+    from posrag.retroactive.validation import check_gaps
+
+    kwargs = {"prompt_length": 10, "max_gaps": 4, "max_positions": 32, "position_encoding": "learned"}
+    assert check_gaps([3, 3.0, np.int64(5), 0], **kwargs) == [3, 5, 0]
+    with pytest.raises(ConfigurationError, match=r"position 9 is a negative gap.*includes the BOS token"):
+        check_gaps([9], what="position", counts_bos=True, **kwargs)
+    with pytest.raises(PositionOutOfRangeError, match=r"gap 2\.5: this model has learned absolute positions"):
+        check_gaps([2.5], **kwargs)
+    with pytest.raises(PositionOutOfRangeError, match="largest gap is 21"):
+        check_gaps([22], **kwargs)
+    with pytest.raises(ConfigurationError, match="more than max_gaps=4"):
+        check_gaps(range(5), **kwargs)
+    with pytest.raises(ConfigurationError, match="list of numbers"):
+        check_gaps(True, **kwargs)

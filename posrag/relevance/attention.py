@@ -1,150 +1,30 @@
-"""posrag's own relevance of documents that came without a retrieval score.
+"""Relevance by the model's own attention from the query to each document, corrected for position.
 
-A standard retriever (``vectorstore.as_retriever()``) hands over documents but no scores, and steering every one
-of them at full strength pulls the model toward the distractors too. Two ways to score them, one score per
-document, higher = more relevant, returned as a :class:`RelevanceScores`:
-
-* ``embedding``: cosine similarity between the query and each document by a sentence-transformers embedder
-  (the packaged all-MiniLM-L6-v2 by default). Cheap; the same signal a dense retriever uses.
-* ``attention``: the model's own attention from the query tokens to each document's tokens, **corrected for
-  position**. "Found in the Middle" (Hsieh et al., 2024) shows that the attention a document receives is its
-  relevance plus a bias of its position; In-Context Re-ranking (Chen et al., ICLR 2025) removes that bias by
-  subtracting the attention that a *content-free* query (``"N/A"``) pays to the same documents at the same
-  positions. posrag does the same, at the cost of one prefill of the prompt plus two short passes over the
-  query: the documents are encoded once (the model's own attention kernel), then the query and the content-free
-  query each run on a copy of that cache with eager attention, whose weights forward hooks read and reduce
-  at once. The correction also removes what is intrinsic to a document and not to the question (its length,
-  tokens every query looks at). ``attention_raw`` is the uncorrected attention, for comparison.
-* ``rank_mean`` / ``z_mean``: :func:`combine` several results (mean rank, or mean of z-scores).
-
-In a RAG prompt the question follows the documents, so :func:`query_after_documents` takes the text after the
-last located document as the query when the question itself is not known.
-
-Call it like this (``spans``: each located document's ``(start, end)`` characters in ``prompt``)::
-
-    from posrag.relevance import attention_relevance, embedding_relevance, query_after_documents
-
-    query = query_after_documents(prompt, spans)
-    by_embedding = embedding_relevance(query, [prompt[s:e] for s, e in spans])
-    by_attention = attention_relevance(model, tokenizer, prompt, spans)
-    best = by_attention.top()  # index into spans
-
-``benchmarks/relevance.py`` measures which one picks the answer document more often; see ``docs/relevance.md``.
+The documents are encoded once with the model's own attention kernel; the query and a content-free query
+(:data:`CALIBRATION_QUERY`, as In-Context Re-ranking's ``"N/A"``) then each run on a copy of that cache with
+eager attention, whose weights forward hooks reduce at once to a mass per document. Their difference is the
+``attention`` relevance; the query's mass alone is ``attention_raw``. See :mod:`posrag.relevance`.
 """
 
 from __future__ import annotations
 
 import copy
-import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import numpy as np
 import torch
 from torch import nn
 
 from posrag.errors import ConfigurationError
+from posrag.relevance.query import check_spans, query_start
+from posrag.relevance.scores import RelevanceScores
 
-RelevanceMethod = Literal["embedding", "attention", "attention_raw"]
-Combination = Literal["rank_mean", "z_mean"]
 LayerSelection = Literal["all", "global"] | Sequence[int]
 
 #: The content-free query whose attention calibrates the position bias (as In-Context Re-ranking's "N/A").
 CALIBRATION_QUERY = "N/A"
-
-
-# ----------------------------------------------------------------------------- results
-
-
-@dataclass(frozen=True)
-class RelevanceScores:
-    """One relevance score per document (in the order given), higher = more relevant, and how it was made."""
-
-    method: str
-    scores: tuple[float, ...]
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "scores", tuple(float(s) for s in self.scores))
-        if any(math.isnan(s) for s in self.scores):
-            raise ConfigurationError(f"Relevance scores of method {self.method!r} contain NaN: {self.scores}.")
-
-    def __len__(self) -> int:
-        return len(self.scores)
-
-    def ranking(self) -> list[int]:
-        """Document indices, best first; ties keep the documents' order."""
-        return sorted(range(len(self.scores)), key=lambda i: (-self.scores[i], i))
-
-    def top(self) -> int:
-        """Index of the best document (the first of a tie)."""
-        if not self.scores:
-            raise ConfigurationError(f"Relevance of method {self.method!r} has no documents; nothing ranks first.")
-        return self.ranking()[0]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"method": self.method, "scores": list(self.scores)}
-
-
-# ----------------------------------------------------------------------------- the query
-
-
-def _check_spans(prompt: str, spans: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
-    checked = [(int(s), int(e)) for s, e in spans]
-    if not checked:
-        raise ConfigurationError("No document spans were given; relevance needs at least one located document.")
-    for start, end in checked:
-        if not 0 <= start < end <= len(prompt):
-            raise ConfigurationError(
-                f"Document span [{start}, {end}) is outside the prompt (length {len(prompt)}); spans must be "
-                "character ranges of the very prompt string."
-            )
-    return checked
-
-
-def query_start(prompt: str, spans: Sequence[tuple[int, int]]) -> int:
-    """The character where the query begins: the end of the last located document."""
-    return max(end for _, end in _check_spans(prompt, spans))
-
-
-def query_after_documents(prompt: str, spans: Sequence[tuple[int, int]]) -> str:
-    """The text after the last located document, stripped: the query of a RAG prompt (the question follows
-    the documents). Raises if nothing but whitespace follows them."""
-    query = prompt[query_start(prompt, spans) :].strip()
-    if not query:
-        raise ConfigurationError(
-            "Nothing follows the last document in the prompt, so there is no query to score the documents "
-            "against; pass the question explicitly."
-        )
-    return query
-
-
-# ----------------------------------------------------------------------------- embedding
-
-
-def embedding_relevance(query: str, documents: Sequence[str], embedder: Any = None) -> RelevanceScores:
-    """Cosine similarity of ``query`` to each document by ``embedder`` (``posrag.models.load_embedder()`` if
-    ``None``; any object with sentence-transformers' ``encode(texts, normalize_embeddings=, convert_to_numpy=)``).
-    """
-    if not query.strip():
-        raise ConfigurationError("The query is empty; pass the question (or use query_after_documents).")
-    if not documents:
-        raise ConfigurationError("No documents were given to score.")
-    if embedder is None:
-        from posrag.models import load_embedder
-
-        embedder = load_embedder()
-    vectors = np.asarray(
-        embedder.encode([query, *documents], normalize_embeddings=True, convert_to_numpy=True), dtype=np.float64
-    )
-    # Normalize again: a custom embedder may ignore normalize_embeddings.
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    vectors = np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
-    return RelevanceScores("embedding", tuple((vectors[1:] @ vectors[0]).tolist()))
-
-
-# ----------------------------------------------------------------------------- attention
 
 
 @dataclass(frozen=True)
@@ -309,7 +189,7 @@ def read_attention(
     from posrag.architectures import attention_modules
     from posrag.steering.spans import char_span_to_tokens, encode_with_offsets, first_token_at_or_after
 
-    checked = _check_spans(prompt, spans)
+    checked = check_spans(prompt, spans)
     cut = query_start(prompt, checked) if query_start_char is None else int(query_start_char)
     if not 0 < cut < len(prompt) or not prompt[cut:].strip():
         raise ConfigurationError(
@@ -374,53 +254,11 @@ def attention_relevance(
     return readout.relevance(corrected=corrected)
 
 
-# ----------------------------------------------------------------------------- combining
-
-
-def _ranks(scores: Sequence[float]) -> np.ndarray:
-    """Average ranks, 0 = best (ties share the mean of their ranks)."""
-    values = np.asarray(scores, dtype=np.float64)
-    order = np.argsort(-values, kind="stable")
-    ranks = np.empty(len(values))
-    ranks[order] = np.arange(len(values), dtype=np.float64)
-    for value in np.unique(values):
-        tied = values == value
-        ranks[tied] = ranks[tied].mean()
-    return ranks
-
-
-def combine(results: Sequence[RelevanceScores], how: Combination = "rank_mean") -> RelevanceScores:
-    """One score per document from several results on different scales: ``rank_mean`` (minus the mean rank)
-    or ``z_mean`` (the mean of each result's z-scores; a result with no spread contributes zeros)."""
-    if not results:
-        raise ConfigurationError("combine() needs at least one RelevanceScores.")
-    sizes = {len(r) for r in results}
-    if len(sizes) != 1:
-        raise ConfigurationError(f"Relevance results to combine score different numbers of documents: {sizes}.")
-    if how == "rank_mean":
-        combined = -np.mean([_ranks(r.scores) for r in results], axis=0)
-    elif how == "z_mean":
-        rows = []
-        for r in results:
-            values = np.asarray(r.scores, dtype=np.float64)
-            spread = values.std()
-            rows.append((values - values.mean()) / spread if spread > 0 else np.zeros_like(values))
-        combined = np.mean(rows, axis=0)
-    else:
-        raise ConfigurationError(f"how={how!r} must be 'rank_mean' or 'z_mean'.")
-    name = f"{how}({'+'.join(r.method for r in results)})"
-    return RelevanceScores(name, tuple(combined.tolist()))
-
-
 __all__ = [
     "CALIBRATION_QUERY",
     "AttentionReadout",
-    "RelevanceScores",
+    "LayerSelection",
     "attention_relevance",
-    "combine",
     "eager_attention",
-    "embedding_relevance",
-    "query_after_documents",
-    "query_start",
     "read_attention",
 ]
