@@ -2,12 +2,16 @@
 
 * :mod:`~posrag.bench.data`: the paper's record format, answer scoring, moving the gold document.
 * :mod:`~posrag.bench.synthetic`: an offline, seeded data set in that format (shipped: ``litm-synthetic-20``).
+* :mod:`~posrag.bench.nq`: NQ-open with mined distractors, its calibration/evaluation split, retriever recall.
 * :mod:`~posrag.bench.litm`: the benchmark (:func:`~posrag.bench.litm.run_litm`), split into
   :mod:`~posrag.bench.conditions` (conditions, regimes, :class:`LitmConfig`), :mod:`~posrag.bench.runner`
   (:class:`LitmBenchmark`), :mod:`~posrag.bench.results` (result types, target checks) and
   :mod:`~posrag.bench.report` (environment, tables, output files); ``litm`` re-exports them all.
 * :mod:`~posrag.bench.stats`, :mod:`~posrag.bench.measure`, :mod:`~posrag.bench.plot`: intervals, cost, plot.
-* :mod:`~posrag.bench.profile`: :class:`BiasProfile`, classification and ``position_bias="auto"`` resolution.
+* :mod:`~posrag.bench.profile`: :func:`~posrag.bench.profile.profile_bias` measures a model's position-bias
+  profile and hands back a :class:`posrag.profiles.BiasProfile`. The profile type, its storage, the shipped
+  profiles and ``position_bias="auto"`` resolution live in the core (:mod:`posrag.profiles`, :mod:`posrag.bias`);
+  ``BiasProfile``, ``resolve_position_bias`` and the other old names are re-exported here.
 """
 
 from posrag.bench.data import (

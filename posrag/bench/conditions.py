@@ -25,6 +25,7 @@ CONDITIONS: tuple[str, ...] = (
     *STRATEGIES,
     "steer-activation",
     "steer-attention",
+    "steer-confident",
     "hybrid",
     "control-activation",
     "control-attention",
@@ -45,6 +46,9 @@ class Condition:
     strategy: str | None = None
     mechanism: str | None = None
     aim: Literal["relevant", "distractor"] = "relevant"
+    #: In the retrieval regime, choose and weigh the steered document as posrag's LLM classes do
+    #: (:func:`posrag.steering.selection.select_targets`: request-level ranks and confidence-aware intensity).
+    confident: bool = False
 
     @property
     def steered(self) -> bool:
@@ -56,10 +60,17 @@ class Condition:
         if not self.steered:
             return f"{order}, no steering"
         aim = "a distractor" if self.aim == "distractor" else "the relevant document(s)"
-        return f"{order}, {self.mechanism} steering aimed at {aim}"
+        weighed = ", weighed by the ranking's confidence" if self.confident else ""
+        return f"{order}, {self.mechanism} steering aimed at {aim}{weighed}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "strategy": self.strategy, "mechanism": self.mechanism, "aim": self.aim}
+        return {
+            "name": self.name,
+            "strategy": self.strategy,
+            "mechanism": self.mechanism,
+            "aim": self.aim,
+            "confident": self.confident,
+        }
 
 
 def resolve_condition(name: str, *, hybrid_strategy: str, hybrid_mechanism: str) -> Condition:
@@ -68,6 +79,8 @@ def resolve_condition(name: str, *, hybrid_strategy: str, hybrid_mechanism: str)
         return Condition(name)
     if name in STRATEGIES:
         return Condition(name, strategy=name)
+    if name == "steer-confident":
+        return Condition(name, mechanism="attention", confident=True)
     if name.startswith("steer-") and name[6:] in STEER_MECHANISMS:
         return Condition(name, mechanism=name[6:])
     if name.startswith("control-") and name[8:] in STEER_MECHANISMS:

@@ -105,7 +105,12 @@ def write_outputs(
     if table_path is not None:
         path = Path(table_path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(result.table() + "\n", encoding="utf-8")
+        text = result.table() + "\n"
+        if result.records:
+            from posrag.bench.paired import format_paired, paired_differences
+
+            text += "\n" + format_paired(paired_differences(result.records)) + "\n"
+        path.write_text(text, encoding="utf-8")
     if plot_path is not None:
         from posrag.bench.plot import plot_accuracy
 

@@ -140,6 +140,7 @@ class LitmBenchmark:
         nothing); the regime decides what steering aims at: the gold document (oracle) or the
         ``steer_top_k`` best scored documents (retrieval).
         """
+        from posrag.steering.selection import select_targets
         from posrag.steering.targets import targets_from_spans
 
         docs = [
@@ -166,6 +167,11 @@ class LitmBenchmark:
                     raise ConfigurationError("A control condition needs at least one distractor to aim at.")
                 rng = random.Random(f"{self.config.seed}:{record.id}:{position}")
                 aimed = [rng.choice(others)]
+            if condition.confident and regime == "retrieval" and condition.aim == "relevant":
+                # As posrag's LLM classes steer: the request's documents with their scores, ranked per request
+                # and weighed by the ranking's confidence (the steering configuration's top_k and confidence).
+                config = self._generators[condition.mechanism].config  # type: ignore[index]
+                return _Variant(prompt, ids.index(gold) + 1, tuple(select_targets(prompt.text, docs, config)[0]))
             targets = tuple(targets_from_spans(span for span in prompt.spans if span.document.id in aimed))
         return _Variant(prompt, ids.index(gold) + 1, targets)
 

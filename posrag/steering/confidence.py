@@ -3,7 +3,7 @@
 Steering is strong in both directions, so a wrong top-1 steered at full strength costs as much as a right one
 gains. This rule turns a request's scores into a multiplier in [0, 1] for the steered top document(s), to be
 multiplied with the policy's own intensity (its tiers, ghost under the threshold and ``top_k``, stay in
-``posrag.steering.policy``; this module knows nothing of them).
+``posrag.steering.planning``; this module knows nothing of them).
 
 **Margin, on a normalized scale.** Scores from different sources (a retriever's cosine, a reranker's logit, the
 model's attention) live on different scales, so the gap between the k-th best score and the next one is

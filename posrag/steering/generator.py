@@ -7,7 +7,7 @@ One object, one verb::
     result.text, result.trace
 
 The prompt is tokenized once with offsets; each target's character span becomes a token span; the policy
-(:func:`~posrag.steering.policy.plan_steering`) gives each target its tier, intensity, layers and attention
+(:func:`~posrag.steering.planning.plan_steering`) gives each target its tier, intensity, layers and attention
 bias; the mechanisms' hooks are registered for the duration of one ``model.generate`` call, scoped to this
 request (see :mod:`posrag.steering.hooks` for the concurrency model), and removed afterwards whatever
 happens. With no active target the hooks are skipped and the output is exactly the plain output.
@@ -16,6 +16,11 @@ happens. With no active target the hooks are skipped and the output is exactly t
 vectors, layer assignment (and the trace), hook specs. Neighbours: targets are built in
 :mod:`~posrag.steering.targets`, the trace types live in :mod:`~posrag.steering.trace`, chat formatting in
 :mod:`posrag.chat`, ``resolve_model`` in :mod:`posrag.models` (all re-exported here).
+
+This module is longer than 400 lines because it is one class: preparing (the five steps), running (generate,
+stream, session) and the LLM front-end (select the request's documents, complete, stream) share the model,
+its layer table and the configuration, and read best side by side; the pure parts it uses live elsewhere
+(planning, selection, targets, trace, hooks).
 """
 
 from __future__ import annotations
@@ -42,8 +47,9 @@ from posrag.steering.attention import (
     _create_attention_bias_hook,
     reachable,
 )
+from posrag.steering.config import SteeringConfig
 from posrag.steering.hooks import Handle, HookSpec, RequestScope, patched, scoped
-from posrag.steering.policy import PlannedSteer, SteeringConfig, SteeringTarget, plan_steering
+from posrag.steering.planning import PlannedSteer, SteeringTarget, plan_steering
 from posrag.steering.selection import SelectionSummary, select_targets
 from posrag.steering.spans import (
     EncodedPrompt,

@@ -2,7 +2,7 @@
 
 A :class:`~posrag.documents.DocumentSpan` (from :func:`posrag.prompts.build_prompt` or the registry's
 :func:`~posrag.registry.locate`) already knows the document's characters, its relative position,
-its score and its id; :func:`target_from_span` copies them into a :class:`~posrag.steering.policy.SteeringTarget`
+its score and its id; :func:`target_from_span` copies them into a :class:`~posrag.steering.planning.SteeringTarget`
 and reads the rule type from the metadata by one rule (:data:`RULE_TYPE_KEYS`, first non-empty wins).
 The generator, the pipeline, the benchmark and the benchmark scripts all build their targets here.
 """
@@ -14,7 +14,7 @@ from typing import Any
 
 from posrag.documents import DocumentSpan, ScoredDocument
 from posrag.registry import locate
-from posrag.steering.policy import SteeringTarget
+from posrag.steering.planning import SteeringTarget
 
 #: Metadata keys read as a document's rule type (for the rule-type safe zones), in order of preference.
 RULE_TYPE_KEYS = ("rule_type", "posrag_rule_type")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from posrag.steering.policy import PlannedSteer
+from posrag.steering.planning import PlannedSteer
 from posrag.steering.spans import TokenSpan
 
 

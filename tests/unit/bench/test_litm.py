@@ -389,3 +389,39 @@ def test_run_litm_records_the_file_its_digest_and_the_model_load(tmp_path):
     assert out.data["questions"] == 2 and out.data["limit"] == 2 and out.data["command"] == "posrag bench litm"
     assert out.data["sha256"] == hashlib.sha256(data.read_bytes()).hexdigest()
     assert out.timing["total_s_with_model_load"] >= out.timing["wall_s"]
+
+
+def test_steer_confident_steers_as_the_llm_classes_do(tiny, records):
+    """Retrieval regime: every document with its score, the request's top_k weighed by the ranking's confidence."""
+    bench = _bench(tiny, conditions=("steer-confident",))
+    (confident,) = (c for c in bench.conditions if c.name == "steer-confident")
+    record = records[1]
+    order = _order(record, 3)
+    top = (record.gold_index + 1) % 4
+    sure = [0.1] * 4
+    sure[top] = 0.9
+    unsure = [0.1] * 4
+    unsure[top], unsure[(top + 1) % 4], unsure[(top + 2) % 4] = 0.52, 0.5, 0.3  # the best barely leads
+    for scores, weight in ((sure, 1.0), (unsure, 0.0)):
+        variant = bench.variant(record, order, confident, "retrieval", scores, 3)
+        assert len(variant.targets) == 4  # every document, ranked per request
+        (best,) = (t for t in variant.targets if t.rank == 0)
+        assert best.doc_id == str(top) and best.weight == pytest.approx(weight)
+    (oracle,) = bench.variant(record, order, confident, "oracle", unsure, 3).targets  # oracle: the gold, fully
+    assert oracle.doc_id == str(record.gold_index) and oracle.weight == 1.0
+
+
+def test_paired_differences_match_the_trials(result):
+    from posrag.bench.paired import format_paired, paired_differences
+
+    differences = paired_differences(result.records)
+    base = {(t.question_id, t.position): t.correct for t in result.records if t.condition == "baseline"}
+    for d in differences:
+        trials = [
+            t for t in result.records if (t.condition, t.regime, t.position) == (d.condition, d.regime, d.position)
+        ]
+        diffs = [int(t.correct) - int(base[(t.question_id, t.position)]) for t in trials]
+        assert d.n == len(diffs) and d.mean == pytest.approx(sum(diffs) / len(diffs))
+        assert d.ci_low <= d.mean <= d.ci_high and (d.wins, d.losses) == (diffs.count(1), diffs.count(-1))
+    assert {d.condition for d in differences} == set(CONDITIONS) - {"baseline"}
+    assert "Paired difference to the baseline, retrieval regime" in format_paired(differences)

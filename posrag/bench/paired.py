@@ -1,0 +1,95 @@
+"""Paired differences against the baseline: same question, same gold position, another condition.
+
+Accuracy differences between conditions measured on the same questions are far less noisy than the difference
+of two accuracies, so each condition is compared with the baseline trial by trial: ``d = correct(condition) -
+correct(baseline)`` in {-1, 0, 1}, averaged per (condition, regime, position), with a 95 % normal interval of
+the mean (``mean ± 1.96·s/√n``, ``s`` the sample standard deviation of the ``d``) and the counts of trials the
+condition won and lost.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from posrag.bench.results import TrialRecord
+
+Z95 = 1.959964
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """``condition`` minus the baseline at one position and regime, over ``n`` paired trials."""
+
+    condition: str
+    regime: str
+    position: int
+    n: int
+    mean: float
+    ci_low: float
+    ci_high: float
+    wins: int
+    losses: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def paired_differences(trials: Sequence[TrialRecord], baseline: str = "baseline") -> list[PairedDifference]:
+    """Every non-baseline condition's paired difference to ``baseline``, by regime and position.
+
+    The baseline is matched by question and position in the same regime, or in any regime (it does not steer,
+    so it is the same trial in both).
+    """
+    base: dict[tuple[str, int], bool] = {}
+    for t in trials:
+        if t.condition == baseline:
+            base[(t.question_id, t.position)] = t.correct
+    groups: dict[tuple[str, str, int], list[int]] = defaultdict(list)
+    for t in trials:
+        if t.condition == baseline or (t.question_id, t.position) not in base:
+            continue
+        groups[(t.condition, t.regime, t.position)].append(int(t.correct) - int(base[(t.question_id, t.position)]))
+    out = []
+    for (condition, regime, position), diffs in sorted(groups.items()):
+        n = len(diffs)
+        mean = sum(diffs) / n
+        sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1)) if n > 1 else 0.0
+        half = Z95 * sd / math.sqrt(n)
+        out.append(
+            PairedDifference(
+                condition, regime, position, n, mean, mean - half, mean + half, diffs.count(1), diffs.count(-1)
+            )
+        )
+    return out
+
+
+def format_paired(differences: Sequence[PairedDifference]) -> str:
+    """Markdown: one table per regime, a row per condition, ``+d [low, high]`` points per position."""
+    lines: list[str] = []
+    for regime in dict.fromkeys(d.regime for d in differences):
+        rows = [d for d in differences if d.regime == regime]
+        positions = sorted({d.position for d in rows})
+        lines += [
+            f"#### Paired difference to the baseline, {regime} regime (points, 95 % interval)",
+            "",
+            "| condition | " + " | ".join(f"pos {p}" for p in positions) + " | worst |",
+            "|---|" + "--:|" * (len(positions) + 1),
+        ]
+        for condition in dict.fromkeys(d.condition for d in rows):
+            cells = {d.position: d for d in rows if d.condition == condition}
+            text = [
+                f"{100 * c.mean:+.0f} [{100 * c.ci_low:+.0f}, {100 * c.ci_high:+.0f}]" if (c := cells.get(p)) else "-"
+                for p in positions
+            ]
+            worst = min(c.mean for c in cells.values())
+            lines.append(f"| {condition} | " + " | ".join(text) + f" | {100 * worst:+.0f} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+__all__ = ["PairedDifference", "format_paired", "paired_differences"]
