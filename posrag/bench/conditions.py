@@ -26,6 +26,7 @@ CONDITIONS: tuple[str, ...] = (
     "steer-activation",
     "steer-attention",
     "steer-confident",
+    "steer-unscored",
     "hybrid",
     "control-activation",
     "control-attention",
@@ -49,6 +50,9 @@ class Condition:
     #: In the retrieval regime, choose and weigh the steered document as posrag's LLM classes do
     #: (:func:`posrag.steering.selection.select_targets`: request-level ranks and confidence-aware intensity).
     confident: bool = False
+    #: ...and with the retriever's scores withheld, as from a retriever that reports none: posrag's own relevance
+    #: (the packaged embedder's similarity to the text after the documents) ranks them.
+    unscored: bool = False
 
     @property
     def steered(self) -> bool:
@@ -61,6 +65,8 @@ class Condition:
             return f"{order}, no steering"
         aim = "a distractor" if self.aim == "distractor" else "the relevant document(s)"
         weighed = ", weighed by the ranking's confidence" if self.confident else ""
+        if self.unscored:
+            weighed += ", ranked by posrag's own relevance (scores withheld)"
         return f"{order}, {self.mechanism} steering aimed at {aim}{weighed}"
 
     def to_dict(self) -> dict[str, Any]:
@@ -70,6 +76,7 @@ class Condition:
             "mechanism": self.mechanism,
             "aim": self.aim,
             "confident": self.confident,
+            "unscored": self.unscored,
         }
 
 
@@ -81,6 +88,8 @@ def resolve_condition(name: str, *, hybrid_strategy: str, hybrid_mechanism: str)
         return Condition(name, strategy=name)
     if name == "steer-confident":
         return Condition(name, mechanism="attention", confident=True)
+    if name == "steer-unscored":
+        return Condition(name, mechanism="attention", confident=True, unscored=True)
     if name.startswith("steer-") and name[6:] in STEER_MECHANISMS:
         return Condition(name, mechanism=name[6:])
     if name.startswith("control-") and name[8:] in STEER_MECHANISMS:

@@ -98,7 +98,10 @@ class LitmBenchmark:
 
         config = SteeringConfig(**steering_overrides(self.config.steering, mechanism))
         self._steering_configs[mechanism] = config
-        generator = SteeredGenerator(self.model, self.tokenizer, config, model_name=self.model_name)
+        # The retriever's embedder also scores documents whose scores are withheld (steer-unscored).
+        generator = SteeredGenerator(
+            self.model, self.tokenizer, config, model_name=self.model_name, embedder=self._embedder
+        )
         self._steering_configs[mechanism] = generator.config  # position_bias="auto" resolved
         return generator
 
@@ -170,8 +173,13 @@ class LitmBenchmark:
             if condition.confident and regime == "retrieval" and condition.aim == "relevant":
                 # As posrag's LLM classes steer: the request's documents with their scores, ranked per request
                 # and weighed by the ranking's confidence (the steering configuration's top_k and confidence).
-                config = self._generators[condition.mechanism].config  # type: ignore[index]
-                return _Variant(prompt, ids.index(gold) + 1, tuple(select_targets(prompt.text, docs, config)[0]))
+                generator = self._generators[condition.mechanism]  # type: ignore[index]
+                if condition.unscored:
+                    withheld = [ScoredDocument(d.text, d.metadata, None, d.id) for d in docs]
+                    selected = select_targets(prompt.text, withheld, generator.config, relevance=generator.relevance)
+                else:
+                    selected = select_targets(prompt.text, docs, generator.config)
+                return _Variant(prompt, ids.index(gold) + 1, tuple(selected[0]))
             targets = tuple(targets_from_spans(span for span in prompt.spans if span.document.id in aimed))
         return _Variant(prompt, ids.index(gold) + 1, targets)
 

@@ -363,13 +363,15 @@ class SteeredGenerator:
         (``config.unscored="relevance"``), loaded on first use (or the ``embedder`` given at construction).
         """
         targets, summary = select_targets(
-            prompt.text, list(documents or ()), self.config, query=query, relevance=self._relevance
+            prompt.text, list(documents or ()), self.config, query=query, relevance=self.relevance
         )
         if not summary.located:
             self._warn_unlocated(summary)
         return targets, summary
 
-    def _relevance(self, query: str, texts: list[str]) -> list[float]:
+    def relevance(self, query: str, texts: list[str]) -> list[float]:
+        """posrag's own relevance of ``texts`` to ``query``: the embedder's cosine similarity (for unscored
+        documents; the packaged all-MiniLM-L6-v2 unless an ``embedder`` was given)."""
         from posrag.relevance import embedding_relevance
 
         if self._embedder is None:

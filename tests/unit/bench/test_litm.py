@@ -425,3 +425,18 @@ def test_paired_differences_match_the_trials(result):
         assert d.ci_low <= d.mean <= d.ci_high and (d.wins, d.losses) == (diffs.count(1), diffs.count(-1))
     assert {d.condition for d in differences} == set(CONDITIONS) - {"baseline"}
     assert "Paired difference to the baseline, retrieval regime" in format_paired(differences)
+
+
+def test_steer_unscored_ranks_by_posrags_own_relevance(tiny, records):
+    bench = _bench(tiny, conditions=("steer-unscored",))
+    (unscored,) = (c for c in bench.conditions if c.name == "steer-unscored")
+    record = records[0]
+    variant = bench.variant(record, _order(record, 2), unscored, "retrieval", [0.9, 0.1, 0.1, 0.1], 2)
+    assert all(t.score is None for t in variant.targets)  # the retriever's scores were withheld
+    relevance = HashingEmbedder().encode  # the benchmark's embedder scored them against the question
+    (best,) = (t for t in variant.targets if t.rank == 0)
+    texts = [d.text for d in record.documents]
+    query = variant.prompt.text[max(t.end_char for t in variant.targets) :].strip()
+    vectors = relevance([query, *texts], normalize_embeddings=True)
+    expected = max(range(len(texts)), key=lambda i: (float(vectors[i + 1] @ vectors[0]), -i))
+    assert best.doc_id == str(expected)
