@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from posrag.documents import ScoredDocument
 from posrag.errors import ConfigurationError
 from posrag.ordering import BestAt, Reorderer, ScoreDirection, StrategyOrAuto, UnscoredPolicy
 
@@ -82,6 +83,30 @@ def check_call_options(options: Mapping[str, Any], allowed: Iterable[str], owner
             f"{owner} got unknown call option(s) {', '.join(map(repr, unknown))}; it accepts "
             f"{', '.join(map(repr, allowed))}. Set other settings on the model itself."
         )
+
+
+def explicit_documents(
+    documents: Any, converters: Mapping[type, Callable[[Any], ScoredDocument]], accepted: str
+) -> list[ScoredDocument]:
+    """``documents=`` of one LLM call as posrag documents: one item or a sequence of them, each a posrag
+    ``ScoredDocument``, a plain string (the text as it appears in the prompt) or a framework type that
+    ``converters`` maps (LangChain ``Document``, LlamaIndex ``NodeWithScore``); ``accepted`` names those."""
+    kinds = (ScoredDocument, str, *converters)
+    items = [documents] if isinstance(documents, kinds) else list(documents)
+    converted = []
+    for item in items:
+        if isinstance(item, ScoredDocument):
+            converted.append(item)
+        elif isinstance(item, str):
+            converted.append(ScoredDocument(item))
+        elif convert := next((c for kind, c in converters.items() if isinstance(item, kind)), None):
+            converted.append(convert(item))
+        else:
+            raise ConfigurationError(
+                f"documents=[...] holds a {type(item).__name__}; pass {accepted}, posrag ScoredDocuments or "
+                "strings (the texts as they appear in the prompt)."
+            )
+    return converted
 
 
 def trace_dicts(trace: Iterable[Any]) -> list[dict[str, Any]]:
@@ -157,6 +182,7 @@ __all__ = [
     "TRACE_KEY",
     "ReorderSettings",
     "check_call_options",
+    "explicit_documents",
     "generation_config",
     "generation_info",
     "model_reference",

@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator,
 
 import posrag
 from langchain_posrag.callbacks import request_documents, to_scored
+from posrag import adapters
 from posrag.adapters import (
     TRACE_KEY,
     check_call_options,
@@ -191,22 +192,7 @@ def explicit_documents(documents: Any) -> list[ScoredDocument]:
     ``ScoredDocument``s or plain strings."""
     from langchain_core.documents import Document
 
-    if isinstance(documents, (str, Document, ScoredDocument)):
-        documents = [documents]
-    converted = []
-    for document in documents:
-        if isinstance(document, ScoredDocument):
-            converted.append(document)
-        elif isinstance(document, Document):
-            converted.append(to_scored(document))
-        elif isinstance(document, str):
-            converted.append(ScoredDocument(document))
-        else:
-            raise ConfigurationError(
-                f"documents=[...] holds a {type(document).__name__}; pass LangChain Documents, posrag "
-                "ScoredDocuments or strings (the texts as they appear in the prompt)."
-            )
-    return converted
+    return adapters.explicit_documents(documents, {Document: to_scored}, "LangChain Documents")
 
 
 class PosragLLM(PosragModelSettings, LLM):

@@ -57,3 +57,20 @@ def test_reorder_settings_build_the_reorderer() -> None:
     reorderer = ReorderSettings(strategy="long_context", best_at="start").build_reorderer()
     assert reorderer.plan([0.1, 0.9, 0.5])[0] == 1
     assert TRACE_KEY == "posrag_trace"
+
+
+def test_explicit_documents_accepts_one_or_many_and_names_what_it_takes() -> None:
+    from posrag.adapters import explicit_documents
+    from posrag.documents import ScoredDocument
+    from posrag.errors import ConfigurationError
+
+    class Node:
+        def __init__(self, text: str) -> None:
+            self.text = text
+
+    converters = {Node: lambda n: ScoredDocument(n.text, score=1.0)}
+    assert explicit_documents("one text", converters, "Nodes") == [ScoredDocument("one text")]
+    converted = explicit_documents([Node("a"), ScoredDocument("b", score=0.5), "c"], converters, "Nodes")
+    assert [(d.text, d.score) for d in converted] == [("a", 1.0), ("b", 0.5), ("c", None)]
+    with pytest.raises(ConfigurationError, match="holds a int; pass Nodes, posrag ScoredDocuments"):
+        explicit_documents([3], converters, "Nodes")

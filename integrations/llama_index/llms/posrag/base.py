@@ -41,11 +41,10 @@ from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_ca
 from llama_index.core.llms.custom import CustomLLM
 from llama_index.core.schema import NodeWithScore
 
-from posrag import architectures
+from posrag import adapters, architectures
 from posrag.adapters import TRACE_KEY, generation_config, generation_info, stream_info
 from posrag.aio import iterate_in_thread
 from posrag.documents import ScoredDocument
-from posrag.errors import ConfigurationError
 from posrag.generation import GenerationConfig
 from posrag.steering import (
     FormattedPrompt,
@@ -239,22 +238,7 @@ class PosragLLM(CustomLLM):
 
 def explicit_documents(documents: Any) -> list[ScoredDocument]:
     """``documents=`` of a call as posrag documents: ``NodeWithScore``s, posrag ``ScoredDocument``s or strings."""
-    if isinstance(documents, (str, NodeWithScore, ScoredDocument)):
-        documents = [documents]
-    converted = []
-    for document in documents:
-        if isinstance(document, ScoredDocument):
-            converted.append(document)
-        elif isinstance(document, NodeWithScore):
-            converted.append(node_to_document(document))
-        elif isinstance(document, str):
-            converted.append(ScoredDocument(document))
-        else:
-            raise ConfigurationError(
-                f"documents=[...] holds a {type(document).__name__}; pass NodeWithScore objects, posrag "
-                "ScoredDocuments or strings (the texts as they appear in the prompt)."
-            )
-    return converted
+    return adapters.explicit_documents(documents, {NodeWithScore: node_to_document}, "NodeWithScore objects")
 
 
 def _to_async(iterator: Any) -> Any:
