@@ -11,6 +11,11 @@ variants generate the same number of tokens.
     python benchmarks/steering.py --json out.json # and writes the raw figures
     python benchmarks/steering.py --all-targets   # steer all ten documents
 
+Two more variants measure what the LLM classes add on top of attention steering (issue 10): ``selected``
+finds the request's documents in the prompt, ranks them per request and weighs the best by the ranking's
+confidence (:func:`posrag.steering.selection.select_targets`, scored documents); ``relevance`` does the same
+with the scores withheld, so the packaged embedder scores the documents against the query first.
+
 Budget (the seed's): at most 10 % slower generation and at most 100 ms added per query.
 """
 
@@ -27,14 +32,16 @@ from typing import Any
 
 import torch
 
+from posrag.chat import format_completion
 from posrag.documents import ScoredDocument
 from posrag.generation import GenerationConfig, generate_text
-from posrag.models import load_causal_lm
+from posrag.models import load_causal_lm, load_embedder
 from posrag.pipeline import steering_targets
 from posrag.prompts import build_prompt
 from posrag.steering import SteeredGenerator, SteeringConfig
 
-VARIANTS = ("unsteered", "activation", "attention", "both")
+VARIANTS = ("unsteered", "activation", "attention", "both", "selected", "relevance")
+MECHANISMS = ("activation", "attention", "both")
 
 
 def make_prompt(n_docs: int):
@@ -55,14 +62,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     lm = load_causal_lm(progress=False)
     prompt = make_prompt(args.docs)
     targets = steering_targets(prompt)
+    top_k = None if args.all_targets else 1
     generators = {
         name: SteeredGenerator(
             lm.model,
             lm.tokenizer,
-            SteeringConfig(mechanism=name, top_k=None if args.all_targets else 1),  # type: ignore[arg-type]
+            SteeringConfig(mechanism=name, top_k=top_k),  # type: ignore[arg-type]
         )
-        for name in VARIANTS[1:]
+        for name in MECHANISMS
     }
+    selecting = SteeredGenerator(lm.model, lm.tokenizer, SteeringConfig(top_k=top_k), embedder=load_embedder())
+    formatted = format_completion(lm.tokenizer, prompt.text)
+    scored = list(prompt.documents)
+    unscored = [ScoredDocument(d.text, d.metadata, None, d.id) for d in scored]
     fixed = GenerationConfig(max_new_tokens=args.tokens, min_new_tokens=args.tokens)
     first = GenerationConfig(max_new_tokens=1)
 
@@ -70,8 +82,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         start = time.perf_counter()
         if name == "unsteered":
             generate_text(lm.model, lm.tokenizer, prompt.text, config)
-        else:
+        elif name in MECHANISMS:
             generators[name].generate(prompt.text, targets, config)
+        else:
+            selecting.complete(formatted, config, documents=scored if name == "selected" else unscored)
         return time.perf_counter() - start
 
     for name in VARIANTS:  # warm-up
