@@ -18,6 +18,8 @@ from posrag.ordering import STRATEGIES
 from posrag.prompts import DEFAULT_TEMPLATE, PromptTemplate
 
 Regime = Literal["oracle", "retrieval"]
+ChatTemplate = Literal["auto", "on", "off"]
+CHAT_TEMPLATES: tuple[str, ...] = ("auto", "on", "off")
 REGIMES: tuple[str, ...] = ("oracle", "retrieval")
 STEER_MECHANISMS: tuple[str, ...] = ("activation", "attention")
 CONDITIONS: tuple[str, ...] = (
@@ -110,6 +112,11 @@ class LitmConfig:
     ``"both"``, see :func:`steering_overrides`). ``hybrid_strategy`` / ``hybrid_mechanism``: ``None`` takes
     what that steering configuration pairs by itself (its ``position_bias`` preset's reorder strategy, its
     mechanism).
+
+    ``chat_template``: ``"on"`` wraps each prompt as one user turn through the tokenizer's chat template
+    (:func:`posrag.chat.format_completion`), ``"auto"`` does so when the tokenizer has one, ``"off"`` (default,
+    the published numbers) feeds the prompt as is. ``measure_memory``: sample peak memory during each
+    generation (:mod:`posrag.bench.measure`; off by default, the CPU sampler competes with torch for cores).
     """
 
     positions: tuple[int, ...] = (1, 5, 10, 15, 20)
@@ -123,8 +130,14 @@ class LitmConfig:
     steer_top_k: int = 1
     seed: int = 0
     template: PromptTemplate = DEFAULT_TEMPLATE
+    chat_template: ChatTemplate = "off"
+    measure_memory: bool = False
 
     def __post_init__(self) -> None:
+        if self.chat_template not in CHAT_TEMPLATES:
+            raise ConfigurationError(
+                f"chat_template={self.chat_template!r} must be 'auto', 'on' or 'off' (the default: the prompt as is)."
+            )
         positions = tuple(int(p) for p in self.positions)
         if not positions or any(p < 1 for p in positions) or len(set(positions)) != len(positions):
             raise ConfigurationError(
@@ -176,6 +189,8 @@ class LitmConfig:
             "hybrid_mechanism": self.hybrid_mechanism,
             "steer_top_k": self.steer_top_k,
             "seed": self.seed,
+            "chat_template": self.chat_template,
+            "measure_memory": self.measure_memory,
         }
 
 
@@ -234,6 +249,8 @@ def config_from_options(
     hybrid_mechanism: str | None = None,
     steer_top_k: int = 1,
     seed: int = 0,
+    chat_template: str = "off",
+    measure_memory: bool = False,
 ) -> LitmConfig:
     """A :class:`LitmConfig` from text options as the CLI takes them: comma-separated ``positions``,
     ``conditions`` (or ``"all"``) and ``regimes``, ``steering`` overrides as a JSON object."""
@@ -248,15 +265,19 @@ def config_from_options(
         hybrid_mechanism=hybrid_mechanism,
         steer_top_k=steer_top_k,
         seed=seed,
+        chat_template=chat_template,  # type: ignore[arg-type]
+        measure_memory=measure_memory,
     )
 
 
 __all__ = [
+    "CHAT_TEMPLATES",
     "CONDITIONS",
     "DEFAULT_BENCH_GENERATION",
     "REGIMES",
     "SINGLE_CONDITIONS",
     "STEER_MECHANISMS",
+    "ChatTemplate",
     "Condition",
     "LitmConfig",
     "Regime",

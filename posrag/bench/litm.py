@@ -68,6 +68,7 @@ from posrag.bench.results import (
     evaluate_targets,
 )
 from posrag.bench.runner import LitmBenchmark
+from posrag.bench.shards import Shard, merge_results, read_result
 
 
 def run_litm(
@@ -79,12 +80,14 @@ def run_litm(
     progress: bool = True,
     keep_records: bool = False,
     command: str | None = None,
+    shard: Shard | None = None,
 ) -> LitmResult:
     """Load the records (``data``, default: the shipped synthetic set) and the model, and run ``config``.
 
     ``limit``: only the first N questions (missing distractors are still drawn from the whole file). The
     result's ``data`` records the file, its SHA-256, the limit and ``command``; its ``timing`` adds
-    ``total_s_with_model_load``.
+    ``total_s_with_model_load``. ``shard``: run only that shard of the (limited) records
+    (:mod:`posrag.bench.shards`; its trial records are kept for :func:`merge_results`).
     """
     from posrag.bench.data import load_records, packaged_dataset
     from posrag.models import load_causal_lm
@@ -100,6 +103,7 @@ def run_litm(
         progress=progress,
         keep_records=keep_records,
         pool=[doc for record in everything for doc in record.documents],
+        shard=shard,
         data_info={"path": str(path), "sha256": sha256_file(path), "limit": limit, "command": command},
     )
     return replace(result, timing={**result.timing, "total_s_with_model_load": time.perf_counter() - started})
@@ -120,12 +124,15 @@ __all__ = [
     "LitmResult",
     "PositionAccuracy",
     "Regime",
+    "Shard",
     "TargetCheck",
     "TrialRecord",
     "config_from_options",
     "environment",
     "evaluate_targets",
     "format_tables",
+    "merge_results",
+    "read_result",
     "resolve_condition",
     "run_litm",
     "steering_overrides",

@@ -1,4 +1,9 @@
-"""Measuring what a generation costs: wall-clock latency and peak memory, sampled while it runs.
+"""Measuring what a generation costs: wall-clock latency and, when asked, peak memory sampled while it runs.
+
+Memory is measured only when asked (``measure(memory=True)``; the benchmark's ``LitmConfig.measure_memory``,
+``posrag bench litm --memory``): the CPU sampler is a Python thread calling psutil every 5 ms, which took
+about 19 % of the process's CPU samples next to torch's two threads on two cores (py-spy, issue 12). Without
+it the memory fields are ``None`` and only the clock is read.
 
 Peak memory on CPU is the process's resident set size (RSS, from psutil) sampled every few milliseconds
 by a background thread while the generation runs; ``tracemalloc`` cannot see torch's tensor allocations.
@@ -19,16 +24,18 @@ from typing import Any
 
 MEMORY_METHOD_CPU = "process RSS (psutil) sampled every 5 ms during each generation; delta = peak - RSS before it"
 MEMORY_METHOD_CUDA = "torch.cuda.max_memory_allocated during each generation; delta = peak - allocated before it"
+MEMORY_NOT_MEASURED = "not measured (pass --memory / LitmConfig(measure_memory=True) to sample it)"
 _MB = 1024 * 1024
 
 
 @dataclass
 class Measurement:
-    """Filled in when the measured block exits: seconds, peak memory and the peak's delta (MiB)."""
+    """Filled in when the measured block exits: seconds, peak memory and the peak's delta (MiB; ``None`` when
+    memory was not measured)."""
 
     seconds: float = 0.0
-    peak_mb: float = 0.0
-    delta_mb: float = 0.0
+    peak_mb: float | None = None
+    delta_mb: float | None = None
 
 
 def _rss() -> int:
@@ -38,9 +45,20 @@ def _rss() -> int:
 
 
 @contextmanager
-def measure(device: Any = "cpu", interval_s: float = 0.005) -> Iterator[Measurement]:
-    """Time the block and record its peak memory (see the module docstring for what is measured)."""
+def measure(device: Any = "cpu", interval_s: float = 0.005, *, memory: bool = True) -> Iterator[Measurement]:
+    """Time the block and, with ``memory``, record its peak memory (see the module docstring for what is measured)."""
     result = Measurement()
+    if not memory:
+        started = time.perf_counter()
+        try:
+            yield result
+        finally:
+            if str(device).startswith("cuda"):
+                import torch
+
+                torch.cuda.synchronize(device)
+            result.seconds = time.perf_counter() - started
+        return
     if str(device).startswith("cuda"):
         import torch
 
@@ -77,8 +95,10 @@ def measure(device: Any = "cpu", interval_s: float = 0.005) -> Iterator[Measurem
         result.peak_mb, result.delta_mb = peak[0] / _MB, (peak[0] - before) / _MB
 
 
-def memory_method(device: Any = "cpu") -> str:
+def memory_method(device: Any = "cpu", measured: bool = True) -> str:
+    if not measured:
+        return MEMORY_NOT_MEASURED
     return MEMORY_METHOD_CUDA if str(device).startswith("cuda") else MEMORY_METHOD_CPU
 
 
-__all__ = ["Measurement", "measure", "memory_method"]
+__all__ = ["MEMORY_NOT_MEASURED", "Measurement", "measure", "memory_method"]

@@ -65,7 +65,8 @@ def format_tables(result: LitmResult) -> str:
         for r in rows:
             cells = [f"{percent(p.accuracy)} ({percent(p.ci_low)}–{percent(p.ci_high)})" for p in r.positions]
             added = "-" if r.added_latency_s is None else f"{r.added_latency_s * 1000:+.0f} ms"
-            memory = "-" if math.isnan(r.peak_memory_delta_mb) else f"{r.peak_memory_delta_mb:.0f} MiB"
+            delta = r.peak_memory_delta_mb
+            memory = "-" if delta is None or math.isnan(delta) else f"{delta:.0f} MiB"
             worst = f"{percent(r.worst.accuracy)} @{r.worst.position}"
             lines.append(
                 "| " + " | ".join([r.condition, *cells, percent(r.mean_accuracy), worst, added, memory]) + " |"

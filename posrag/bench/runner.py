@@ -18,11 +18,19 @@ from posrag.bench.conditions import Condition, LitmConfig, resolve_condition, st
 from posrag.bench.data import LitmRecord, first_line, is_correct
 from posrag.bench.measure import measure, memory_method
 from posrag.bench.report import environment
-from posrag.bench.results import ConditionResult, LitmResult, PositionAccuracy, TrialRecord
-from posrag.bench.stats import mean, wilson_interval
-from posrag.documents import PositionInfo, ScoredDocument
+from posrag.bench.results import (
+    ConditionResult,
+    LitmResult,
+    TrialRecord,
+    retrieval_summary,
+    summarize_condition,
+)
+from posrag.bench.shards import Shard
+from posrag.bench.stats import mean
+from posrag.chat import format_completion
+from posrag.documents import ScoredDocument
 from posrag.errors import ConfigurationError
-from posrag.generation import encode_prompt, generate_from_inputs
+from posrag.generation import encode_prompt, generate_from_inputs, has_chat_template
 from posrag.ordering import Reorderer, rank
 from posrag.prompts import RAGPrompt, build_prompt
 
@@ -32,17 +40,24 @@ class _Generation:
     text: str
     new_tokens: int
     seconds: float
-    peak_mb: float
-    delta_mb: float
+    peak_mb: float | None
+    delta_mb: float | None
 
 
 @dataclass(frozen=True)
 class _Variant:
-    """A prompt and what to steer in it, ready to generate."""
+    """A prompt and what to steer in it, ready to generate.
+
+    ``text`` is what the model reads: ``prompt.text`` as is, or wrapped by the chat template, where it starts
+    at ``offset``; ``targets`` are character spans of ``text`` (already shifted by ``offset``).
+    """
 
     prompt: RAGPrompt
     gold_position: int
     targets: tuple[Any, ...]
+    text: str = ""
+    offset: int = 0
+    add_special_tokens: bool = True
 
 
 class LitmBenchmark:
@@ -66,6 +81,14 @@ class LitmBenchmark:
         self.config = config or LitmConfig()
         self.model_name = model_name or str(getattr(model.config, "name_or_path", "") or type(model).__name__)
         self._embedder = embedder
+        chat = self.config.chat_template
+        if chat == "on" and not has_chat_template(tokenizer):
+            raise ConfigurationError(
+                f"chat_template='on' but the tokenizer ({type(tokenizer).__name__}) has no chat template; use "
+                "'auto' (templated only when there is one) or 'off'."
+            )
+        #: Whether prompts go through the tokenizer's chat template (``chat_template`` resolved).
+        self.chat_template = chat == "on" or (chat == "auto" and has_chat_template(tokenizer))
         self._steering_configs: dict[str, Any] = {}
         self._generators: dict[str, Any] = {}
         hybrid_strategy, hybrid_mechanism = self._hybrid_defaults()
@@ -179,9 +202,22 @@ class LitmBenchmark:
                     selected = select_targets(prompt.text, withheld, generator.config, relevance=generator.relevance)
                 else:
                     selected = select_targets(prompt.text, docs, generator.config)
-                return _Variant(prompt, ids.index(gold) + 1, tuple(selected[0]))
+                return self._formatted(prompt, ids.index(gold) + 1, tuple(selected[0]))
             targets = tuple(targets_from_spans(span for span in prompt.spans if span.document.id in aimed))
-        return _Variant(prompt, ids.index(gold) + 1, targets)
+        return self._formatted(prompt, ids.index(gold) + 1, targets)
+
+    def _formatted(self, prompt: RAGPrompt, gold_position: int, targets: tuple[Any, ...]) -> _Variant:
+        """The variant as the model reads it: through the chat template (targets shifted) or as is."""
+        formatted = format_completion(self.tokenizer, prompt.text, self.chat_template)
+        segment = formatted.segments[0] if formatted.segments else None
+        if segment is None or formatted.text[segment[0] : segment[1]] != prompt.text:
+            raise ConfigurationError(
+                "The chat template rewrote the benchmark's prompt, so the steering spans cannot be placed in it; "
+                "run with chat_template='off'."
+            )
+        offset = segment[0]
+        shifted = tuple(replace(t, start_char=t.start_char + offset, end_char=t.end_char + offset) for t in targets)
+        return _Variant(prompt, gold_position, shifted, formatted.text, offset, formatted.add_special_tokens)
 
     def _steer_key(self, mechanism: str, targets: Sequence[Any]) -> tuple[Any, ...]:
         """What determines a steered generation besides the prompt: the mechanism and the per-target plan."""
@@ -195,17 +231,19 @@ class LitmBenchmark:
         )
 
     def _generate(self, variant: _Variant, mechanism: str | None) -> _Generation:
-        text = variant.prompt.text
+        text = variant.text
         device = getattr(self.model, "device", "cpu")
         generation = self.config.generation
-        with measure(device) as cost:
+        special = variant.add_special_tokens
+        with measure(device, memory=self.config.measure_memory) as cost:
             if mechanism is None:
-                inputs = encode_prompt(self.tokenizer, text, self.model.device)
+                inputs = encode_prompt(self.tokenizer, text, self.model.device, add_special_tokens=special)
                 output, new_tokens = generate_from_inputs(self.model, self.tokenizer, inputs, generation)
             else:
                 footer = self.config.template.footer.format(question=variant.prompt.question)
+                steer_from = variant.offset + len(variant.prompt.text) - len(footer)
                 steered = self._generators[mechanism].generate(
-                    text, list(variant.targets), generation, steer_from=len(text) - len(footer)
+                    text, list(variant.targets), generation, steer_from=steer_from, add_special_tokens=special
                 )
                 output, new_tokens = steered.text, steered.generated_tokens
         return _Generation(output, new_tokens, cost.seconds, cost.peak_mb, cost.delta_mb)
@@ -233,11 +271,14 @@ class LitmBenchmark:
         data_info: Mapping[str, Any] | None = None,
         on_trial: Callable[[TrialRecord], None] | None = None,
         pool: Sequence[Any] | None = None,
+        shard: Shard | None = None,
     ) -> LitmResult:
         """Run every condition in every regime at every position for each record; see the module docstring.
 
         ``pool``: documents to draw missing distractors from (default: those of ``records``; pass the whole
-        file's when ``records`` is a subset).
+        file's when ``records`` is a subset). ``shard``: run only that shard of ``records``
+        (:mod:`posrag.bench.shards`; documents per question and distractors are decided over all of them
+        first); its trial records are always kept, for ``posrag bench merge``.
         """
         from tqdm.auto import tqdm
 
@@ -249,6 +290,11 @@ class LitmBenchmark:
         num_docs = config.num_docs or max(max(len(r.documents) for r in records), max(config.positions))
         filled = any(len(r.documents) < num_docs for r in records)
         records = fit_documents(records, num_docs, seed=config.seed, pool=pool)
+        shard_info: dict[str, Any] = {}
+        if shard is not None:
+            shard_info = {"shard": shard.to_dict(len(records))}
+            records = shard.select(records)
+            keep_records = True
         self._warm_up(records[0])
         started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         started = time.perf_counter()
@@ -261,16 +307,21 @@ class LitmBenchmark:
         with bar:
             for record in records:
                 scores: list[float | None] = [None] * num_docs
+                gold_rank: int | None = None
                 if needs_scores:
                     scores = list(self.retrieval_scores(record))
-                    gold_ranks.append(rank(scores).index(record.gold_index) + 1)
+                    gold_rank = rank(scores).index(record.gold_index) + 1
+                    gold_ranks.append(gold_rank)
                 distractors = [i for i in range(num_docs) if i != record.gold_index]
                 for position in config.positions:
                     order = [*distractors[: position - 1], record.gold_index, *distractors[position - 1 :]]
                     for condition in self.conditions:
                         for regime in config.regimes:
                             variant = self.variant(record, order, condition, regime, scores, position)
-                            key: tuple[Any, ...] = (hashlib.sha256(variant.prompt.text.encode()).hexdigest(),)
+                            key: tuple[Any, ...] = (
+                                hashlib.sha256(variant.text.encode()).hexdigest(),
+                                variant.add_special_tokens,
+                            )
                             if condition.mechanism is not None:
                                 key += self._steer_key(condition.mechanism, variant.targets)
                             reused = key in cache
@@ -290,6 +341,7 @@ class LitmBenchmark:
                                 peak_memory_mb=generation.peak_mb,
                                 memory_delta_mb=generation.delta_mb,
                                 reused=reused,
+                                gold_rank=gold_rank,
                             )
                             trials.append(trial)
                             if on_trial is not None:
@@ -302,14 +354,7 @@ class LitmBenchmark:
             for regime in config.regimes
             for condition in self.conditions
         )
-        retrieval: dict[str, Any] = {}
-        if gold_ranks:
-            retrieval = {
-                "scorer": "posrag.retrieval.DocumentIndex (flat, cosine) over each question's documents",
-                "gold_top1": sum(r == 1 for r in gold_ranks) / len(gold_ranks),
-                f"gold_top{config.steer_top_k}": sum(r <= config.steer_top_k for r in gold_ranks) / len(gold_ranks),
-                "gold_mean_rank": mean([float(r) for r in gold_ranks]),
-            }
+        retrieval = retrieval_summary(gold_ranks, config.steer_top_k)
         from posrag.models import embedder_name
 
         return LitmResult(
@@ -321,6 +366,7 @@ class LitmBenchmark:
                 "num_docs": num_docs,
                 "distractors_filled": filled,
                 "chance_accuracy": 1.0 / num_docs,
+                **shard_info,
             },
             settings={
                 **config.to_dict(),
@@ -337,7 +383,8 @@ class LitmBenchmark:
                 "ci": "95% Wilson score interval per position",
                 "latency": "wall-clock seconds per generation (tokenize, steering setup, generate); added = "
                 "paired difference to the baseline on the same question and position",
-                "memory": memory_method(getattr(self.model, "device", "cpu")),
+                "memory": memory_method(getattr(self.model, "device", "cpu"), config.measure_memory),
+                "chat_template_applied": self.chat_template,
                 "steer_from": "the question (steering acts on the question and the generated tokens)",
             },
             retrieval=retrieval,
@@ -360,34 +407,15 @@ class LitmBenchmark:
         trials: Sequence[TrialRecord],
         num_docs: int,
     ) -> ConditionResult:
-        mine = [t for t in trials if t.condition == condition.name and t.regime == regime]
-        baseline = {(t.question_id, t.position): t for t in trials if t.condition == "baseline" and t.regime == regime}
-        positions = []
-        for position in self.config.positions:
-            at = [t for t in mine if t.position == position]
-            correct = sum(t.correct for t in at)
-            low, high = wilson_interval(correct, len(at))
-            relative = PositionInfo(position - 1, num_docs).relative
-            positions.append(PositionAccuracy(position, relative, len(at), correct, low, high))
-        pairs = [(t, baseline[(t.question_id, t.position)]) for t in mine]
-        paired = [t.latency_s - b.latency_s for t, b in pairs]
-        # Output length changes latency as much as steering does: also pair only equally long outputs.
-        same = [t.latency_s - b.latency_s for t, b in pairs if t.new_tokens == b.new_tokens and not t.reused]
         steering = self._steering_configs[condition.mechanism].to_dict() if condition.mechanism else None
-        return ConditionResult(
+        return summarize_condition(
+            trials,
             condition=condition.name,
             regime=regime,
             description=condition.description,
-            positions=tuple(positions),
-            mean_latency_s=mean([t.latency_s for t in mine]),
-            added_latency_s=mean(paired) if paired else None,
-            mean_new_tokens=mean([float(t.new_tokens) for t in mine]),
-            generations=sum(not t.reused for t in mine),
-            peak_memory_mb=max(t.peak_memory_mb for t in mine),
-            peak_memory_delta_mb=max(t.memory_delta_mb for t in mine),
+            positions=self.config.positions,
+            num_docs=num_docs,
             steering=steering,
-            added_latency_same_length_s=mean(same) if same else None,
-            same_length_pairs=len(same),
         )
 
 

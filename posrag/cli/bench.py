@@ -87,6 +87,27 @@ def litm(
             "(.jsonl, or .jsonl.gz to compress)."
         ),
     ] = None,
+    chat_template: Annotated[
+        str,
+        typer.Option(
+            help="Wrap each prompt as one user turn through the tokenizer's chat template: on, auto (when the "
+            "tokenizer has one) or off (the prompt as is; the published numbers)."
+        ),
+    ] = "off",
+    memory: Annotated[
+        bool,
+        typer.Option(
+            "--memory",
+            help="Also sample peak memory during each generation (psutil every 5 ms on CPU; costs CPU next to torch).",
+        ),
+    ] = False,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            help="Run only shard i/N (0-based) of the questions (index mod N); merge the JSON files with "
+            "`posrag bench merge`. The JSON keeps its trial records."
+        ),
+    ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Accuracy by gold-document position for every ordering and steering condition, with 95% intervals.
@@ -95,9 +116,10 @@ def litm(
     order); each condition answers greedily; a table goes to stdout, the full result to --json, the figure to
     --plot. Identical prompts and steering plans are generated once and reused.
     """
-    from posrag.bench.litm import config_from_options, run_litm, write_outputs
+    from posrag.bench.litm import Shard, config_from_options, run_litm, write_outputs
 
     try:
+        part = Shard.parse(shard) if shard is not None else None
         config = config_from_options(
             positions=positions,
             conditions=conditions,
@@ -109,6 +131,8 @@ def litm(
             hybrid_mechanism=hybrid_mechanism,
             steer_top_k=steer_top_k,
             seed=seed,
+            chat_template=chat_template,
+            measure_memory=memory,
         )
         command = "posrag " + shlex.join(sys.argv[1:]) if sys.argv[1:] else None
         result = run_litm(
@@ -119,9 +143,12 @@ def litm(
             progress=progress,
             keep_records=records is not None,
             command=command,
+            shard=part,
         )
         typer.echo(result.table())
         write_outputs(result, json_path=json_out, table_path=table, plot_path=plot, records_path=records)
+        if part is not None and json_out is None:
+            typer.echo("Note: a shard is merged from its --json file; none was written.", err=True)
     except PosragError as exc:
         raise _fail(exc) from None
     timing = result.timing
@@ -129,6 +156,34 @@ def litm(
         f"\n{timing['generations']} generations for {timing['trials']} trials in {timing['wall_s']:.0f} s "
         f"({timing['total_s_with_model_load']:.0f} s with model loading).",
         err=True,
+    )
+
+
+@bench_app.command("merge")
+def merge(
+    out: Annotated[Path, typer.Argument(help="Where to write the merged result (JSON, with every trial record).")],
+    shards: Annotated[list[Path], typer.Argument(help="The --json file of every shard of one run.")],
+    plot: Annotated[Path | None, typer.Option(help="Write the accuracy-vs-position plot (PNG) here.")] = None,
+    table: Annotated[Path | None, typer.Option(help="Also write the markdown table here.")] = None,
+    records: Annotated[
+        Path | None,
+        typer.Option(help="Write the trial records here (.jsonl or .jsonl.gz) instead of into the JSON."),
+    ] = None,
+) -> None:
+    """Merge the shards of one `posrag bench litm --shard i/N` run into one result with the same statistics.
+
+    Refuses shards of different runs (model, data, settings) and duplicate or missing shards.
+    """
+    from posrag.bench.litm import merge_results, read_result, write_outputs
+
+    try:
+        result = merge_results([read_result(path) for path in shards], labels=[str(path) for path in shards])
+        typer.echo(result.table())
+        write_outputs(result, json_path=out, table_path=table, plot_path=plot, records_path=records)
+    except PosragError as exc:
+        raise _fail(exc) from None
+    typer.echo(
+        f"\nMerged {len(shards)} shards: {result.data['questions']} questions, {len(result.records)} trials.", err=True
     )
 
 

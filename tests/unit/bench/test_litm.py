@@ -241,10 +241,33 @@ def test_the_json_is_stable_and_round_trips(result):
         LitmResult.from_dict({**data, "schema": "other"})
 
 
-def test_costs_are_measured(result):
+def test_costs_are_measured_and_memory_only_when_asked(tiny, records, result):
     baseline = result.result("baseline", "oracle")
     assert baseline.mean_latency_s > 0 and baseline.added_latency_s == 0.0
-    assert baseline.peak_memory_mb > 0 and baseline.peak_memory_delta_mb >= 0
+    # Default: no memory sampler; the fields are None, the table shows "-", the settings say so.
+    assert baseline.peak_memory_mb is None and baseline.peak_memory_delta_mb is None
+    assert all(t.peak_memory_mb is None and t.memory_delta_mb is None for t in result.records)
+    assert result.settings["memory"].startswith("not measured") and result.settings["measure_memory"] is False
+    assert "| baseline |" in result.table() and result.table().split("| baseline |")[1].split("\n")[0].endswith("- |")
+    measured = _bench(tiny, conditions=("baseline",), regimes=("oracle",), measure_memory=True).run(
+        records[:1], progress=False
+    )
+    base = measured.result("baseline", "oracle")
+    assert base.peak_memory_mb > 0 and base.peak_memory_delta_mb >= 0
+    assert "psutil" in measured.settings["memory"]
+
+
+def test_the_memory_sampler_runs_only_when_asked():
+    import threading
+
+    from posrag.bench.measure import measure
+
+    for memory in (False, True):
+        with measure("cpu", memory=memory) as cost:
+            sampling = any(t.name == "posrag-rss-sampler" for t in threading.enumerate())
+        assert sampling is memory
+        assert cost.seconds > 0
+        assert (cost.peak_mb is None) is not memory and (cost.delta_mb is None) is not memory
 
 
 def test_table_and_plot(result, tmp_path):
@@ -359,7 +382,10 @@ def test_write_outputs_writes_json_table_and_records(result, tmp_path):
     assert "records" not in payload and payload["records_file"] == str(tmp_path / "r.jsonl")
     lines = (tmp_path / "r.jsonl").read_text().splitlines()
     assert [json.loads(line) for line in lines] == [r.to_dict() for r in result.records]
-    assert (tmp_path / "t.md").read_text() == result.table() + "\n"
+    from posrag.bench.paired import format_paired, paired_differences
+
+    paired = format_paired(paired_differences(result.records))
+    assert (tmp_path / "t.md").read_text() == result.table() + "\n\n" + paired + "\n"
 
 
 def test_old_import_paths_are_the_new_objects():
