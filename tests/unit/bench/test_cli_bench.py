@@ -113,3 +113,30 @@ def test_profile_command_saves_a_profile(tmp_path, tiny_dir):
     assert saved["classification"] in ("recency", "u_curve", "flat", "primacy")
     assert saved["positions"] == [1, 2, 3] and saved["total"] == 3
     assert json.loads(out.stdout)["path"] == str(target)
+
+
+def test_bench_litm_shards_merge_and_the_new_options(tmp_path, tiny_dir):
+    data = tmp_path / "d.jsonl"
+    runner.invoke(app, ["bench", "make-synthetic", str(data), "--questions", "3", "--docs", "3"])
+    common = ["bench", "litm", "--data", str(data), "--model", str(tiny_dir), "--positions", "1,3"]
+    common += ["--conditions", "baseline", "--regimes", "oracle", "--max-new-tokens", "2", "--no-progress"]
+    common += ["--chat-template", "on", "--memory"]
+    for i in range(2):
+        out = runner.invoke(app, [*common, "--shard", f"{i}/2", "--json", str(tmp_path / f"s{i}.json")])
+        assert out.exit_code == 0, out.output
+    shard = json.loads((tmp_path / "s0.json").read_text())
+    assert shard["data"]["shard"]["index"] == 0 and shard["data"]["questions"] == 2 and len(shard["records"]) == 4
+    assert shard["settings"]["chat_template_applied"] is True and shard["settings"]["measure_memory"] is True
+    assert shard["results"][0]["peak_memory_mb"] > 0
+    merged = tmp_path / "all.json"
+    out = runner.invoke(app, ["bench", "merge", str(merged), str(tmp_path / "s1.json"), str(tmp_path / "s0.json")])
+    assert out.exit_code == 0, out.output
+    result = json.loads(merged.read_text())
+    assert result["data"]["questions"] == 3 and len(result["records"]) == 6
+    assert [p["n"] for p in result["results"][0]["positions"]] == [3, 3]
+    missing = runner.invoke(app, ["bench", "merge", str(tmp_path / "x.json"), str(tmp_path / "s0.json")])
+    assert missing.exit_code == 2 and "Missing shard(s) 1/2" in missing.output
+    bad = runner.invoke(app, [*common, "--shard", "2/2"])
+    assert bad.exit_code == 2 and "0 <= i < N" in bad.output
+    bad = runner.invoke(app, [*common[:-3], "--chat-template", "maybe"])
+    assert bad.exit_code == 2 and "chat_template='maybe'" in bad.output
