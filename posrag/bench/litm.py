@@ -32,8 +32,9 @@ side by side per question and position, so machine load drifts over all of them 
 
 Modules: :mod:`~posrag.bench.conditions` (what to run), :mod:`~posrag.bench.runner` (:class:`LitmBenchmark`),
 :mod:`~posrag.bench.results` (what was measured, target checks), :mod:`~posrag.bench.report` (environment,
-tables, output files). This module runs a whole benchmark from a data file and a model name
-(:func:`run_litm`, what ``posrag bench litm`` calls) and keeps every old import path.
+tables, output files), :mod:`~posrag.bench.shards` (``--shard i/N`` and merging the shards). This module
+runs a whole benchmark from a data file and a model name (:func:`run_litm`, what ``posrag bench litm``
+calls) and keeps every old import path.
 """
 
 from __future__ import annotations
