@@ -6,7 +6,9 @@
 * :mod:`~posrag.bench.litm`: the benchmark (:func:`~posrag.bench.litm.run_litm`), split into
   :mod:`~posrag.bench.conditions` (conditions, regimes, :class:`LitmConfig`), :mod:`~posrag.bench.runner`
   (:class:`LitmBenchmark`), :mod:`~posrag.bench.results` (result types, target checks) and
-  :mod:`~posrag.bench.report` (environment, tables, output files); ``litm`` re-exports them all.
+  :mod:`~posrag.bench.report` (environment, tables, output files), :mod:`~posrag.bench.variant` (a trial's prompt
+  as the model reads it, chat template or not), :mod:`~posrag.bench.summary` (statistics from trials) and
+  :mod:`~posrag.bench.shards` (``--shard i/N``, merging shards); ``litm`` re-exports them all.
 * :mod:`~posrag.bench.stats`, :mod:`~posrag.bench.measure`, :mod:`~posrag.bench.plot`: intervals, cost, plot.
 * :mod:`~posrag.bench.profile`: :func:`~posrag.bench.profile.profile_bias` measures a model's position-bias
   profile and hands back a :class:`posrag.profiles.BiasProfile`. The profile type, its storage, the shipped
@@ -31,9 +33,11 @@ from posrag.bench.litm import (
     LitmConfig,
     LitmResult,
     PositionAccuracy,
+    Shard,
     TargetCheck,
     TrialRecord,
     evaluate_targets,
+    merge_results,
 )
 from posrag.bench.plot import plot_accuracy
 from posrag.bench.profile import (
@@ -58,6 +62,7 @@ __all__ = [
     "LitmRecord",
     "LitmResult",
     "PositionAccuracy",
+    "Shard",
     "TargetCheck",
     "TrialRecord",
     "classify_bias",
@@ -67,6 +72,7 @@ __all__ = [
     "load_profile",
     "load_records",
     "make_synthetic_records",
+    "merge_results",
     "normalize_answer",
     "packaged_dataset",
     "plot_accuracy",

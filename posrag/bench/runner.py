@@ -18,21 +18,16 @@ from posrag.bench.conditions import Condition, LitmConfig, resolve_condition, st
 from posrag.bench.data import LitmRecord, first_line, is_correct
 from posrag.bench.measure import measure, memory_method
 from posrag.bench.report import environment
-from posrag.bench.results import (
-    ConditionResult,
-    LitmResult,
-    TrialRecord,
-    retrieval_summary,
-    summarize_condition,
-)
+from posrag.bench.results import LitmResult, TrialRecord
 from posrag.bench.shards import Shard
 from posrag.bench.stats import mean
-from posrag.chat import format_completion
+from posrag.bench.summary import retrieval_summary, summarize_condition
+from posrag.bench.variant import Variant, as_read
 from posrag.documents import ScoredDocument
 from posrag.errors import ConfigurationError
 from posrag.generation import encode_prompt, generate_from_inputs, has_chat_template
 from posrag.ordering import Reorderer, rank
-from posrag.prompts import RAGPrompt, build_prompt
+from posrag.prompts import build_prompt
 
 
 @dataclass(frozen=True)
@@ -42,22 +37,6 @@ class _Generation:
     seconds: float
     peak_mb: float | None
     delta_mb: float | None
-
-
-@dataclass(frozen=True)
-class _Variant:
-    """A prompt and what to steer in it, ready to generate.
-
-    ``text`` is what the model reads: ``prompt.text`` as is, or wrapped by the chat template, where it starts
-    at ``offset``; ``targets`` are character spans of ``text`` (already shifted by ``offset``).
-    """
-
-    prompt: RAGPrompt
-    gold_position: int
-    targets: tuple[Any, ...]
-    text: str = ""
-    offset: int = 0
-    add_special_tokens: bool = True
 
 
 class LitmBenchmark:
@@ -157,7 +136,7 @@ class LitmBenchmark:
         regime: str,
         scores: Sequence[float | None],
         position: int,
-    ) -> _Variant:
+    ) -> Variant:
         """The prompt and steering targets of one trial.
 
         ``order``: document indices (into ``record.documents``) with the gold moved; ``scores``: the
@@ -202,22 +181,9 @@ class LitmBenchmark:
                     selected = select_targets(prompt.text, withheld, generator.config, relevance=generator.relevance)
                 else:
                     selected = select_targets(prompt.text, docs, generator.config)
-                return self._formatted(prompt, ids.index(gold) + 1, tuple(selected[0]))
+                return as_read(self.tokenizer, prompt, ids.index(gold) + 1, tuple(selected[0]), self.chat_template)
             targets = tuple(targets_from_spans(span for span in prompt.spans if span.document.id in aimed))
-        return self._formatted(prompt, ids.index(gold) + 1, targets)
-
-    def _formatted(self, prompt: RAGPrompt, gold_position: int, targets: tuple[Any, ...]) -> _Variant:
-        """The variant as the model reads it: through the chat template (targets shifted) or as is."""
-        formatted = format_completion(self.tokenizer, prompt.text, self.chat_template)
-        segment = formatted.segments[0] if formatted.segments else None
-        if segment is None or formatted.text[segment[0] : segment[1]] != prompt.text:
-            raise ConfigurationError(
-                "The chat template rewrote the benchmark's prompt, so the steering spans cannot be placed in it; "
-                "run with chat_template='off'."
-            )
-        offset = segment[0]
-        shifted = tuple(replace(t, start_char=t.start_char + offset, end_char=t.end_char + offset) for t in targets)
-        return _Variant(prompt, gold_position, shifted, formatted.text, offset, formatted.add_special_tokens)
+        return as_read(self.tokenizer, prompt, ids.index(gold) + 1, targets, self.chat_template)
 
     def _steer_key(self, mechanism: str, targets: Sequence[Any]) -> tuple[Any, ...]:
         """What determines a steered generation besides the prompt: the mechanism and the per-target plan."""
@@ -230,7 +196,7 @@ class LitmBenchmark:
             tuple((p.target.start_char, p.target.end_char, p.tier, p.multiplier, p.target.rule_type) for p in plans),
         )
 
-    def _generate(self, variant: _Variant, mechanism: str | None) -> _Generation:
+    def _generate(self, variant: Variant, mechanism: str | None) -> _Generation:
         text = variant.text
         device = getattr(self.model, "device", "cpu")
         generation = self.config.generation
@@ -350,7 +316,15 @@ class LitmBenchmark:
                             bar.set_postfix(generated=len(cache), refresh=False)
         wall = time.perf_counter() - started
         results = tuple(
-            self._summarize(condition, regime, trials, num_docs)
+            summarize_condition(
+                trials,
+                condition=condition.name,
+                regime=regime,
+                description=condition.description,
+                positions=config.positions,
+                num_docs=num_docs,
+                steering=self._steering_configs[condition.mechanism].to_dict() if condition.mechanism else None,
+            )
             for regime in config.regimes
             for condition in self.conditions
         )
@@ -398,24 +372,6 @@ class LitmBenchmark:
                 "mean_generation_s": mean([g.seconds for g in cache.values()]),
             },
             records=tuple(trials) if keep_records else (),
-        )
-
-    def _summarize(
-        self,
-        condition: Condition,
-        regime: str,
-        trials: Sequence[TrialRecord],
-        num_docs: int,
-    ) -> ConditionResult:
-        steering = self._steering_configs[condition.mechanism].to_dict() if condition.mechanism else None
-        return summarize_condition(
-            trials,
-            condition=condition.name,
-            regime=regime,
-            description=condition.description,
-            positions=self.config.positions,
-            num_docs=num_docs,
-            steering=steering,
         )
 
 

@@ -20,8 +20,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from posrag.bench.results import LitmResult, TrialRecord, retrieval_summary, summarize_condition
+from posrag.bench.results import LitmResult, TrialRecord
 from posrag.bench.stats import mean
+from posrag.bench.summary import retrieval_summary, summarize_condition
 from posrag.errors import ConfigurationError
 
 SPLIT = "record index modulo the shard count (round-robin), over the data file after --limit"

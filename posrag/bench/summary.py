@@ -1,0 +1,80 @@
+"""Summaries of a "Lost in the Middle" run's trials: per-condition accuracy with intervals, cost, and the
+retriever's ranking of the gold documents.
+
+The one place these are computed: :class:`~posrag.bench.runner.LitmBenchmark` and
+:func:`posrag.bench.shards.merge_results` both call it, so merged shards have the statistics of one run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from posrag.bench.results import ConditionResult, PositionAccuracy, TrialRecord
+from posrag.bench.stats import mean, wilson_interval
+from posrag.documents import PositionInfo
+
+
+def _max_measured(values: Sequence[float | None]) -> float | None:
+    measured = [v for v in values if v is not None]
+    return max(measured) if measured else None
+
+
+def summarize_condition(
+    trials: Sequence[TrialRecord],
+    *,
+    condition: str,
+    regime: str,
+    description: str,
+    positions: Sequence[int],
+    num_docs: int,
+    steering: Mapping[str, Any] | None,
+) -> ConditionResult:
+    """One condition in one regime, from every trial of a run (its own and the baseline's, for pairing).
+
+    Latencies are paired with the baseline on the same question and position; memory is the largest measured
+    value (``None`` when none was measured).
+    """
+    mine = [t for t in trials if t.condition == condition and t.regime == regime]
+    baseline = {(t.question_id, t.position): t for t in trials if t.condition == "baseline" and t.regime == regime}
+    by_position = []
+    for position in positions:
+        at = [t for t in mine if t.position == position]
+        correct = sum(t.correct for t in at)
+        low, high = wilson_interval(correct, len(at))
+        relative = PositionInfo(position - 1, num_docs).relative
+        by_position.append(PositionAccuracy(position, relative, len(at), correct, low, high))
+    pairs = [(t, baseline[(t.question_id, t.position)]) for t in mine]
+    paired = [t.latency_s - b.latency_s for t, b in pairs]
+    # Output length changes latency as much as steering does: also pair only equally long outputs.
+    same = [t.latency_s - b.latency_s for t, b in pairs if t.new_tokens == b.new_tokens and not t.reused]
+    return ConditionResult(
+        condition=condition,
+        regime=regime,
+        description=description,
+        positions=tuple(by_position),
+        mean_latency_s=mean([t.latency_s for t in mine]),
+        added_latency_s=mean(paired) if paired else None,
+        mean_new_tokens=mean([float(t.new_tokens) for t in mine]),
+        generations=sum(not t.reused for t in mine),
+        peak_memory_mb=_max_measured([t.peak_memory_mb for t in mine]),
+        peak_memory_delta_mb=_max_measured([t.memory_delta_mb for t in mine]),
+        steering=steering,
+        added_latency_same_length_s=mean(same) if same else None,
+        same_length_pairs=len(same),
+    )
+
+
+def retrieval_summary(gold_ranks: Sequence[int], steer_top_k: int) -> dict[str, Any]:
+    """How well the retriever ranked the gold documents (one rank per question; empty: nothing scored)."""
+    if not gold_ranks:
+        return {}
+    return {
+        "scorer": "posrag.retrieval.DocumentIndex (flat, cosine) over each question's documents",
+        "gold_top1": sum(r == 1 for r in gold_ranks) / len(gold_ranks),
+        f"gold_top{steer_top_k}": sum(r <= steer_top_k for r in gold_ranks) / len(gold_ranks),
+        "gold_mean_rank": mean([float(r) for r in gold_ranks]),
+    }
+
+
+__all__ = ["retrieval_summary", "summarize_condition"]
