@@ -30,6 +30,7 @@ def test_bench_litm_on_the_embedded_model(tmp_path, real_lm):
         "--plot",
         str(out_png),
         "--no-progress",
+        "--memory",
     ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
