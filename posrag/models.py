@@ -106,7 +106,7 @@ class LoadedModel:
     source: str
 
 
-_LOADED: dict[tuple[str, str, str], LoadedModel] = {}
+_LOADED: dict[tuple[str, str, str, str], LoadedModel] = {}
 _LOAD_LOCK = threading.Lock()
 
 
@@ -146,7 +146,8 @@ def load_causal_lm(
     """
     torch_dtype = _resolve_dtype(dtype)
     name = DEFAULT_LLM if model in _DEFAULT_LLM_ALIASES else os.fspath(model)  # type: ignore[arg-type]
-    key = (name, str(device), str(torch_dtype))
+    # Per cache folder too: a model converted into another POSRAG_CACHE_DIR is another set of files.
+    key = (name, str(device), str(torch_dtype), str(cache_dir()))
     converted = _converted_path(name, progress=progress) if verify else None
     if converted is not None and verify_model_cache(converted, full=True):
         with _LOAD_LOCK:
