@@ -176,11 +176,12 @@ class LitmBenchmark:
                 # As posrag's LLM classes steer: the request's documents with their scores, ranked per request
                 # and weighed by the ranking's confidence (the steering configuration's top_k and confidence).
                 generator = self._generators[condition.mechanism]  # type: ignore[index]
+                config = replace(generator.config, confidence=True)  # the condition is the confidence rule
                 if condition.unscored:
                     withheld = [ScoredDocument(d.text, d.metadata, None, d.id) for d in docs]
-                    selected = select_targets(prompt.text, withheld, generator.config, relevance=generator.relevance)
+                    selected = select_targets(prompt.text, withheld, config, relevance=generator.relevance)
                 else:
-                    selected = select_targets(prompt.text, docs, generator.config)
+                    selected = select_targets(prompt.text, docs, config)
                 return as_read(self.tokenizer, prompt, ids.index(gold) + 1, tuple(selected[0]), self.chat_template)
             targets = tuple(targets_from_spans(span for span in prompt.spans if span.document.id in aimed))
         return as_read(self.tokenizer, prompt, ids.index(gold) + 1, targets, self.chat_template)

@@ -107,9 +107,11 @@ class SteeringConfig:
 
     Which documents, when the LLM classes find a request's documents in their prompt
     (:mod:`~posrag.steering.selection`): ``top_k`` and the tiers are decided over *all* of the request's
-    documents, not per LLM call. ``confidence``: scale the steered top document(s) by how sure the request's
-    ranking is (:mod:`~posrag.steering.confidence`: a small margin between the best and the next document,
-    in units of the scores' spread, steers little). ``unscored``: what to do when the request's documents
+    documents, not per LLM call. ``confidence`` (off by default): scale the steered top document(s) by how sure
+    the request's ranking is (:mod:`~posrag.steering.confidence`: a small margin between the best and the next
+    document, in units of the scores' spread, steers little); on NQ and the hard synthetic set it weakened
+    correct top-1s more than it spared wrong ones (``docs/litm-retrieval.md``), so it is opt-in until it is
+    calibrated per model. ``unscored``: what to do when the request's documents
     carry no score (a standard retriever): ``relevance`` ranks them by posrag's own relevance (the packaged
     embedder's similarity to the query, :mod:`posrag.relevance`), ``all`` steers every one (the old
     behaviour), ``off`` steers none.
@@ -130,7 +132,7 @@ class SteeringConfig:
     attention_layers: AttentionLayers = "all"
     vector_source: VectorSource = "hidden_mean"
     center: bool = True
-    confidence: bool = True
+    confidence: bool = False
     unscored: UnscoredSteering = "relevance"
     _resolved_curve: IntensityCurve = field(init=False, repr=False, compare=False)
     _preset: BiasPreset = field(init=False, repr=False, compare=False)

@@ -104,16 +104,18 @@ def test_lcel_chain_with_reorder_steers_and_reports_the_trace() -> None:
     assert [t["tier"] for t in trace] == ["off", "off", "full"]
     assert [t["mechanism"] for t in trace] == ["none", "none", "both"]
     assert trace[2]["layers"] and trace[2]["attention_layers"]
-    # The step curve at p = 1 (0.7), scaled by the request's confidence: scores 0.9 / 0.6 / 0.3, the best leads
-    # the next by 1.22 spreads -> (1.22 - 0.5) / (1.5 - 0.5) = 0.72 of full strength.
-    margin = 0.3 / statistics.pstdev([0.9, 0.6, 0.3])
-    assert trace[2]["weight"] == pytest.approx(margin - 0.5) and trace[2]["rank"] == 0
-    assert trace[2]["multiplier"] == pytest.approx(0.7 * (margin - 0.5))
+    assert trace[2]["multiplier"] == pytest.approx(0.7)  # the step curve at p = 1
+    assert trace[2]["rank"] == 0 and trace[2]["weight"] == 1.0
     assert info["posrag_selection"]["scores"] == "retriever" and info["posrag_selection"]["located"] == 3
-    confident_off = _llm(steering=SteeringConfig(mechanism="both", confidence=False), use_chat_template=False)
+    # Confidence-aware (opt-in): scores 0.9 / 0.6 / 0.3, the best leads the next by 1.22 spreads ->
+    # (1.22 - 0.5) / (1.5 - 0.5) = 0.72 of full strength.
+    confident = _llm(steering=SteeringConfig(mechanism="both", confidence=True), use_chat_template=False)
     catcher.infos.clear()
-    _chain(confident_off).invoke("What is the capital of France?", config={"callbacks": [catcher]})
-    assert catcher.infos[0]["posrag_trace"][2]["multiplier"] == pytest.approx(0.7)
+    _chain(confident).invoke("What is the capital of France?", config={"callbacks": [catcher]})
+    margin = 0.3 / statistics.pstdev([0.9, 0.6, 0.3])
+    weighed = catcher.infos[0]["posrag_trace"][2]
+    assert weighed["weight"] == pytest.approx(margin - 0.5)
+    assert weighed["multiplier"] == pytest.approx(0.7 * (margin - 0.5))
     everyone = _llm(steering=SteeringConfig(mechanism="both", top_k=None, confidence=False), use_chat_template=False)
     catcher.infos.clear()
     _chain(everyone).invoke("What is the capital of France?", config={"callbacks": [catcher]})

@@ -72,12 +72,12 @@ def test_confidence_weighs_only_the_steered_top_documents() -> None:
         ScoredDocument("Bravo document about mountains and hills.", score=0.51, id="b"),
         ScoredDocument("Charlie document about oceans and seas.", score=0.10, id="c"),
     ]
-    targets, summary = select_targets(prompt_with(*close), close, SteeringConfig())
+    targets, summary = select_targets(prompt_with(*close), close, SteeringConfig(confidence=True))
     weights = {t.doc_id: t.weight for t in targets}
     assert summary.confidence is not None and summary.confidence.multiplier == weights["b"] < 0.1
     assert weights["a"] == weights["c"] == 1.0  # not steered anyway (rank beyond top_k)
     clear = [ScoredDocument(d.text, score=s, id=d.id) for d, s in zip(close, (0.1, 0.9, 0.1), strict=True)]
-    targets, _ = select_targets(prompt_with(*clear), clear, SteeringConfig())
+    targets, _ = select_targets(prompt_with(*clear), clear, SteeringConfig(confidence=True))
     assert {t.doc_id: t.weight for t in targets}["b"] == 1.0
 
 
@@ -91,7 +91,7 @@ def test_nothing_located_says_why() -> None:
 @given(st.lists(st.floats(-10, 10), min_size=1, max_size=8), st.integers(1, 3))
 def test_at_most_top_k_documents_are_steered_and_weights_stay_in_range(scores: list[float], top_k: int) -> None:
     docs = [ScoredDocument(f"Document number {i} with enough text to locate.", score=s) for i, s in enumerate(scores)]
-    config = SteeringConfig(top_k=top_k)
+    config = SteeringConfig(top_k=top_k, confidence=True)
     targets, _ = select_targets(prompt_with(*docs), docs, config)
     plans = plan_steering(targets, config, 4)
     assert sum(p.tier == "full" for p in plans) <= top_k
