@@ -120,9 +120,14 @@ def score_ranks(targets: Sequence[SteeringTarget]) -> list[int | None]:
     score among the scored targets (0 = best; ties keep prompt order); None if unranked."""
     if any(t.rank is not None for t in targets):
         return [t.rank for t in targets]
-    scored = sorted((i for i, t in enumerate(targets) if t.score is not None), key=lambda i: -float(targets[i].score))  # type: ignore[arg-type]
-    ranks: list[int | None] = [None] * len(targets)
-    for rank, index in enumerate(scored):
+    return ranks_by_score([t.score for t in targets])
+
+
+def ranks_by_score(scores: Sequence[float | None]) -> list[int | None]:
+    """Each entry's rank by score (0 = best; ties keep their order); None for an entry without a score."""
+    order = sorted((i for i, s in enumerate(scores) if s is not None), key=lambda i: -float(scores[i]))  # type: ignore[arg-type]
+    ranks: list[int | None] = [None] * len(scores)
+    for rank, index in enumerate(order):
         ranks[index] = rank
     return ranks
 

@@ -31,7 +31,7 @@ from posrag.documents import ScoredDocument
 from posrag.registry import locatable_text, locate
 from posrag.steering.confidence import Confidence, ConfidenceRule
 from posrag.steering.config import SteeringConfig
-from posrag.steering.planning import SteeringTarget
+from posrag.steering.planning import SteeringTarget, ranks_by_score
 from posrag.steering.targets import rule_type_of
 
 #: ``relevance(query, texts) -> scores``: posrag's own relevance of unscored documents (higher is better).
@@ -64,15 +64,6 @@ class SelectionSummary:
             "relevance": list(self.relevance),
             "notes": list(self.notes),
         }
-
-
-def _ranks(scores: Sequence[float | None]) -> list[int | None]:
-    """Rank of each scored entry (0 = best; ties keep order); None for unscored entries."""
-    order = sorted((i for i, s in enumerate(scores) if s is not None), key=lambda i: -float(scores[i]))  # type: ignore[arg-type]
-    ranks: list[int | None] = [None] * len(scores)
-    for rank, index in enumerate(order):
-        ranks[index] = rank
-    return ranks
 
 
 def _finite(score: float | None) -> float | None:
@@ -122,7 +113,7 @@ def select_targets(
     elif any(s is None for s in scores):
         notes.append(f"{sum(s is None for s in scores)} unscored document(s) in a scored request: not steered")
 
-    ranks = _ranks(scores) if source != "none" else [None] * len(documents)
+    ranks = ranks_by_score(scores) if source != "none" else [None] * len(documents)
     unranked = len(documents)  # beyond any top_k: an unscored document of a scored request is not steered
     confidence: Confidence | None = None
     weight = 1.0
@@ -137,8 +128,8 @@ def select_targets(
     targets = []
     for span in spans:
         i = index_of[id(span.document)]
-        rank = ranks[i] if source != "none" else None
-        if source != "none" and rank is None:
+        rank = ranks[i]
+        if rank is None and source != "none":
             rank = unranked
         top = config.top_k is None or (rank is not None and rank < config.top_k)
         targets.append(
