@@ -64,14 +64,16 @@ def _additive_base(
 
 
 def _create_attention_bias_hook(
-    targets: Sequence[AttentionTarget], steer_from: int, window: int | None
+    targets: Sequence[AttentionTarget], steer_from: int, window: int | None, start: int = 0
 ) -> Callable[..., Any]:
     """A forward pre-hook (``with_kwargs=True``) for one attention module, with its own position counter.
 
     The bias of every key position is precomputed once (documents lie in the prompt), so a decode step only
     slices it: the hook's cost per step is a few tensor operations, whatever the number of documents.
+    ``start``: the number of positions already in the KV cache when the hook's first call comes (a reused
+    prefix); the bias only touches query rows from ``steer_from`` on, so a prefix before it is unchanged.
     """
-    seen = 0
+    seen = start
     spans = [(t.span.start, t.span.end) for t in targets if t.bias]
     end_of_bias = max((e for _, e in spans), default=0)
     by_position = torch.zeros(end_of_bias, dtype=torch.float32)

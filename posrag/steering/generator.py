@@ -35,6 +35,7 @@ from typing import Any
 import torch
 
 from posrag import architectures
+from posrag._validation import check_int
 from posrag.chat import FormattedPrompt, format_completion, format_messages
 from posrag.documents import ScoredDocument
 from posrag.errors import ConfigurationError, MissingDependencyError
@@ -149,11 +150,15 @@ class SteeredGenerator:
         *,
         steer_from: int | None = None,
         add_special_tokens: bool = True,
+        past_length: int = 0,
     ) -> PreparedSteering:
         """Tokenize ``prompt``, map ``targets`` to token spans, plan them and build (not register) the hooks.
 
         ``steer_from``: the character where steering starts (the question); default: the end of the last
-        target. Positions from there on (and every generated token) are steered.
+        target. Positions from there on (and every generated token) are steered. ``past_length``: the prompt
+        tokens already in a KV cache that the first forward pass continues (a reused prefix, computed without
+        steering); it must end at or before the first steered token, and only attention steering (which leaves
+        positions before the question unchanged) can continue a cache.
         """
         targets = list(targets)
         encoded, spans = self._token_spans(prompt, targets, add_special_tokens)
@@ -163,7 +168,15 @@ class SteeredGenerator:
         scope = RequestScope()
         trace, activation, attention = self._assign_layers(plans, spans, vectors, steer_token)
         context = (self._first_content_token(encoded), steer_token)
-        specs = self._hook_specs(activation, attention, steer_token, context, scope)
+        if past_length:
+            check_int("past_length", past_length, 0, steer_token, hint=" (the cached prefix must end by the question)")
+            if activation:
+                raise ConfigurationError(
+                    "Activation steering reads the documents' hidden states during the prefill, so it cannot "
+                    "continue a reused prefix (past_length > 0); run the whole prompt, or steer with "
+                    "mechanism='attention'."
+                )
+        specs = self._hook_specs(activation, attention, steer_token, context, scope, past_length)
         device = self.model.device
         inputs = {
             "input_ids": encoded.input_ids.to(device),
@@ -246,6 +259,7 @@ class SteeredGenerator:
         steer_token: int,
         context: tuple[int, int],
         scope: RequestScope,
+        past_length: int = 0,
     ) -> tuple[HookSpec, ...]:
         """Step 5: one scoped hook per steered layer (activation on the decoder layer, bias on its attention)."""
         specs: list[HookSpec] = []
@@ -253,7 +267,7 @@ class SteeredGenerator:
             hook = _create_activation_hook(activation[layer], steer_token, context, self.config.center)
             specs.append(HookSpec(self.layers[layer], scoped(hook, scope), "forward", name=f"activation:{layer}"))
         for layer in sorted(attention):
-            hook = _create_attention_bias_hook(attention[layer], steer_token, self._layer_window(layer))
+            hook = _create_attention_bias_hook(attention[layer], steer_token, self._layer_window(layer), past_length)
             specs.append(
                 HookSpec(
                     self.attention[layer],
@@ -281,13 +295,17 @@ class SteeredGenerator:
         *,
         steer_from: int | None = None,
         add_special_tokens: bool = True,
+        past_length: int = 0,
     ) -> Iterator[tuple[PreparedSteering, Handle]]:
         """Hooks on and this request's scope active in the current context for the block; both undone after.
 
         For forward passes of your own (analysis, tests): ``with gen.session(p, t) as (prep, handle):
         model(**prep.inputs)``. Use one fresh session per forward sequence (prefill, then decode steps).
+        ``past_length``: the first pass continues a KV cache of that many prompt tokens (see :meth:`prepare`).
         """
-        prepared = self.prepare(prompt, targets, steer_from=steer_from, add_special_tokens=add_special_tokens)
+        prepared = self.prepare(
+            prompt, targets, steer_from=steer_from, add_special_tokens=add_special_tokens, past_length=past_length
+        )
         with self._hooks(prepared)() as handle:
             yield prepared, handle
 

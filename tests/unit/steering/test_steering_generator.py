@@ -394,3 +394,40 @@ def test_attention_mechanism_rejects_unsupported_attention_implementation() -> N
     with pytest.raises(ConfigurationError, match="attn_implementation"):
         SteeredGenerator(tiny.model, tiny.tokenizer, SteeringConfig(mechanism="attention"))
     SteeredGenerator(tiny.model, tiny.tokenizer, SteeringConfig(mechanism="activation"))
+
+
+# ----------------------------------------------------------------------------- a reused prefix
+
+
+def test_attention_steering_continues_a_reused_prefix_exactly(tiny: TinyModel) -> None:
+    """Attention steering leaves positions before the question unchanged, so an unsteered prefix cache
+    continued with ``past_length`` gives the same logits as the steered prompt run whole."""
+    from transformers import DynamicCache
+
+    config = SteeringConfig(mechanism="attention", attention_bias=4.0)
+    generator = SteeredGenerator(tiny.model, tiny.tokenizer, config)
+    steer_from = PROMPT.index("Question:")
+    with generator.session(PROMPT, _targets(), steer_from=steer_from) as (prepared, _):
+        whole = _logits(tiny.model, prepared.inputs)
+    cut = prepared.steer_from
+    ids = prepared.inputs["input_ids"]
+    cache = DynamicCache(config=tiny.model.config)
+    with torch.inference_mode():
+        tiny.model(input_ids=ids[:, :cut], attention_mask=torch.ones_like(ids[:, :cut]), cache=cache)
+    with generator.session(PROMPT, _targets(), steer_from=steer_from, past_length=cut) as (_, _handle):
+        rest = _logits(tiny.model, {"input_ids": ids[:, cut:], "attention_mask": torch.ones_like(ids), "cache": cache})
+    unsteered = _logits(tiny.model, prepared.inputs)
+    torch.testing.assert_close(rest, whole[:, cut:], rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(unsteered[:, cut:], whole[:, cut:], atol=1e-3), "the bias must change the suffix"
+    assert _no_hooks(tiny.model)
+
+
+def test_a_reused_prefix_must_end_by_the_question_and_rules_out_activation(tiny: TinyModel) -> None:
+    steer_from = PROMPT.index("Question:")
+    attention = SteeredGenerator(tiny.model, tiny.tokenizer, SteeringConfig(mechanism="attention"))
+    prepared = attention.prepare(PROMPT, _targets(), steer_from=steer_from)
+    with pytest.raises(ConfigurationError, match="past_length"):
+        attention.prepare(PROMPT, _targets(), steer_from=steer_from, past_length=prepared.steer_from + 1)
+    activation = SteeredGenerator(tiny.model, tiny.tokenizer, SteeringConfig(mechanism="activation"))
+    with pytest.raises(ConfigurationError, match="cannot continue a reused prefix"):
+        activation.prepare(PROMPT, _targets(), steer_from=steer_from, past_length=3)
