@@ -40,6 +40,7 @@ from posrag.bias import (
     classify_bias,
     recommend_ordering,
 )
+from posrag.calibration import SteeringCalibration
 from posrag.errors import ConfigurationError
 
 #: The presets a ``position_bias`` setting may name directly (besides ``"auto"`` and a profile).
@@ -88,8 +89,12 @@ class BiasProfile:
     questions: int = 0
     ci95: tuple[tuple[float, float], ...] = ()
     created_at: str = ""
+    #: The steering settings ``posrag calibrate`` measured for this model (``None``: curve only).
+    steering: SteeringCalibration | None = None
 
     def __post_init__(self) -> None:
+        if self.steering is not None and not isinstance(self.steering, SteeringCalibration):
+            object.__setattr__(self, "steering", SteeringCalibration.from_dict(self.steering))
         xs = _floats("relative_positions", self.relative_positions)
         ys = _floats("accuracy", self.accuracy)
         object.__setattr__(self, "relative_positions", xs)
@@ -172,21 +177,16 @@ class BiasProfile:
         """Where ``long_context`` should put the best document: the end this model reads better."""
         return recommend_ordering(self.relative_positions, self.accuracy, self._tolerance(tolerance))[1]
 
-    @property
-    def classification(self) -> BiasClass:
-        return self.shape()
+    classification = property(lambda self: self.shape())
 
     @property
     def recommended_strategy(self) -> str:
         """The reorder strategy for this shape (recency → recency, u_curve → long_context, flat → none)."""
         return RECOMMENDED_STRATEGY[self.classification]
 
-    @property
-    def recommended_best_at(self) -> str:
-        return self.best_at()
+    recommended_best_at = property(lambda self: self.best_at())
 
     def points(self) -> list[tuple[float, float]]:
-        """``[(relative position, accuracy), ...]``."""
         return list(zip(self.relative_positions, self.accuracy, strict=True))
 
     def to_steering_profile(self) -> BiasProfile:
@@ -214,6 +214,7 @@ class BiasProfile:
             "tolerance": self.tolerance,
             "questions": self.questions,
             "created_at": self.created_at,
+            "steering": None if self.steering is None else self.steering.to_dict(),
         }
 
     @classmethod
@@ -243,6 +244,7 @@ class BiasProfile:
                 questions=int(data.get("questions") or 0),
                 ci95=tuple((lo, hi) for lo, hi in data.get("ci95") or ()),
                 created_at=str(data.get("created_at") or ""),
+                steering=data.get("steering"),
             )
         except (KeyError, TypeError, ValueError, OverflowError) as exc:
             if isinstance(exc, ConfigurationError):
@@ -376,8 +378,7 @@ def resolve(value: Any, model_name: str | None = None) -> BiasProfile | str:
     )
 
 
-#: The steering module's former name of the one profile type.
-PositionBiasProfile = BiasProfile
+PositionBiasProfile = BiasProfile  # the steering module's former name of the one profile type
 
 __all__ = [
     "BIAS_PRESET_NAMES",

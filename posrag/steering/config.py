@@ -8,12 +8,15 @@ curve and the reorder strategy to pair with it (:func:`bias_preset`).
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import threading
+import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, get_args
 
 from posrag import profiles
 from posrag._validation import check_bool, check_choice, check_int, check_number
+from posrag.calibration import UNCALIBRATED, SteeringCalibration
 from posrag.errors import ConfigurationError
 from posrag.ordering import Strategy as ReorderStrategy
 from posrag.profiles import BiasProfile, PositionBias
@@ -77,6 +80,61 @@ def bias_preset(bias: PositionBias, model_name: str | None = None) -> BiasPreset
     return BiasPreset("measured", measured_curve(resolved), resolved.reorder_strategy())  # type: ignore[arg-type]
 
 
+# ----------------------------------------------------------------------------- calibration
+
+#: The preset a ``position_bias`` left unset stands for when the model has no measured profile.
+DEFAULT_POSITION_BIAS = "recency"
+CALIBRATED_HINT = " (or None: the model's calibration, `posrag calibrate`)"
+_WARNED: set[str] = set()
+_WARNED_LOCK = threading.Lock()
+
+
+def band_curve(calibration: SteeringCalibration) -> IntensityCurve:
+    """The step curve that gives each band of ``calibration`` its bias (as a fraction of the largest)."""
+    return IntensityCurve("step", calibration.curve_points(), name="calibrated")
+
+
+def _find_profile(model_name: str | None) -> BiasProfile | None:
+    if not model_name:
+        return None
+    try:
+        return profiles.load_profile(model_name)
+    except ConfigurationError:
+        return None
+
+
+def _warn_uncalibrated(model_name: str | None) -> None:
+    name = model_name or "this model"
+    with _WARNED_LOCK:
+        if name in _WARNED:
+            return
+        _WARNED.add(name)
+    flag = f" --model {model_name}" if model_name else " --model <path or id>"
+    warnings.warn(
+        f"posrag has no steering calibration for {name!r}, so steering uses the conservative uncalibrated preset "
+        f"(attention bias {UNCALIBRATED.attention_bias}, half that on the last document). Measure settings that "
+        f"suit this model with `posrag calibrate{flag}` (minutes on a CPU), or pass SteeringConfig fields "
+        "explicitly.",
+        UserWarning,
+        stacklevel=3,
+    )
+
+
+def _attention_layers(value: Any) -> Any:
+    if value is None or (isinstance(value, str) and value in ATTENTION_LAYERS):
+        return value
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or not value:
+        raise ConfigurationError(
+            f"attention_layers={value!r} must be one of {', '.join(ATTENTION_LAYERS)}, a non-empty list of layer "
+            "indices, or None (the model's calibration)."
+        )
+    return tuple(sorted({check_int("attention_layers entry", layer, 0) for layer in value}))
+
+
+def _layers_json(value: str | tuple[int, ...]) -> str | list[int]:
+    return value if isinstance(value, str) else list(value)
+
+
 # ----------------------------------------------------------------------------- configuration
 
 
@@ -127,9 +185,9 @@ class SteeringConfig:
     retrieval_threshold: float | None = None
     top_k: int | None = 1
     no_steer_above: float | None = None
-    position_bias: PositionBias = "recency"
-    attention_bias: float = 3.0
-    attention_layers: AttentionLayers = "all"
+    position_bias: PositionBias | None = None
+    attention_bias: float | None = None
+    attention_layers: AttentionLayers | Sequence[int] | None = None
     vector_source: VectorSource = "hidden_mean"
     center: bool = True
     confidence: bool = False
@@ -141,13 +199,15 @@ class SteeringConfig:
         check_choice("mechanism", self.mechanism, MECHANISMS)
         check_choice("layer_policy", self.layer_policy, LAYER_POLICIES)
         check_choice("vector_source", self.vector_source, VECTOR_SOURCES)
-        check_choice("attention_layers", self.attention_layers, ATTENTION_LAYERS)
+        object.__setattr__(self, "attention_layers", _attention_layers(self.attention_layers))
         check_bool("center", self.center)
         check_bool("confidence", self.confidence)
         check_choice("unscored", self.unscored, UNSCORED_STEERING)
         numbers = {
             "base_intensity": check_number("base_intensity", self.base_intensity, 0.0, MAX_BASE_INTENSITY),
-            "attention_bias": check_number("attention_bias", self.attention_bias, 0.0, MAX_ATTENTION_BIAS),
+            "attention_bias": _optional(
+                "attention_bias", self.attention_bias, check_number, 0.0, MAX_ATTENTION_BIAS, hint=CALIBRATED_HINT
+            ),
             "retrieval_threshold": _optional(
                 "retrieval_threshold", self.retrieval_threshold, check_number, hint=" (or None: no ghost tier)"
             ),
@@ -161,9 +221,11 @@ class SteeringConfig:
             object.__setattr__(self, "_preset", None)
             object.__setattr__(self, "_resolved_curve", curve)
             return
-        preset = bias_preset(self.position_bias)
+        preset = bias_preset(DEFAULT_POSITION_BIAS if self.position_bias is None else self.position_bias)
+        if curve is None:  # no curve, no position_bias: the calibration's band curve (uncalibrated until resolved)
+            curve = preset.curve if self.position_bias is not None else band_curve(UNCALIBRATED)
         object.__setattr__(self, "_preset", preset)
-        object.__setattr__(self, "_resolved_curve", preset.curve if curve is None else curve)
+        object.__setattr__(self, "_resolved_curve", curve)
 
     @property
     def needs_profile(self) -> bool:
@@ -180,6 +242,58 @@ class SteeringConfig:
         if not self.needs_profile:
             return self
         return replace(self, position_bias=profiles.resolve("auto", model_name))
+
+    @property
+    def needs_calibration(self) -> bool:
+        """Whether a setting is left to the model's calibration (``attention_bias``, ``attention_layers``, or
+        both ``curve`` and ``position_bias`` unset): see :meth:`resolve_for`."""
+        return (
+            self.attention_bias is None
+            or self.attention_layers is None
+            or (self.curve is None and self.position_bias is None)
+        )
+
+    def resolve_for(self, model_name: str | None, *, warn: bool = True) -> SteeringConfig:
+        """This configuration with every setting left unset filled from ``model_name``'s calibration.
+
+        The calibration is the one ``posrag calibrate`` saved for this model, else the one shipped with posrag
+        (:func:`posrag.profiles.load_profile`). Unset ``attention_bias``, ``attention_layers`` and (when
+        ``position_bias`` is unset too) ``curve`` take the calibrated bias by band and layers; an unset
+        ``position_bias`` takes the model's measured profile (for the reorder strategy). A model without a
+        calibration gets the conservative uncalibrated preset (:data:`posrag.calibration.UNCALIBRATED`) and a
+        one-time warning naming ``posrag calibrate``. Settings you gave are never changed. ``position_bias="auto"``
+        is resolved too (:meth:`resolve_auto`).
+        """
+        config = self.resolve_auto(model_name)
+        if not config.needs_calibration:
+            return config
+        profile = _find_profile(model_name)
+        calibration = None if profile is None else profile.steering
+        if calibration is None:
+            calibration = UNCALIBRATED
+            if warn:
+                _warn_uncalibrated(model_name)
+        return replace(
+            config,
+            attention_bias=calibration.attention_bias if config.attention_bias is None else config.attention_bias,
+            attention_layers=(calibration.attention_layers or "all")
+            if config.attention_layers is None
+            else config.attention_layers,
+            curve=band_curve(calibration) if config.curve is None and config.position_bias is None else config.curve,
+            position_bias=(profile or DEFAULT_POSITION_BIAS) if config.position_bias is None else config.position_bias,
+        )
+
+    @property
+    def resolved_attention_bias(self) -> float:
+        """``attention_bias``, or the uncalibrated preset's while it is left to a calibration not yet resolved."""
+        return UNCALIBRATED.attention_bias if self.attention_bias is None else self.attention_bias
+
+    @property
+    def resolved_attention_layers(self) -> str | tuple[int, ...]:
+        """``attention_layers`` (``all``, ``planned`` or layer indices), ``all`` while left to a calibration."""
+        if self.attention_layers is None:
+            return UNCALIBRATED.attention_layers or "all"
+        return self.attention_layers
 
     def _require_resolved(self) -> None:
         if self.needs_profile:
@@ -226,8 +340,9 @@ class SteeringConfig:
             if isinstance(bias, Mapping)
             else repr(bias),
             "reorder_strategy": None if self._preset is None else self._preset.reorder_strategy,
-            "attention_bias": self.attention_bias,
-            "attention_layers": self.attention_layers,
+            "attention_bias": self.resolved_attention_bias,
+            "attention_layers": _layers_json(self.resolved_attention_layers),
+            "calibrated": not self.needs_calibration,
             "vector_source": self.vector_source,
             "center": self.center,
             "confidence": self.confidence,
@@ -247,5 +362,6 @@ __all__ = [
     "SteeringConfig",
     "UnscoredSteering",
     "VectorSource",
+    "band_curve",
     "bias_preset",
 ]

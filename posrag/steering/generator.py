@@ -106,7 +106,8 @@ class SteeredGenerator:
         self.tokenizer = tokenizer
         # position_bias="auto": the saved profile of this model (`posrag profile`), found by its name.
         name = model_name or getattr(getattr(model, "config", None), "name_or_path", None)
-        self.config = (config or SteeringConfig()).resolve_auto(name)
+        # Unset settings: the model's calibration (`posrag calibrate`, or the one shipped with posrag).
+        self.config = (config or SteeringConfig()).resolve_for(name)
         self._embedder = embedder
         self._warned_unlocated = False
         self.layers = architectures.decoder_layers(model)

@@ -137,6 +137,14 @@ def plan_steering(
 ) -> tuple[PlannedSteer, ...]:
     """The per-target plan for a model with ``num_layers`` decoder layers (pure; no model needed)."""
     all_layers = tuple(range(num_layers))
+    chosen = config.resolved_attention_layers
+    if not isinstance(chosen, str):
+        if chosen[-1] >= num_layers:
+            raise ConfigurationError(
+                f"attention_layers={list(chosen)} names layer {chosen[-1]}, but the model has {num_layers} decoder "
+                f"layers (0..{num_layers - 1}); a calibration of another model? Recalibrate with `posrag calibrate`."
+            )
+        all_layers = chosen
     plans = []
     for target, rank in zip(targets, score_ranks(targets), strict=True):
         tier = tier_of(target, config, rank)
@@ -154,8 +162,8 @@ def plan_steering(
                 intensity=config.base_intensity * multiplier if config.uses_activation and on else 0.0,
                 zone=zone,
                 layers=layers if config.uses_activation and on else (),
-                attention_bias=config.attention_bias * multiplier if config.uses_attention and on else 0.0,
-                attention_layers=(all_layers if config.attention_layers == "all" else layers)
+                attention_bias=config.resolved_attention_bias * multiplier if config.uses_attention and on else 0.0,
+                attention_layers=(layers if chosen == "planned" else all_layers)
                 if config.uses_attention and on
                 else (),
             )

@@ -23,7 +23,6 @@ from posrag.steering.curves import MAX_MULTIPLIER
     ("kwargs", "message"),
     [
         ({"base_intensity": "0.1"}, r"base_intensity='0.1' must be a number in \[0, 10\], not str"),
-        ({"attention_bias": None}, r"attention_bias=None must be a number in \[0, 100\]"),
         ({"top_k": "2"}, r"top_k='2' must be an integer >= 1, not str"),
         ({"top_k": 1.5}, r"top_k=1.5 must be an integer >= 1, not float"),
         ({"top_k": True}, r"top_k=True must be an integer >= 1, not bool"),
@@ -37,7 +36,6 @@ from posrag.steering.curves import MAX_MULTIPLIER
         ({"curve": [(0.0, 1e308)]}, r"multiplier=1e\+308 must be a number in \[0, 100\]"),
         ({"curve": [(0.5, "2")]}, r"multiplier='2' must be a number in \[0, 100\], not str"),
         ({"curve": 5}, r"curve=5 is not a curve"),
-        ({"position_bias": None}, r"position_bias=None must be 'auto'"),
     ],
 )
 def test_bad_fields_name_the_field_the_value_and_the_range(kwargs: dict[str, object], message: str) -> None:

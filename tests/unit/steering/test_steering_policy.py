@@ -174,7 +174,7 @@ def test_ghost_tier_under_the_retrieval_threshold() -> None:
     assert (strong.tier, weak.tier, unscored.tier) == ("full", "ghost", "full")
     assert weak.multiplier == pytest.approx(GHOST_MULTIPLIER)
     assert weak.intensity == pytest.approx(0.2 * GHOST_MULTIPLIER)
-    assert weak.attention_bias == pytest.approx(config.attention_bias * GHOST_MULTIPLIER)
+    assert weak.attention_bias == pytest.approx(config.resolved_attention_bias * GHOST_MULTIPLIER)
     assert strong.intensity == pytest.approx(0.2)
 
 
@@ -213,7 +213,7 @@ def test_attention_layers_setting(attention_layers: str, expected: tuple[int, ..
     (plan,) = plan_steering([_target(0.0)], config, 18)
     assert plan.attention_layers == expected
     assert plan.layers == () and plan.intensity == 0.0
-    assert plan.attention_bias == config.attention_bias
+    assert plan.attention_bias == config.resolved_attention_bias
 
 
 def test_rule_type_changes_layers_in_the_plan() -> None:
