@@ -185,6 +185,17 @@ def _stopping_criteria(tokenizer: Any, prompt_length: int, config: GenerationCon
     return StoppingCriteriaList(criteria)
 
 
+def _until(tokenizer: Any, prompt_length: int, until: Callable[[str], bool]) -> Any:
+    from transformers import StoppingCriteria
+
+    class _Until(StoppingCriteria):
+        def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.BoolTensor:
+            hit = bool(until(tokenizer.decode(input_ids[0, prompt_length:], skip_special_tokens=True)))
+            return torch.full((input_ids.shape[0],), hit, dtype=torch.bool, device=input_ids.device)  # type: ignore[return-value]
+
+    return _Until()
+
+
 def generate_from_inputs(
     model: Any,
     tokenizer: Any,
@@ -192,16 +203,22 @@ def generate_from_inputs(
     config: GenerationConfig | None = None,
     *,
     around: AroundGeneration | None = None,
+    until: Callable[[str], bool] | None = None,
 ) -> tuple[str, int]:
-    """Generate from encoded ``inputs``; return the completion (stops applied) and the number of new tokens."""
+    """Generate from encoded ``inputs``; return the completion (stops applied) and the number of new tokens.
+
+    ``until``: also stop as soon as it returns true for the completion so far (e.g. once a scorer's verdict
+    can no longer change), saving the rest of the decode steps.
+    """
     config = config or GenerationConfig()
     prompt_length = int(inputs["input_ids"].shape[1])
     check_context_window(model, prompt_length, config)
+    extra = () if until is None else (_until(tokenizer, prompt_length, until),)
     with torch.inference_mode(), (around or nullcontext)():
         output = model.generate(
             **inputs,
             **config.hf_kwargs(tokenizer),
-            stopping_criteria=_stopping_criteria(tokenizer, prompt_length, config),
+            stopping_criteria=_stopping_criteria(tokenizer, prompt_length, config, extra),
         )
     new_tokens = output[0, prompt_length:]
     text = tokenizer.decode(new_tokens, skip_special_tokens=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from posrag.cli import bench, demo, doctor, explore, profile
+from posrag.cli import bench, calibrate, demo, doctor, explore, profile
 
 app = typer.Typer(
     name="posrag",
@@ -26,6 +26,7 @@ doctor.register(app)
 
 bench.register(app)
 profile.register(app)
+calibrate.register(app)
 
 if __name__ == "__main__":  # pragma: no cover
     app()

@@ -1,0 +1,143 @@
+"""``posrag calibrate``'s measurement on tiny random models: exact prefix reuse, resumption, the saved profile."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from posrag.bench.calibrate import CalibrateConfig, Calibrator, _pick
+from posrag.calibration import BANDS
+from posrag.cli.main import app
+from posrag.errors import ConfigurationError
+from posrag.profiles import BiasProfile, load_profile
+from posrag.steering import SteeringConfig
+from posrag.testing import TinyModel, tiny_model
+
+SMALL = CalibrateConfig(questions=2, num_docs=5, biases=(2.0, 6.0), layer_groups=3, transfer_docs=(6,))
+
+
+@pytest.fixture(scope="module")
+def tiny() -> TinyModel:
+    model = tiny_model("gemma3", num_layers=6, sliding_window=64)
+    model.model.config.max_position_embeddings = 4096  # the synthetic prompts are long in the byte-level tokenizer
+    return model
+
+
+def _full_pass_probability(calibrator: Calibrator, probe, bias: float) -> float:
+    """P(answer) from one pass over the whole prompt (no reused prefix), steered by the same generator."""
+    frame, answer = calibrator.continuation(probe)
+    full = torch.cat([probe.prompt_ids, frame, answer[:, :-1]], dim=1)
+    with torch.inference_mode(), calibrator._session(probe, bias, None, 0.0, 0, True):
+        logits = calibrator.model(input_ids=full).logits[0, -answer.shape[1] :].float()
+    return float(torch.exp(torch.log_softmax(logits, -1).gather(1, answer[0][:, None]).sum()))
+
+
+@pytest.mark.parametrize("bias", [0.0, 6.0])
+def test_a_reused_prefix_scores_exactly_like_a_whole_prompt(tiny: TinyModel, bias: float) -> None:
+    calibrator = Calibrator(tiny.model, tiny.tokenizer, SMALL, model_name="tiny-calibration")
+    probe = calibrator._probe(calibrator.records(5)[0], 3)
+    assert 0 < probe.prefix_length < probe.prompt_ids.shape[1]
+    reused = calibrator.score(probe, bias)
+    expected = _full_pass_probability(calibrator, probe, bias) if bias else None
+    if expected is None:
+        frame, answer = calibrator.continuation(probe)
+        full = torch.cat([probe.prompt_ids, frame, answer[:, :-1]], dim=1)
+        with torch.inference_mode():
+            logits = tiny.model(input_ids=full).logits[0, -answer.shape[1] :].float()
+        expected = float(torch.exp(torch.log_softmax(logits, -1).gather(1, answer[0][:, None]).sum()))
+    assert reused == pytest.approx(expected, rel=1e-3, abs=0)
+    if bias:
+        assert reused != pytest.approx(calibrator.score(probe, 0.0), rel=1e-3, abs=0), "the bias must change the score"
+
+
+def test_layer_subsets_are_groups_and_pairs(tiny: TinyModel) -> None:
+    subsets = Calibrator(tiny.model, tiny.tokenizer, SMALL, model_name="tiny-calibration").layer_subsets()
+    assert subsets == {
+        "g0": (0, 1),
+        "g1": (2, 3),
+        "g2": (4, 5),
+        "g0+g1": (0, 1, 2, 3),
+        "g0+g2": (0, 1, 4, 5),
+        "g1+g2": (2, 3, 4, 5),
+    }
+
+
+def test_pick_prefers_no_steering_unless_a_bias_clearly_helps_and_then_the_smallest_good_one() -> None:
+    assert _pick({0.0: 0.50, 2.0: 0.505, 6.0: 0.50}, 0.01) == 0.0
+    assert _pick({0.0: 0.20, 2.0: 0.60, 6.0: 0.604, 8.0: 0.61}, 0.02) == 2.0
+    assert _pick({0.0: 0.20, 2.0: 0.40, 6.0: 0.61, 8.0: 0.60}, 0.01) == 6.0
+
+
+def test_bad_settings_are_refused() -> None:
+    with pytest.raises(ConfigurationError, match="biases"):
+        CalibrateConfig(biases=(0.0,))
+    with pytest.raises(ConfigurationError, match="num_docs"):
+        CalibrateConfig(num_docs=4)
+
+
+def test_a_run_measures_every_band_and_resumes_without_recomputing(tiny: TinyModel, tmp_path: Path) -> None:
+    checkpoint = tmp_path / "calibration.jsonl"
+    first = Calibrator(tiny.model, tiny.tokenizer, SMALL, model_name="tiny-calibration", checkpoint=checkpoint)
+    run = first.run(progress=False)
+    steering = run.profile.steering
+    assert steering is not None and set(steering.band_bias) == set(BANDS)
+    assert steering.num_layers == 6 and steering.questions == 2 and steering.num_docs == 5
+    details = steering.details
+    assert set(details["bias_grid"]) == {"1", "2", "3", "4", "5"}
+    assert set(details["accuracy_baseline"]) == set(details["accuracy_calibrated"])
+    assert set(details["transfer"]["6"]) == {"1", "3", "6"}
+    assert run.profile.positions == (1, 2, 3, 4, 5) and run.profile.questions == 2
+    assert checkpoint.read_text().count("\n") > 20
+
+    calls = []
+    handle = tiny.model.register_forward_pre_hook(lambda *_: calls.append(1))
+    try:
+        again = Calibrator(tiny.model, tiny.tokenizer, SMALL, model_name="tiny-calibration", checkpoint=checkpoint)
+        rerun = again.run(progress=False)
+    finally:
+        handle.remove()
+    assert calls == [], "a resumed run recomputes nothing it already measured"
+    assert rerun.profile.steering == steering
+    other = CalibrateConfig(**{**SMALL.__dict__, "biases": (3.0,)})
+    assert (
+        Calibrator(tiny.model, tiny.tokenizer, other, model_name="tiny-calibration", checkpoint=checkpoint)._done == {}
+    )
+
+
+def test_the_cli_saves_a_profile_that_steering_then_follows(
+    tiny: TinyModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("POSRAG_CACHE_DIR", str(tmp_path / "cache"))
+    model_dir = tmp_path / "tiny-gemma3"
+    tiny.model.save_pretrained(model_dir)
+    tiny.tokenizer.save_pretrained(model_dir)
+    args = ["calibrate", "--model", str(model_dir), "--budget", "1", "--docs", "5", "--biases", "2,6"]
+    result = CliRunner().invoke(app, [*args, "--transfer-docs", "", "--no-progress", "--json"])
+    assert result.exit_code == 0, result.output
+    saved = json.loads(result.stdout)
+    profile = load_profile(saved["model"])
+    assert Path(saved["path"]).is_file() and profile.steering is not None
+    assert isinstance(profile, BiasProfile)
+    config = SteeringConfig().resolve_for(saved["model"])
+    assert not config.needs_calibration
+    assert config.attention_bias == profile.steering.attention_bias
+    bad = CliRunner().invoke(app, ["calibrate", "--model", str(model_dir), "--biases", "two"])
+    assert bad.exit_code != 0 and "--biases takes comma-separated numbers" in bad.output
+
+
+def test_the_answer_is_scored_after_the_models_own_wording(tiny: TinyModel) -> None:
+    calibrator = Calibrator(tiny.model, tiny.tokenizer, SMALL, model_name="tiny-calibration")
+    record = calibrator.records(5)[0]
+    answer = record.answers[0]
+    bare = calibrator._probe(record, 3)
+    frame, ids = calibrator.continuation(bare)
+    assert tiny.tokenizer.decode(frame[0]).strip() == "" and tiny.tokenizer.decode(ids[0]).strip() == answer
+    calibrator._learn_frame(bare, f"In the city of {answer}.")
+    framed = calibrator._probe(record, 4)
+    frame, ids = calibrator.continuation(framed)
+    assert tiny.tokenizer.decode(frame[0]).strip() == "In the city of"
+    assert tiny.tokenizer.decode(ids[0]).strip() == answer
