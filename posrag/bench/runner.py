@@ -91,6 +91,8 @@ class LitmBenchmark:
             from posrag.steering import SteeringConfig
 
             base = SteeringConfig(**steering_overrides(self.config.steering, None))
+            if not base.needs_profile:  # an unset position_bias follows the model's profile, as the generator's
+                base = base.resolve_for(self.model_name, warn=False)
             strategy = strategy or ("auto" if base.needs_profile else base.reorder_strategy)
             mechanism = mechanism or base.mechanism
         return strategy or "recency", mechanism or "attention"

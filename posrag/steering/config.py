@@ -144,9 +144,12 @@ def _optional(name: str, value: Any, check: Any, *args: Any, **kwargs: Any) -> A
 
 @dataclass(frozen=True)
 class SteeringConfig:
-    """How to steer. Defaults come from a quick measurement on the embedded Gemma 3 270M (docs/steering.md):
-    attention bias 3.0 at every layer lifted a mid-context answer from 45 % to 100 %, while activation
-    steering did not help on that task (0.02 is the largest intensity that did not hurt).
+    """How to steer. Settings left unset (``attention_bias``, ``attention_layers``, ``curve`` with
+    ``position_bias``) follow the model's calibration when the LLM classes / :class:`SteeredGenerator` resolve
+    the configuration (:meth:`resolve_for`): the attention bias by position band and the layers that
+    ``posrag calibrate`` measured for this model (shipped with posrag for the packaged Gemma 3 270M), else a
+    conservative uncalibrated preset with a one-time warning. Settings you give are kept as given; the seed's
+    curves stay available by name (``curve="step"``, ``position_bias="recency"`` ...).
 
     ``mechanism``: ``activation`` (add a vector to the residual stream), ``attention`` (bias attention
     scores toward the documents) or ``both``. ``base_intensity`` (0–10): the activation vector's norm as a
@@ -158,7 +161,8 @@ class SteeringConfig:
     (unscored targets are never dropped; ``None`` steers all): boosting every retrieved document pulls
     attention toward the distractors too, even as ghosts. ``no_steer_above`` (in [0, 1]): documents with p
     above it are not steered. ``attention_bias`` (0–100): the additive attention-score bias (log scale) at
-    multiplier 1.0; ``attention_layers``: ``all`` layers or the ``planned`` zone layers. ``vector_source``:
+    multiplier 1.0; ``attention_layers``: ``all`` layers, the ``planned`` zone layers, or a list of layer
+    indices. ``vector_source``:
     ``hidden_mean`` (the model's own mean hidden state over the document) or ``embedding`` (a
     sentence-transformer embedding aligned to the model's width). ``center``: subtract the mean hidden state
     of the whole context from a document's mean, so the vector points at what is specific to that document.
