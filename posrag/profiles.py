@@ -193,8 +193,7 @@ class BiasProfile:
         """This profile (kept from when steering and the benchmark had two profile types)."""
         return self
 
-    def _tolerance(self, tolerance: float | None) -> float:
-        return self.tolerance if tolerance is None else tolerance
+    _tolerance = lambda self, tolerance: self.tolerance if tolerance is None else tolerance  # noqa: E731
 
     # -- JSON
 
@@ -219,9 +218,8 @@ class BiasProfile:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> BiasProfile:
-        """A profile from its JSON form: ``relative_positions`` (in [0, 1]) or ``positions`` (1-based) with
-        ``total``, and ``accuracy``; the other keys are optional. A stored ``classification`` must match the curve.
-        """
+        """A profile from its JSON (``relative_positions`` or ``positions`` + ``total``, ``accuracy``; optional
+        rest); a stored ``classification`` must match the curve."""
         if not isinstance(data, Mapping):
             raise ConfigurationError(f"A bias profile must be a JSON object; got {type(data).__name__}.")
         try:
@@ -300,12 +298,15 @@ def profile_path(model_name: str, path: str | os.PathLike[str] | None = None) ->
 
 
 def shipped_profile_path(model_name: str) -> Path | None:
-    """The profile shipped with posrag for ``model_name`` (package data), or ``None``."""
+    """The profile shipped with posrag for ``model_name`` (package data; a model file by its file name), or None."""
     folder = resources.files("posrag")
     for part in SHIPPED_PROFILES:
         folder = folder.joinpath(part)
-    file = folder.joinpath(f"{model_slug(model_name)}.json")
-    return Path(str(file)) if file.is_file() else None
+    for name in dict.fromkeys((model_name, Path(model_name).name)):
+        file = folder.joinpath(f"{model_slug(name)}.json")
+        if name and file.is_file():
+            return Path(str(file))
+    return None
 
 
 def save_profile(profile: BiasProfile, path: str | os.PathLike[str] | None = None) -> Path:

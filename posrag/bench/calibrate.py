@@ -27,6 +27,9 @@ setting (attention steering only changes rows from the question on, so the reuse
 ``SteeredGenerator.session(past_length=...)``); a setting then costs a forward pass over the question and the
 answer. Checkpointed: every measured score is appended to a JSON-lines file, and a rerun with the same model and
 settings skips what is there (``resume``).
+
+This module is longer than 400 lines because the phases share one set of probes (prompts, prefix caches, answer
+frames) and one checkpoint; split across modules, that state would have to be passed between them.
 """
 
 from __future__ import annotations

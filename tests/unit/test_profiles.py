@@ -54,11 +54,19 @@ def test_profiles_and_ordering_import_without_torch():
     subprocess.run([sys.executable, "-c", code], check=True, cwd=PACKAGE.parent)
 
 
-def test_the_shipped_profile_is_the_measured_one():
-    shipped = shipped_profile_path("gemma3-270m")
+@pytest.mark.parametrize(
+    ("model", "measured"),
+    [
+        ("gemma3-270m", "gemma3-270m.json"),
+        ("/any/folder/SmolLM2-135M-Instruct.Q4_1.gguf", "smollm2-135m-instruct.json"),  # by its file name
+    ],
+)
+def test_the_shipped_profiles_are_the_measured_ones(model: str, measured: str):
+    shipped = shipped_profile_path(model)
     assert shipped is not None and shipped.is_file()
-    measured = json.loads((PACKAGE.parent / "docs" / "litm" / "profile-gemma3-270m.json").read_text())
-    assert BiasProfile.load(shipped) == BiasProfile.from_dict(measured)
+    published = json.loads((PACKAGE.parent / "docs" / "calibration" / measured).read_text())
+    assert BiasProfile.load(shipped) == BiasProfile.from_dict(published)
+    assert BiasProfile.load(shipped).steering is not None
     assert shipped_profile_path("never-profiled") is None
 
 
