@@ -73,7 +73,11 @@ class LitmBenchmark:
         self._generators: dict[str, Any] = {}
         # Prefix reuse (LitmConfig.reuse_prefix): the prompt up to the question, prefilled once per document order
         # and continued by every condition that leaves it unchanged; the cost of each prefix pass, by its ids.
-        self._prefixes = PrefixStore(model, max_entries=2) if self.config.reuse_prefix else None
+        # Prompts differ from one question and position to the next, so the store holds one position's
+        # prefixes (at most one per condition) and is emptied when the position changes.
+        self._prefixes = (
+            PrefixStore(model, max_entries=len(self.config.conditions) + 1) if self.config.reuse_prefix else None
+        )
         self._prefix_costs: dict[tuple[int, ...], Measurement] = {}
         hybrid_strategy, hybrid_mechanism = self._hybrid_defaults()
         self.conditions = tuple(
@@ -220,13 +224,13 @@ class LitmBenchmark:
             return None
         ids = tuple(int(i) for i in encoded.input_ids[0, :cut].tolist())
         assert self._prefixes is not None
-        if ids not in self._prefixes:
-            device = getattr(self.model, "device", "cpu")
-            with measure(device, memory=self.config.measure_memory) as cost:
-                self._prefixes.get(ids)
-            self._prefix_costs[ids] = cost
-            self._prefix_costs = {k: v for k, v in self._prefix_costs.items() if k in self._prefixes}
-        return self._prefixes.get(ids), self._prefix_costs[ids]
+        if ids in self._prefixes:
+            return self._prefixes.get(ids), self._prefix_costs[ids]
+        with measure(getattr(self.model, "device", "cpu"), memory=self.config.measure_memory) as cost:
+            prefix = self._prefixes.get(ids)
+        self._prefix_costs = {k: v for k, v in self._prefix_costs.items() if k in self._prefixes}
+        self._prefix_costs[ids] = cost
+        return prefix, cost
 
     def _generate(self, variant: Variant, mechanism: str | None) -> _Generation:
         """Generate one trial; time (and, when asked, memory) it.
@@ -290,7 +294,10 @@ class LitmBenchmark:
             done.add(condition.mechanism)
             warm = replace(condition, strategy=None, aim="relevant")
             self._generate(self.variant(record, order, warm, "oracle", scores, 1), condition.mechanism)
-        if self._prefixes is not None:  # the run's prefixes are timed in the run, not in the warm-up
+        self._forget_prefixes()  # the run's prefixes are timed in the run, not in the warm-up
+
+    def _forget_prefixes(self) -> None:
+        if self._prefixes is not None:
             self._prefixes.clear()
             self._prefix_costs.clear()
 
@@ -330,6 +337,8 @@ class LitmBenchmark:
             records = shard.select(records)
             keep_records = True
         self._warm_up(records[0])
+        if self._prefixes is not None:  # count the run's prefix passes and reuses, not the warm-up's
+            self._prefixes.hits = self._prefixes.misses = 0
         started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         started = time.perf_counter()
         cache: dict[tuple[Any, ...], _Generation] = {}
@@ -349,6 +358,7 @@ class LitmBenchmark:
                 distractors = [i for i in range(num_docs) if i != record.gold_index]
                 for position in config.positions:
                     order = [*distractors[: position - 1], record.gold_index, *distractors[position - 1 :]]
+                    self._forget_prefixes()
                     for condition in self.conditions:
                         for regime in config.regimes:
                             variant = self.variant(record, order, condition, regime, scores, position)
