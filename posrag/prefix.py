@@ -121,7 +121,7 @@ class PrefixStore:
         return prefix
 
     def __contains__(self, input_ids: object) -> bool:
-        if not isinstance(input_ids, (torch.Tensor, Sequence)):
+        if isinstance(input_ids, (str, bytes)) or not isinstance(input_ids, (torch.Tensor, Sequence)):
             return False
         return tuple(_as_ids(input_ids)) in self._entries
 

@@ -118,5 +118,6 @@ def test_the_store_prefills_each_prefix_once_and_keeps_the_most_recent():
     store.get(ids[:5])  # most recent again
     store.get(ids[:7])  # evicts ids[:6], the least recently used
     assert ids[:5] in store and ids[:7] in store and ids[:6] not in store and len(store) == 2
+    assert "text" not in store and None not in store
     with pytest.raises(ConfigurationError, match="max_entries"):
         PrefixStore(model, max_entries=0)
