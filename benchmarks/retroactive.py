@@ -2,7 +2,9 @@
 
 On the packaged Gemma 3 270M with a ~512-token prompt and N = 4, 8, 16, 32, 64 gaps, every method is timed in
 the same run, interleaved within each repeat, and reported as the median over repeats divided by the median of
-one plain forward pass of the prompt (``model(input_ids)``, full logits: what a plain call returns).
+one **last-logit prefill** of the prompt (``model(input_ids, logits_to_keep=1)``: what any generation pays
+before its first token). posrag's column is also given against a full-logits forward pass
+(``model(input_ids)``, what a plain call returns and what the seed's passes are), as a second column.
 
 * seed: 1 + N full forward passes (the prompt, then ``prompt + [token]`` once per gap with its position ids).
   Its passes all cost the same, so beyond ``--seed-literal`` gaps it is computed as
@@ -15,7 +17,7 @@ one plain forward pass of the prompt (``model(input_ids)``, full logits: what a 
 * posrag: the prompt once, then all gaps in one batched pass (``generate_and_explore``).
 
     python benchmarks/retroactive.py [--prompt-tokens 512] [--gaps 4,8,16,32,64] [--repeats 3] [--seed-literal 4]
-                                     [--cached-literal 16]
+                                     [--cached-literal 16] [--threads N]
 
 posrag's batched pass is always run literally, at every N.
 """
@@ -64,7 +66,10 @@ def main() -> None:
     parser.add_argument(
         "--cached-literal", type=int, default=16, help="Run per-gap cached passes literally up to this many gaps."
     )
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice).")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     counts = [int(n) for n in args.gaps.split(",")]
     started = time.perf_counter()
 
@@ -82,6 +87,10 @@ def main() -> None:
     @torch.inference_mode()
     def plain() -> None:
         model(input_ids=prompt)
+
+    @torch.inference_mode()
+    def last_logit() -> None:
+        model(input_ids=prompt, logits_to_keep=1)
 
     @torch.inference_mode()
     def seed_gap_pass(token: int, gap: int) -> torch.Tensor:
@@ -106,10 +115,12 @@ def main() -> None:
     model_cached = any(n > args.cached_literal for n in counts)
     # Warm up every code path once (allocator, lazy imports) before timing.
     plain()
+    last_logit()
     seed_gap_pass(token, 3)
     ours.generate_and_explore(ids, gaps_for(4))
     per_gap.generate_and_explore(ids, [1])
     for repeat in range(args.repeats):
+        samples["last_logit"].append(timed(last_logit))
         samples["plain"].append(timed(plain))
         for n in counts:
             samples[f"ours/{n}"].append(timed(lambda n=n: ours.generate_and_explore(ids, gaps_for(n))))
@@ -123,22 +134,29 @@ def main() -> None:
             for gap in (11, 23, 47):
                 samples["cached_pass"].append(timed(lambda gap=gap: per_gap.position_log_probs(state, [length + gap])))
         samples["plain"].append(timed(plain))
+        samples["last_logit"].append(timed(last_logit))
         print(f"repeat {repeat + 1}/{args.repeats} done ({time.perf_counter() - started:.0f} s)", flush=True)
 
     med = {name: statistics.median(values) for name, values in samples.items()}
-    unit, gap_pass = med["plain"], med["seed_gap_pass"]
+    unit, full, gap_pass = med["last_logit"], med["plain"], med["seed_gap_pass"]
     print()
     print(f"date: {datetime.date.today().isoformat()}; model: {lm.name} ({lm.source}), {model.dtype}")
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} CPU cores visible, torch {torch.__version__} "
         f"with {torch.get_num_threads()} threads; prompt: {length} tokens; repeats: {args.repeats} (medians)"
     )
-    print(f"the unit, one plain forward pass of the prompt: {unit:.2f} s; one seed gap pass: {gap_pass:.2f} s")
+    print(
+        f"the unit, one last-logit prefill of the prompt: {unit:.2f} s; one full-logits forward pass: {full:.2f} s "
+        f"({full / unit:.2f}x); one seed gap pass: {gap_pass:.2f} s"
+    )
     print()
-    print("| N gaps | seed: 1 + N full passes | per-gap cached passes | posrag: one batched pass | seed / posrag |")
-    print("|---:|---:|---:|---:|---:|")
+    print(
+        "| N gaps | seed: 1 + N full passes | per-gap cached passes | posrag: one batched pass "
+        "| posrag / full-logits forward | seed / posrag |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|")
     for n in counts:
-        computed = (unit + n * gap_pass) / unit
+        computed = (full + n * gap_pass) / unit
         seed_cell = f"{computed:.1f}x"
         if f"seed/{n}" in med:
             seed_cell += f" (run literally: {med[f'seed/{n}'] / unit:.1f}x)"
@@ -147,13 +165,16 @@ def main() -> None:
         else:
             cached_cell = f"{(med['prefix_pass'] + (n + 1) * med['cached_pass']) / unit:.2f}x (computed)"
         batched = med[f"ours/{n}"] / unit
-        print(f"| {n} | {seed_cell} | {cached_cell} | {batched:.2f}x | {computed / batched:.0f}x |")
+        print(
+            f"| {n} | {seed_cell} | {cached_cell} | {batched:.2f}x | {med[f'ours/{n}'] / full:.2f}x "
+            f"| {computed / batched:.0f}x |"
+        )
     print()
     print("medians in seconds: " + ", ".join(f"{name} {value:.2f}" for name, value in sorted(med.items())))
     if 32 in counts:
         ratio = med["ours/32"] / unit
-        speedup = (unit + 32 * gap_pass) / med["ours/32"]
-        print(f"target, 32 gaps <= 1.5x one plain pass: {ratio:.2f}x -> {'met' if ratio <= 1.5 else 'NOT met'}")
+        speedup = (full + 32 * gap_pass) / med["ours/32"]
+        print(f"target, 32 gaps <= 1.2x one last-logit prefill: {ratio:.2f}x -> {'met' if ratio <= 1.2 else 'NOT met'}")
         print(f"target, >= 15x less than the seed's method: {speedup:.0f}x -> {'met' if speedup >= 15 else 'NOT met'}")
     print(f"total benchmark time: {time.perf_counter() - started:.0f} s")
 

@@ -117,6 +117,9 @@ class LitmConfig:
     (:func:`posrag.chat.format_completion`), ``"auto"`` does so when the tokenizer has one, ``"off"`` (default,
     the published numbers) feeds the prompt as is. ``measure_memory``: sample peak memory during each
     generation (:mod:`posrag.bench.measure`; off by default, the CPU sampler competes with torch for cores).
+    ``reuse_prefix``: plain and attention-steered conditions with the same prompt up to the question prefill
+    that prefix once and continue it (:mod:`posrag.prefix`); the same output, less compute. ``False`` runs
+    every prompt whole.
     """
 
     positions: tuple[int, ...] = (1, 5, 10, 15, 20)
@@ -132,6 +135,7 @@ class LitmConfig:
     template: PromptTemplate = DEFAULT_TEMPLATE
     chat_template: ChatTemplate = "off"
     measure_memory: bool = False
+    reuse_prefix: bool = True
 
     def __post_init__(self) -> None:
         if self.chat_template not in CHAT_TEMPLATES:
@@ -191,6 +195,7 @@ class LitmConfig:
             "seed": self.seed,
             "chat_template": self.chat_template,
             "measure_memory": self.measure_memory,
+            "reuse_prefix": self.reuse_prefix,
         }
 
 
@@ -251,6 +256,7 @@ def config_from_options(
     seed: int = 0,
     chat_template: str = "off",
     measure_memory: bool = False,
+    reuse_prefix: bool = True,
 ) -> LitmConfig:
     """A :class:`LitmConfig` from text options as the CLI takes them: comma-separated ``positions``,
     ``conditions`` (or ``"all"``) and ``regimes``, ``steering`` overrides as a JSON object."""
@@ -267,6 +273,7 @@ def config_from_options(
         seed=seed,
         chat_template=chat_template,  # type: ignore[arg-type]
         measure_memory=measure_memory,
+        reuse_prefix=reuse_prefix,
     )
 
 

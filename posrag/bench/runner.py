@@ -16,7 +16,7 @@ from typing import Any
 
 from posrag.bench.conditions import Condition, LitmConfig, resolve_condition, steering_overrides
 from posrag.bench.data import LitmRecord, first_line, is_correct
-from posrag.bench.measure import measure, memory_method
+from posrag.bench.measure import Measurement, measure, memory_method
 from posrag.bench.report import environment
 from posrag.bench.results import LitmResult, TrialRecord
 from posrag.bench.shards import Shard
@@ -27,6 +27,7 @@ from posrag.documents import ScoredDocument
 from posrag.errors import ConfigurationError
 from posrag.generation import encode_prompt, generate_from_inputs, has_chat_template
 from posrag.ordering import Reorderer, rank
+from posrag.prefix import PrefixCache, PrefixStore
 from posrag.prompts import build_prompt
 
 
@@ -70,6 +71,14 @@ class LitmBenchmark:
         self.chat_template = chat == "on" or (chat == "auto" and has_chat_template(tokenizer))
         self._steering_configs: dict[str, Any] = {}
         self._generators: dict[str, Any] = {}
+        # Prefix reuse (LitmConfig.reuse_prefix): the prompt up to the question, prefilled once per document order
+        # and continued by every condition that leaves it unchanged; the cost of each prefix pass, by its ids.
+        # Prompts differ from one question and position to the next, so the store holds one position's
+        # prefixes (at most one per condition) and is emptied when the position changes.
+        self._prefixes = (
+            PrefixStore(model, max_entries=len(self.config.conditions) + 1) if self.config.reuse_prefix else None
+        )
+        self._prefix_costs: dict[tuple[int, ...], Measurement] = {}
         hybrid_strategy, hybrid_mechanism = self._hybrid_defaults()
         self.conditions = tuple(
             resolve_condition(name, hybrid_strategy=hybrid_strategy, hybrid_mechanism=hybrid_mechanism)
@@ -199,23 +208,82 @@ class LitmBenchmark:
             tuple((p.target.start_char, p.target.end_char, p.tier, p.multiplier, p.target.rule_type) for p in plans),
         )
 
+    def _reusable(self, mechanism: str | None) -> bool:
+        """Whether a condition can continue an unsteered prefix: plain, or steered by attention alone (its bias
+        changes nothing before the question); activation steering changes the documents' states in the prefill."""
+        if self._prefixes is None:
+            return False
+        return mechanism is None or not self._generators[mechanism].config.uses_activation
+
+    def _prefix(self, variant: Variant, steer_from: int) -> tuple[PrefixCache, Measurement] | None:
+        """The variant's prompt up to the question, prefilled (once per distinct prefix) and what that cost;
+        ``None`` when nothing precedes the question's first token or nothing follows it."""
+        from posrag.steering.spans import encode_with_offsets, first_token_at_or_after
+
+        encoded = encode_with_offsets(self.tokenizer, variant.text, add_special_tokens=variant.add_special_tokens)
+        cut = first_token_at_or_after(encoded, steer_from, self.tokenizer)
+        if not 0 < cut < encoded.num_tokens:
+            return None
+        ids = tuple(int(i) for i in encoded.input_ids[0, :cut].tolist())
+        assert self._prefixes is not None
+        if ids in self._prefixes:
+            return self._prefixes.get(ids), self._prefix_costs[ids]
+        with measure(getattr(self.model, "device", "cpu"), memory=self.config.measure_memory) as cost:
+            prefix = self._prefixes.get(ids)
+        self._prefix_costs = {k: v for k, v in self._prefix_costs.items() if k in self._prefixes}
+        self._prefix_costs[ids] = cost
+        return prefix, cost
+
     def _generate(self, variant: Variant, mechanism: str | None) -> _Generation:
+        """Generate one trial; time (and, when asked, memory) it.
+
+        With prefix reuse, a plain or attention-steered generation continues the shared, unsteered prefix (the
+        prompt up to the question) and its cost counts the prefix pass as well: seconds are its own plus the
+        prefix pass's (measured once, when the prefix was first needed), memory the larger of the two; so
+        latencies stay what one generation costs and compare with conditions that cannot reuse a prefix.
+        """
         text = variant.text
         device = getattr(self.model, "device", "cpu")
         generation = self.config.generation
         special = variant.add_special_tokens
+        footer = self.config.template.footer.format(question=variant.prompt.question)
+        steer_from = variant.offset + len(variant.prompt.text) - len(footer)
+        found = self._prefix(variant, steer_from) if self._reusable(mechanism) else None
         with measure(device, memory=self.config.measure_memory) as cost:
             if mechanism is None:
                 inputs = encode_prompt(self.tokenizer, text, self.model.device, add_special_tokens=special)
+                if found is not None and found[0].covers(inputs["input_ids"]):
+                    inputs = found[0].inputs_for(inputs)
+                else:
+                    found = None
                 output, new_tokens = generate_from_inputs(self.model, self.tokenizer, inputs, generation)
+            elif found is not None:
+                prefix = found[0]
+                generator = self._generators[mechanism]
+                with generator.session(
+                    text,
+                    list(variant.targets),
+                    steer_from=steer_from,
+                    add_special_tokens=special,
+                    past_length=prefix.length,
+                ) as (prepared, _handle):
+                    inputs = prefix.inputs_for(prepared.inputs)
+                    output, new_tokens = generate_from_inputs(self.model, self.tokenizer, inputs, generation)
             else:
-                footer = self.config.template.footer.format(question=variant.prompt.question)
-                steer_from = variant.offset + len(variant.prompt.text) - len(footer)
                 steered = self._generators[mechanism].generate(
                     text, list(variant.targets), generation, steer_from=steer_from, add_special_tokens=special
                 )
                 output, new_tokens = steered.text, steered.generated_tokens
-        return _Generation(output, new_tokens, cost.seconds, cost.peak_mb, cost.delta_mb)
+        if found is None:
+            return _Generation(output, new_tokens, cost.seconds, cost.peak_mb, cost.delta_mb)
+        pre = found[1]
+        return _Generation(
+            output,
+            new_tokens,
+            cost.seconds + pre.seconds,
+            None if cost.peak_mb is None or pre.peak_mb is None else max(cost.peak_mb, pre.peak_mb),
+            None if cost.delta_mb is None or pre.delta_mb is None else max(cost.delta_mb, pre.delta_mb),
+        )
 
     def _warm_up(self, record: LitmRecord) -> None:
         """One untimed generation per mechanism first: memory-mapped weights page in, kernels initialize."""
@@ -228,6 +296,12 @@ class LitmBenchmark:
             done.add(condition.mechanism)
             warm = replace(condition, strategy=None, aim="relevant")
             self._generate(self.variant(record, order, warm, "oracle", scores, 1), condition.mechanism)
+        self._forget_prefixes()  # the run's prefixes are timed in the run, not in the warm-up
+
+    def _forget_prefixes(self) -> None:
+        if self._prefixes is not None:
+            self._prefixes.clear()
+            self._prefix_costs.clear()
 
     # ------------------------------------------------------------------------- running
 
@@ -265,6 +339,8 @@ class LitmBenchmark:
             records = shard.select(records)
             keep_records = True
         self._warm_up(records[0])
+        if self._prefixes is not None:  # count the run's prefix passes and reuses, not the warm-up's
+            self._prefixes.hits = self._prefixes.misses = 0
         started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
         started = time.perf_counter()
         cache: dict[tuple[Any, ...], _Generation] = {}
@@ -284,6 +360,7 @@ class LitmBenchmark:
                 distractors = [i for i in range(num_docs) if i != record.gold_index]
                 for position in config.positions:
                     order = [*distractors[: position - 1], record.gold_index, *distractors[position - 1 :]]
+                    self._forget_prefixes()
                     for condition in self.conditions:
                         for regime in config.regimes:
                             variant = self.variant(record, order, condition, regime, scores, position)
@@ -359,7 +436,13 @@ class LitmBenchmark:
                 "metric": "any normalized gold answer is a substring of the normalized first output line",
                 "ci": "95% Wilson score interval per position",
                 "latency": "wall-clock seconds per generation (tokenize, steering setup, generate); added = "
-                "paired difference to the baseline on the same question and position",
+                "paired difference to the baseline on the same question and position"
+                + (
+                    "; with reuse_prefix, a generation that continues a shared prompt prefix counts that prefix "
+                    "pass's seconds too (measured once)"
+                    if config.reuse_prefix
+                    else ""
+                ),
                 "memory": memory_method(getattr(self.model, "device", "cpu"), config.measure_memory),
                 "chat_template_applied": self.chat_template,
                 "steer_from": "the question (steering acts on the question and the generated tokens)",
@@ -373,6 +456,8 @@ class LitmBenchmark:
                 "generations": len(cache),
                 "trials": len(trials),
                 "mean_generation_s": mean([g.seconds for g in cache.values()]),
+                "prefix_passes": self._prefixes.misses if self._prefixes is not None else 0,
+                "prefix_reuses": self._prefixes.hits if self._prefixes is not None else 0,
             },
             records=tuple(trials) if keep_records else (),
         )

@@ -101,6 +101,15 @@ def litm(
             help="Also sample peak memory during each generation (psutil every 5 ms on CPU; costs CPU next to torch).",
         ),
     ] = False,
+    reuse_prefix: Annotated[
+        bool,
+        typer.Option(
+            "--reuse-prefix/--no-reuse-prefix",
+            help="Prefill the prompt up to the question once per document order and continue it for the plain "
+            "and attention-steered conditions (same output, less compute); --no-reuse-prefix runs every prompt "
+            "whole.",
+        ),
+    ] = True,
     shard: Annotated[
         str | None,
         typer.Option(
@@ -133,6 +142,7 @@ def litm(
             seed=seed,
             chat_template=chat_template,
             measure_memory=memory,
+            reuse_prefix=reuse_prefix,
         )
         command = "posrag " + shlex.join(sys.argv[1:]) if sys.argv[1:] else None
         result = run_litm(

@@ -10,13 +10,15 @@ semantics of gaps and positions.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from posrag.errors import UnsupportedArchitectureError
+from posrag import architectures
+from posrag.errors import PosragError, UnsupportedArchitectureError
 from posrag.retroactive.results import Number
 
 
@@ -57,11 +59,57 @@ Prompt = str | Sequence[int] | PromptState
 
 @torch.inference_mode()
 def run_prefix(model: Any, ids: tuple[int, ...], text: str | None, layer_types: Sequence[str]) -> PromptState:
-    """Run the prompt once, keeping its KV cache and the log-probs of its last position only."""
-    out = model(input_ids=torch.tensor([ids], device=model.device), use_cache=True, logits_to_keep=1, return_dict=True)
+    """Run the prompt once, keeping its KV cache and the log-probs of its last position only.
+
+    Only the last position's logits are computed, and the last layer's MLP runs for the last position only
+    (:func:`last_mlp_for_last_row`): nothing else reads the other positions' outputs of the last layer.
+    """
+    with last_mlp_for_last_row(model):
+        out = model(
+            input_ids=torch.tensor([ids], device=model.device), use_cache=True, logits_to_keep=1, return_dict=True
+        )
     past = tuple(_cache_tensors(model, out.cache, layer_types))
     log_probs = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
     return PromptState(input_ids=ids, text=text, past=past, log_probs=log_probs)
+
+
+@contextmanager
+def last_mlp_for_last_row(model: Any) -> Iterator[None]:
+    """While active, the last decoder layer's MLP computes its last row only.
+
+    A prefix pass needs every layer's keys and values for all positions (the branches attend to them), but
+    the last layer's output only at the last position (its logits). The MLP after the last attention is about
+    70 % of that layer's weights, so skipping it for the other positions saves ~1/num_layers of a prefill.
+    The other rows of the MLP's output are the last row broadcast (a view, no compute): wrong values that
+    nothing reads, since logits are kept for the last position only. Models without a ``mlp`` module on their
+    last layer run unchanged. The hooks are removed on exit, whatever happens.
+    """
+    try:
+        mlp = getattr(architectures.decoder_layers(model)[-1], "mlp", None)
+    except PosragError:
+        mlp = None
+    if not isinstance(mlp, torch.nn.Module):
+        yield
+        return
+    rows: list[int] = []
+
+    def take_last_row(_module: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:
+        hidden = args[0]
+        rows.append(hidden.shape[-2])
+        return (hidden[..., -1:, :], *args[1:])
+
+    def broadcast_back(_module: Any, _args: tuple[Any, ...], output: torch.Tensor) -> torch.Tensor:
+        return output.expand(*output.shape[:-2], rows.pop(), output.shape[-1])
+
+    pre = mlp.register_forward_pre_hook(take_last_row)
+    try:
+        post = mlp.register_forward_hook(broadcast_back)
+        try:
+            yield
+        finally:
+            post.remove()
+    finally:
+        pre.remove()
 
 
 def _cache_tensors(model: Any, cache: Any, layer_types: Sequence[str]) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
@@ -174,4 +222,13 @@ def chunked(gaps: Sequence[Number], chunk_size: int) -> list[Sequence[Number]]:
     return [gaps[i : i + size] for i in range(0, len(gaps), size)]
 
 
-__all__ = ["Prompt", "PromptState", "branch_masks", "branch_step", "chunked", "new_cache", "run_prefix"]
+__all__ = [
+    "Prompt",
+    "PromptState",
+    "branch_masks",
+    "branch_step",
+    "chunked",
+    "last_mlp_for_last_row",
+    "new_cache",
+    "run_prefix",
+]

@@ -42,8 +42,10 @@ def summarize(
             base_lp = log_probs[0].clone()
             baseline_token = int(base_lp.argmax())
         probs = log_probs.exp()
-        # Few passes over the (chunk, vocab) block: KL(P || P0) = -H(P) - P . log P0, a matrix-vector product.
-        entropy = torch.special.entr(probs).sum(-1)
+        # Few passes over the (chunk, vocab) block, none with a logarithm: H(P) = -P . log P, a row-wise dot
+        # product with the log-probs already at hand; KL(P || P0) = -H(P) - P . log P0, a matrix-vector product.
+        # (A -inf log-prob has probability 0 and adds nothing; the clamp keeps 0 x -inf from making NaN.)
+        entropy = -torch.linalg.vecdot(probs, log_probs.clamp_min(torch.finfo(log_probs.dtype).min))
         kl = (-entropy - probs @ base_lp).clamp_min(0)
         # At most 1/threshold tokens can reach the threshold, so one top-k gives both lists.
         k = min(probs.shape[-1], max(top_k, math.floor(1 / threshold) + 1))
