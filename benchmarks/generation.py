@@ -301,6 +301,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         once(2)
     results: dict[str, list[dict[str, Any]]] = {name: [] for name in runs}
     rng = random.Random(0)
+    summary: dict[str, Any] = {}
     for repeat in range(args.repeats):
         order = list(runs)
         rng.shuffle(order)
@@ -312,6 +313,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 f"decode {figures['decode_tokens_per_s']:.1f} tok/s",
                 flush=True,
             )
+        summary = summarize(args, results, probes, threads, how, gguf, repeat + 1)
+        if args.json:  # after every repeat: an interrupted run keeps what it measured
+            Path(args.json).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    return summary
+
+
+def summarize(
+    args: argparse.Namespace,
+    results: dict[str, list[dict[str, Any]]],
+    probes: dict[str, dict[str, Any]],
+    threads: int,
+    how: str,
+    gguf: Path | None,
+    repeats_done: int,
+) -> dict[str, Any]:
+    """Medians, best figures and ratios of the repeats done so far."""
     rows = []
     for name, done in results.items():
         rows.append(
@@ -334,11 +351,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "gguf": gguf.name if gguf else None,
         "loads": list(args.load),
         "new_tokens": args.tokens,
-        "repeats": args.repeats,
+        "repeats": repeats_done,
         "threads": threads,
         "torch": torch.__version__,
         "python": platform.python_version(),
-        "llama_cpp": {"available": llama_cpp is not None, "how": how},
+        "llama_cpp": {"available": gguf is not None, "how": how},
         "output_layer": probes,
         "rows": rows,
         "ratios": ratios(results, args.load),
