@@ -106,7 +106,7 @@ class LoadedModel:
     source: str
 
 
-_LOADED: dict[tuple[str, str, str, str], LoadedModel] = {}
+_LOADED: dict[tuple[str, str, str, str, str], LoadedModel] = {}
 _LOAD_LOCK = threading.Lock()
 
 
@@ -124,6 +124,38 @@ def _resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype:
     return resolved
 
 
+#: The values of ``load_causal_lm(quantize=...)``.
+QUANTIZE_CHOICES = (None, "int8")
+
+
+def _check_quantize(quantize: Any, device: str | torch.device, dtype: torch.dtype) -> None:
+    if quantize not in QUANTIZE_CHOICES:
+        raise ConfigurationError(
+            f"quantize={quantize!r} is not supported; use quantize=None (the weights as loaded) or quantize='int8' "
+            "(int8 dynamic quantization of the linear layers, CPU)."
+        )
+    if quantize is not None and (torch.device(device).type != "cpu" or dtype != torch.float32):
+        raise ConfigurationError(
+            f"quantize={quantize!r} needs device='cpu' and dtype float32 (torch's dynamic quantization kernels), "
+            f"got device={str(device)!r} and dtype={dtype}; drop quantize, or load on the CPU in float32."
+        )
+
+
+def quantize_linear_int8(model: Any) -> Any:
+    """Quantize every ``nn.Linear`` of ``model`` in place to int8 weights with dynamic int8 activations.
+
+    torch's eager dynamic quantization (fbgemm / x86 kernels, AVX2 is enough); the modules around the linear
+    layers (decoder layers, attention, norms, embeddings) stay the same objects, so hooks on them still work.
+    A tied output layer gets its own int8 copy; the input embedding stays in float.
+    """
+    import warnings
+
+    with warnings.catch_warnings():  # torch marks the eager API deprecated in favour of torchao (not installed)
+        warnings.filterwarnings("ignore", message=r".*torch\.ao\.quantization.*deprecated", category=Warning)
+        warnings.filterwarnings("ignore", message=r".*quantize_per_tensor.*deprecated", category=Warning)
+        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
+
+
 def load_causal_lm(
     model: str | os.PathLike[str] | None = None,
     *,
@@ -133,6 +165,7 @@ def load_causal_lm(
     progress: bool = True,
     cache: bool = True,
     verify: bool = False,
+    quantize: str | None = None,
 ) -> LoadedModel:
     """Load a Hugging Face causal LM and tokenizer, in eval mode.
 
@@ -143,11 +176,16 @@ def load_causal_lm(
     The packaged model and ``.gguf`` files load from their converted copy in posrag's cache (converted on first
     use), whose files are checked against their manifest at every load (sizes); ``verify=True`` checks their
     sha256 too (a few seconds) and loads afresh if they had to be repaired.
+
+    ``quantize="int8"`` (opt-in, CPU, fp32): int8 dynamic quantization of every ``nn.Linear``, the 262k-token
+    output layer included (:func:`quantize_linear_int8`); faster decoding, slightly different numerics.
+    Steering hooks sit on the decoder layers and attention modules, which quantization leaves in place.
     """
     torch_dtype = _resolve_dtype(dtype)
+    _check_quantize(quantize, device, torch_dtype)
     name = DEFAULT_LLM if model in _DEFAULT_LLM_ALIASES else os.fspath(model)  # type: ignore[arg-type]
     # Per cache folder too: a model converted into another POSRAG_CACHE_DIR is another set of files.
-    key = (name, str(device), str(torch_dtype), str(cache_dir()))
+    key = (name, str(device), str(torch_dtype), str(cache_dir()), str(quantize))
     converted = _converted_path(name, progress=progress) if verify else None
     if converted is not None and verify_model_cache(converted, full=True):
         with _LOAD_LOCK:
@@ -161,6 +199,8 @@ def load_causal_lm(
         loaded = _load_uncached(
             name, device=device, dtype=torch_dtype, allow_download=allow_download, progress=progress
         )
+        if quantize == "int8":
+            quantize_linear_int8(loaded.model)
         if cache:
             _LOADED[key] = loaded
         return loaded
@@ -331,6 +371,7 @@ __all__ = [
     "gguf_cache_path",
     "load_causal_lm",
     "load_embedder",
+    "quantize_linear_int8",
     "smollm2_dir",
     "verify_model_cache",
 ]
