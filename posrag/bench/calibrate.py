@@ -23,7 +23,7 @@ What is measured, in this order:
    middle and last position of ``transfer_docs`` documents (does the band rule carry over?).
 
 Speed: every probe prompt's documents are prefilled once without steering and their KV cache reused for every
-setting (attention steering only changes rows from the question on, so the reuse is exact:
+setting (:mod:`posrag.prefix`; attention steering only changes rows from the question on, so the reuse is exact:
 ``SteeredGenerator.session(past_length=...)``); a setting then costs a forward pass over the question and the
 answer. Checkpointed: every measured score is appended to a JSON-lines file, and a rerun with the same model and
 settings skips what is there (``resume``).
@@ -34,7 +34,6 @@ frames) and one checkpoint; split across modules, that state would have to be pa
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import time
@@ -272,16 +271,14 @@ class Calibrator:
         if at >= 0 and probe.record.question not in self._frames:
             self._frames[probe.record.question] = output[:at]
 
-    def _prefill(self, probe: _Probe) -> Any:
-        from transformers import DynamicCache
+    def _continue(self, probe: _Probe, input_ids: torch.Tensor) -> dict[str, Any]:
+        """Inputs that continue a private copy of the probe's unsteered prefix cache (:mod:`posrag.prefix`,
+        prefilled on first use) for a sequence starting with the prompt."""
+        from posrag.prefix import prefill
 
         if probe.cache is None:
-            cache = DynamicCache(config=self.model.config)
-            ids = probe.prompt_ids[:, : probe.prefix_length]
-            with torch.inference_mode():
-                self.model(input_ids=ids, attention_mask=torch.ones_like(ids), cache=cache, logits_to_keep=1)
-            probe.cache = cache
-        return copy.deepcopy(probe.cache)
+            probe.cache = prefill(self.model, probe.prompt_ids[:, : probe.prefix_length])
+        return probe.cache.inputs_for({"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)})
 
     # ------------------------------------------------------------------------- measurements
 
@@ -295,10 +292,9 @@ class Calibrator:
         full = torch.cat([probe.prompt_ids, frame, answer[:, :-1]], dim=1)
         keep = answer.shape[1]
         past = 0 if intensity else probe.prefix_length
-        inputs: dict[str, Any] = {"input_ids": full[:, past:], "logits_to_keep": keep}
-        if past:
-            inputs["cache"] = self._prefill(probe)
-            inputs["attention_mask"] = torch.ones_like(full)
+        inputs: dict[str, Any] = {"input_ids": full, "logits_to_keep": keep}
+        if past:  # the forward pass itself takes only the tokens after the cached prefix
+            inputs = {**self._continue(probe, full), "input_ids": full[:, past:], "logits_to_keep": keep}
         steered = bias > 0 or intensity > 0
         with torch.inference_mode(), self._session(probe, bias, layers, intensity, past, steered):
             logits = self.model(**inputs).logits[0, -keep:].float()
@@ -341,7 +337,7 @@ class Calibrator:
 
     def _generate(self, probe: _Probe, bias: float, layers: tuple[int, ...] | None, key: str) -> tuple[bool, str]:
         ids = probe.prompt_ids
-        inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "cache": self._prefill(probe)}
+        inputs = self._continue(probe, ids)
         around = None
         if bias > 0:
             generator = self._generator(bias, layers)
