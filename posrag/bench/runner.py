@@ -1,5 +1,9 @@
 """The "Lost in the Middle" runner: :class:`LitmBenchmark` generates every trial and summarizes them.
 
+This module is longer than 400 lines because one loop owns the per-position state that makes a run cheap
+(identical trials generated once, shared prompt prefixes continued instead of recomputed); split apart, that
+state would be passed between modules.
+
 What it runs and why is described in :mod:`posrag.bench.litm`; the configuration is in
 :mod:`posrag.bench.conditions`, the result types in :mod:`posrag.bench.results`.
 """
