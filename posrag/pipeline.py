@@ -97,11 +97,7 @@ class RAGPipeline:
         if self.steering is None:
             answer = generate_text(self.llm.model, self.llm.tokenizer, prompt.text, self.generation)
         else:
-            from posrag.steering import SteeredGenerator
-
-            steered = SteeredGenerator(self.llm.model, self.llm.tokenizer, self.steering).generate(
-                prompt.text, steering_targets(prompt), self.generation
-            )
+            steered = self._steered_generator().generate(prompt.text, steering_targets(prompt), self.generation)
             answer = steered.text
             steering_trace = tuple(entry.to_dict() for entry in steered.trace)
         timings["generate_s"] = time.perf_counter() - started
@@ -125,10 +121,14 @@ class RAGPipeline:
         if self.steering is None:
             yield from stream_text(self.llm.model, self.llm.tokenizer, prompt.text, self.generation)
             return
+        yield from self._steered_generator().stream(prompt.text, steering_targets(prompt), self.generation)
+
+    def _steered_generator(self) -> Any:
+        """A generator for this pipeline's steering, resolved against the model's calibration by its name."""
         from posrag.steering import SteeredGenerator
 
-        generator = SteeredGenerator(self.llm.model, self.llm.tokenizer, self.steering)
-        yield from generator.stream(prompt.text, steering_targets(prompt), self.generation)
+        name = getattr(self.llm, "name", None)
+        return SteeredGenerator(self.llm.model, self.llm.tokenizer, self.steering, model_name=name)
 
 
 def _check_constructor_args(

@@ -105,3 +105,23 @@ def test_index_and_llm_are_validated_up_front(tiny_llama):
         RAGPipeline(DOCS, llm)  # type: ignore[arg-type]
     with pytest.raises(ConfigurationError, match=r"llm=str has no .model and .tokenizer"):
         RAGPipeline(ListIndex(DOCS), "gemma")  # type: ignore[arg-type]
+
+
+def test_steering_follows_the_calibration_of_the_pipelines_model(tiny_llama, tmp_path, monkeypatch):
+    """The pipeline names its model to the steering generator, so a calibration saved for that name applies
+    (the loaded model's own config only knows the folder it was read from)."""
+    from posrag.calibration import SteeringCalibration
+    from posrag.models import LoadedModel
+    from posrag.profiles import BiasProfile, save_profile
+    from posrag.steering import SteeringConfig
+
+    monkeypatch.setenv("POSRAG_CACHE_DIR", str(tmp_path))
+    bands = {"first": 0.0, "early": 7.0, "middle": 7.0, "late": 7.0, "last": 7.0}
+    curve = BiasProfile.measured("pipeline-model", [1, 2, 3], 3, [0.9, 0.2, 0.6])
+    save_profile(BiasProfile(**{**curve.__dict__, "steering": SteeringCalibration(band_bias=bands)}))
+    llm = LoadedModel(tiny_llama.model, tiny_llama.tokenizer, "pipeline-model", "in-process")
+    steered = RAGPipeline(
+        ListIndex(DOCS), llm, k=3, generation=GenerationConfig(max_new_tokens=3), steering=SteeringConfig(top_k=None)
+    )
+    trace = steered.run("What is the capital of France?").steering
+    assert [t["attention_bias"] for t in trace] == [0.0, 7.0, 7.0]  # first document: its band is not steered
