@@ -169,23 +169,16 @@ def check_context_window(model: Any, prompt_tokens: int, config: GenerationConfi
 
 
 def _stopping_criteria(tokenizer: Any, prompt_length: int, config: GenerationConfig, extra: Sequence[Any] = ()):
-    from transformers import StoppingCriteria, StoppingCriteriaList
-
-    class _StopStrings(StoppingCriteria):
-        """Stop once any stop string appears in the decoded completion."""
-
-        def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.BoolTensor:
-            text = tokenizer.decode(input_ids[0, prompt_length:], skip_special_tokens=True)
-            hit = config.apply_stop(text)[1]
-            return torch.full((input_ids.shape[0],), hit, dtype=torch.bool, device=input_ids.device)  # type: ignore[return-value]
+    from transformers import StoppingCriteriaList
 
     criteria = list(extra)
-    if any(config.stop):
-        criteria.append(_StopStrings())
+    if any(config.stop):  # stop once any stop string appears in the decoded completion
+        criteria.append(_until(tokenizer, prompt_length, lambda text: config.apply_stop(text)[1]))
     return StoppingCriteriaList(criteria)
 
 
 def _until(tokenizer: Any, prompt_length: int, until: Callable[[str], bool]) -> Any:
+    """A ``StoppingCriteria`` that stops once ``until`` holds for the decoded completion so far."""
     from transformers import StoppingCriteria
 
     class _Until(StoppingCriteria):

@@ -340,16 +340,9 @@ class Calibrator:
         inputs = self._continue(probe, ids)
         around = None
         if bias > 0:
-            generator = self._generator(bias, layers)
 
             def around() -> Any:
-                return generator.session(
-                    probe.text,
-                    probe.targets,
-                    steer_from=probe.steer_from,
-                    add_special_tokens=probe.add_special_tokens,
-                    past_length=probe.prefix_length,
-                )
+                return self._session(probe, bias, layers, 0.0, probe.prefix_length, True)
 
         answers = probe.record.answers
         # Stopping once the answer is in the first line changes no verdict (later tokens cannot remove it).
@@ -497,7 +490,7 @@ class Calibrator:
             for probe in items:
                 plain += self.score(probe, 0.0)
                 tick("transfer")
-                with_bias += self.score(probe, bias, layers) if bias else self.score(probe, 0.0)
+                with_bias += self.score(probe, bias, layers if bias else None)
                 tick("transfer")
                 probe.cache = None
             out[str(position)] = {
