@@ -11,6 +11,9 @@ atomic). :func:`load_profile` looks there first, then at the profiles shipped wi
 (``posrag/data/profiles/<model-slug>.json``: the packaged Gemma 3 270M's measured profile), so ``"auto"``
 works on a fresh machine and a user's own measurement wins over the shipped one.
 
+This module is a little longer than 400 lines because the profile type, its storage and its resolution are one
+concept read together (a profile's JSON form, where it is stored and what ``position_bias`` means).
+
 :func:`resolve` is the one reading of a ``position_bias`` value: a preset name stays a name, anything else
 (``"auto"``, a profile, a dict, a JSON path) becomes a :class:`BiasProfile`. What a name or a profile means
 for steering (curve, reorder strategy) is :func:`posrag.steering.config.bias_preset`.
@@ -177,14 +180,18 @@ class BiasProfile:
         """Where ``long_context`` should put the best document: the end this model reads better."""
         return recommend_ordering(self.relative_positions, self.accuracy, self._tolerance(tolerance))[1]
 
-    classification = property(lambda self: self.shape())
+    @property
+    def classification(self) -> BiasClass:
+        return self.shape()
 
     @property
     def recommended_strategy(self) -> str:
         """The reorder strategy for this shape (recency → recency, u_curve → long_context, flat → none)."""
         return RECOMMENDED_STRATEGY[self.classification]
 
-    recommended_best_at = property(lambda self: self.best_at())
+    @property
+    def recommended_best_at(self) -> str:
+        return self.best_at()
 
     def points(self) -> list[tuple[float, float]]:
         return list(zip(self.relative_positions, self.accuracy, strict=True))
@@ -193,7 +200,8 @@ class BiasProfile:
         """This profile (kept from when steering and the benchmark had two profile types)."""
         return self
 
-    _tolerance = lambda self, tolerance: self.tolerance if tolerance is None else tolerance  # noqa: E731
+    def _tolerance(self, tolerance: float | None) -> float:
+        return self.tolerance if tolerance is None else tolerance
 
     # -- JSON
 
