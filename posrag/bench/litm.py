@@ -40,6 +40,7 @@ calls) and keeps every old import path.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -82,13 +83,17 @@ def run_litm(
     keep_records: bool = False,
     command: str | None = None,
     shard: Shard | None = None,
+    on_trial: Callable[[TrialRecord], None] | None = None,
+    quantize: str | None = None,
 ) -> LitmResult:
     """Load the records (``data``, default: the shipped synthetic set) and the model, and run ``config``.
 
     ``limit``: only the first N questions (missing distractors are still drawn from the whole file). The
     result's ``data`` records the file, its SHA-256, the limit and ``command``; its ``timing`` adds
     ``total_s_with_model_load``. ``shard``: run only that shard of the (limited) records
-    (:mod:`posrag.bench.shards`; its trial records are kept for :func:`merge_results`).
+    (:mod:`posrag.bench.shards`; its trial records are kept for :func:`merge_results`). ``on_trial``: called
+    with every trial as it is recorded. ``quantize``: passed to
+    :func:`~posrag.models.load_causal_lm` (``"int8"``: dynamic int8 linear layers) and recorded in the settings.
     """
     from posrag.bench.data import load_records, packaged_dataset
     from posrag.models import load_causal_lm
@@ -97,7 +102,7 @@ def run_litm(
     everything = load_records(path)
     records = everything[:limit] if limit else everything
     started = time.perf_counter()
-    lm = load_causal_lm(model, progress=progress)
+    lm = load_causal_lm(model, progress=progress, quantize=quantize)
     bench = LitmBenchmark(lm.model, lm.tokenizer, config, model_name=lm.name)
     result = bench.run(
         records,
@@ -105,9 +110,14 @@ def run_litm(
         keep_records=keep_records,
         pool=[doc for record in everything for doc in record.documents],
         shard=shard,
+        on_trial=on_trial,
         data_info={"path": str(path), "sha256": sha256_file(path), "limit": limit, "command": command},
     )
-    return replace(result, timing={**result.timing, "total_s_with_model_load": time.perf_counter() - started})
+    return replace(
+        result,
+        settings={**result.settings, "quantize": quantize},
+        timing={**result.timing, "total_s_with_model_load": time.perf_counter() - started},
+    )
 
 
 __all__ = [

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from posrag.errors import PosragError
+from posrag.errors import ConfigurationError, PosragError
 
 bench_app = typer.Typer(
     name="bench",
@@ -117,6 +117,23 @@ def litm(
             "`posrag bench merge`. The JSON keeps its trial records."
         ),
     ] = None,
+    quantize: Annotated[
+        str | None,
+        typer.Option(help="'int8': dynamic int8 linear layers (CPU; faster, slightly different numerics)."),
+    ] = None,
+    jobs: Annotated[
+        int,
+        typer.Option(
+            help="Run as N local worker processes (shards of the questions, merged into one result with the "
+            "same statistics); each loads its own copy of the model. On a small CPU, --jobs <cores> with one "
+            "thread each is faster than one process (decoding gains little from a second thread).",
+            min=1,
+        ),
+    ] = 1,
+    threads: Annotated[
+        int | None,
+        typer.Option(help="torch threads per process (default: torch's choice; with --jobs, the cores / N).", min=1),
+    ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Accuracy by gold-document position for every ordering and steering condition, with 95% intervals.
@@ -145,16 +162,41 @@ def litm(
             reuse_prefix=reuse_prefix,
         )
         command = "posrag " + shlex.join(sys.argv[1:]) if sys.argv[1:] else None
-        result = run_litm(
-            config,
-            data=data,
-            model=model,
-            limit=limit,
-            progress=progress,
-            keep_records=records is not None,
-            command=command,
-            shard=part,
-        )
+        if jobs > 1:
+            if part is not None:
+                raise ConfigurationError(
+                    f"--jobs {jobs} splits the run into shards itself; drop --shard {shard} (or run that shard "
+                    "with --jobs 1)."
+                )
+            from posrag.bench.parallel import run_litm_parallel
+
+            result = run_litm_parallel(
+                config,
+                jobs=jobs,
+                threads=threads,
+                data=data,
+                model=model,
+                limit=limit,
+                progress=progress,
+                command=command,
+                quantize=quantize,
+            )
+        else:
+            if threads is not None:
+                import torch
+
+                torch.set_num_threads(threads)
+            result = run_litm(
+                config,
+                data=data,
+                model=model,
+                limit=limit,
+                progress=progress,
+                keep_records=records is not None,
+                command=command,
+                shard=part,
+                quantize=quantize,
+            )
         typer.echo(result.table())
         write_outputs(result, json_path=json_out, table_path=table, plot_path=plot, records_path=records)
         if part is not None and json_out is None:
