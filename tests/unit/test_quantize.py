@@ -1,4 +1,4 @@
-"""load_causal_lm(quantize="int8"): clear errors for what is not supported, and steering still works on it."""
+"""load_causal_lm(quantize=...): clear errors for what is not supported, and steering still works on it."""
 
 from __future__ import annotations
 
@@ -98,3 +98,40 @@ def test_load_causal_lm_quantizes_a_local_model_and_caches_it_apart(tmp_path: Pa
     assert _linear_kinds(quantized.model)[0] == 0 and _linear_kinds(plain.model)[1] == 0
     assert models.load_causal_lm(tmp_path, quantize="int8") is quantized
     assert generate_text(quantized.model, quantized.tokenizer, PROMPT, GEN)  # it generates
+
+
+def test_int8_output_quantizes_the_output_layer_alone_per_channel(tmp_path: Path) -> None:
+    tiny = tiny_model("gemma3", num_layers=2, sliding_window=64)  # tied output layer
+    inputs = tiny.tokenizer(PROMPT, return_tensors="pt")
+    with torch.inference_mode():
+        before = tiny.model(**inputs).logits
+    embedding = tiny.model.get_input_embeddings().weight.detach().clone()
+
+    models.quantize_output_int8(tiny.model)
+    float_linear, quantized = _linear_kinds(tiny.model)
+    assert float_linear == 2 * 7 and quantized == 1
+    head = tiny.model.get_output_embeddings()
+    assert isinstance(head, DynamicQuantizedLinear)
+    assert head.weight().qscheme() == torch.per_channel_affine  # one scale per vocabulary row
+    assert torch.equal(tiny.model.get_input_embeddings().weight, embedding)  # the input embedding stays float
+    with torch.inference_mode():
+        after = tiny.model(**inputs).logits
+    assert not torch.equal(after, before)
+    assert torch.allclose(after, before, atol=0.05 * float(before.abs().max()))
+
+    tiny = tiny_model("llama")
+    tiny.model.save_pretrained(tmp_path)
+    tiny.tokenizer.save_pretrained(tmp_path)
+    loaded = models.load_causal_lm(tmp_path, quantize="int8-output")
+    assert _linear_kinds(loaded.model) == (2 * 7, 1)
+    assert loaded is not models.load_causal_lm(tmp_path, quantize="int8")
+    assert generate_text(loaded.model, loaded.tokenizer, PROMPT, GEN)
+
+
+def test_int8_output_needs_a_linear_output_layer() -> None:
+    class NoHead(torch.nn.Module):
+        def get_output_embeddings(self) -> None:
+            return None
+
+    with pytest.raises(ConfigurationError, match=r"no nn\.Linear output layer.*quantize=None"):
+        models.quantize_output_int8(NoHead())
