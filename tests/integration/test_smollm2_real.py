@@ -59,3 +59,19 @@ def test_smollm2_answers_through_its_chat_template(smollm2):
     )
     assert answer.strip() and "<|im_" not in answer
     assert "Brisk" in answer, answer
+
+
+def test_the_model_object_alone_finds_its_shipped_calibration(smollm2, real_lm, recwarn):
+    """SteeredGenerator(lm.model, lm.tokenizer), no model name: the packaged Gemma 3 270M and the SmolLM2 GGUF
+    are found by the name they were loaded by, not by the folder of their converted copy."""
+    from posrag.profiles import load_profile
+    from posrag.steering import SteeredGenerator
+
+    _, loaded = smollm2
+    for lm in (real_lm, loaded):
+        shipped = load_profile(lm.name).steering
+        assert shipped is not None
+        config = SteeredGenerator(lm.model, lm.tokenizer).config
+        assert config.attention_bias == shipped.attention_bias  # Gemma 5, SmolLM2 8; the uncalibrated preset is 2
+        assert config.attention_layers == (shipped.attention_layers or "all")
+    assert not [w for w in recwarn if "no steering calibration" in str(w.message)]
