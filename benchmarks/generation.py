@@ -1,9 +1,10 @@
 """Generation speed side by side: posrag's LLM (plain, attention-steered, activation-steered) and llama.cpp.
 
-The packaged Gemma 3 270M on both sides: posrag loads its converted copy (fp32, or ``--load int8`` for
-``load_causal_lm(quantize="int8")``), llama.cpp (through ``llama-cpp-python``) the very same GGUF file
-(Q4_K_M), assembled from the package. Same prompt (a RAG prompt of about ``--prompt-tokens`` tokens built with
-:func:`posrag.prompts.build_prompt` from the shipped synthetic set), same thread count, greedy decoding of
+The packaged Gemma 3 270M on both sides: posrag loads its converted copy (fp32, ``--load int8`` for
+``load_causal_lm(quantize="int8")``, ``--load int8-output`` for ``quantize="int8-output"``), llama.cpp
+(through ``llama-cpp-python``) the very same GGUF file (Q4_K_M), assembled from the package. Same prompt (a RAG
+prompt of about ``--prompt-tokens`` tokens built with :func:`posrag.prompts.build_prompt` from the shipped
+synthetic set), same thread count, greedy decoding of
 exactly ``--tokens`` new tokens. Each repeat runs every (loading, engine) pair once in a shuffled order, so
 machine noise hits all alike; the figures are medians over repeats, the ratios per-repeat ratios' medians.
 
@@ -18,7 +19,7 @@ The same figures in CPU time of the process (all its threads) come too: on cores
 (``nice``), wall-clock also counts the time a run waited for the cores, CPU time only what it spent.
 
     python benchmarks/generation.py --repeats 3                   # fp32 posrag vs llama.cpp
-    python benchmarks/generation.py --repeats 3 --load fp32 int8  # and posrag with int8 linear layers
+    python benchmarks/generation.py --repeats 3 --load fp32 int8-output int8  # and posrag with int8 layers
     python benchmarks/generation.py --json docs/generation.json   # also write the figures
 
 llama.cpp comes from the PyPI source release of ``llama-cpp-python``, built once into posrag's cache
@@ -62,7 +63,7 @@ from posrag.steering import SteeredGenerator, SteeringConfig
 
 POSRAG_ENGINES = ("plain", "attention", "activation")
 LLAMA_CPP = "llama.cpp"
-LOADS = {"fp32": None, "int8": "int8"}
+LOADS = {"fp32": None, "int8": "int8", "int8-output": "int8-output"}
 LLAMA_CPP_PACKAGE = "llama-cpp-python"
 FIGURES = (
     "ttft_s",
@@ -274,7 +275,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     probes = {}
     for load, lm in loaded.items():
         generators = {
-            name: SteeredGenerator(lm.model, lm.tokenizer, SteeringConfig(mechanism=name))  # type: ignore[arg-type]
+            name: SteeredGenerator(lm.model, lm.tokenizer, SteeringConfig(mechanism=name), model_name=lm.name)  # type: ignore[arg-type]
             for name in POSRAG_ENGINES[1:]
         }
         for engine in POSRAG_ENGINES:
