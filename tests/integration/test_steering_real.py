@@ -126,8 +126,11 @@ def _synthetic(seed: int, n_docs: int = 20, position: int = 15) -> tuple[str, St
 
 
 def test_attention_steering_lifts_lost_in_the_middle_accuracy(real_lm: Any) -> None:
-    """Oracle regime, gold document at position 15 of 20 (the benchmark engineer's call pattern)."""
-    generation = GenerationConfig(max_new_tokens=8)
+    """Oracle regime, gold document at position 15 of 20 (the benchmark engineer's call pattern).
+
+    24 tokens: steered with the shipped calibration the model tends to restate the sentence ("Person 4617-14 was
+    born in Quito."), whose digit-by-digit name alone takes ~10 tokens (8 cut every such answer short)."""
+    generation = GenerationConfig(max_new_tokens=24)
     generator = SteeredGenerator(real_lm.model, real_lm.tokenizer, SteeringConfig(mechanism="attention"))
     base_hits = steered_hits = 0
     for seed in range(10):
