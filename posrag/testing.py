@@ -7,8 +7,10 @@ the same way (as ``transformers.testing_utils`` is).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import Literal
 
 import torch
@@ -72,6 +74,13 @@ class TinyModel:
     model: PreTrainedModel
     tokenizer: PreTrainedTokenizerFast
     arch: str
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the model and its tokenizer to ``path`` (a model directory, loadable by path); return it."""
+        path = Path(path)
+        self.model.save_pretrained(path)
+        self.tokenizer.save_pretrained(path)
+        return path
 
 
 def tiny_config(arch: TinyArch, *, num_layers: int = 2, vocab_size: int = 320, sliding_window: int = 8):

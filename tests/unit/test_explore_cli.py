@@ -18,8 +18,7 @@ PROMPT = "Once upon a time"
 def model_dir(tmp_path_factory):
     tiny = tiny_model("gemma3")
     path = tmp_path_factory.mktemp("tiny-gemma3")
-    tiny.model.save_pretrained(path)
-    tiny.tokenizer.save_pretrained(path)
+    tiny.save(path)
     return str(path)
 
 

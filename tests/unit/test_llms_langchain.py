@@ -222,8 +222,7 @@ def test_chat_model_without_documents_is_the_templated_plain_output() -> None:
 def tiny_dir() -> str:
     """TINY saved as a model directory: a model given by path, as a serialized LLM records it."""
     path = Path(tempfile.mkdtemp(prefix="posrag-tiny-llama-"))
-    TINY.model.save_pretrained(path)
-    TINY.tokenizer.save_pretrained(path)
+    TINY.save(path)
     return str(path)
 
 

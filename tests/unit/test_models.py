@@ -26,8 +26,7 @@ def _write_tiny(out_dir: Path) -> None:
     from posrag.testing import tiny_model
 
     tm = tiny_model("llama")
-    tm.model.save_pretrained(out_dir)
-    tm.tokenizer.save_pretrained(out_dir)
+    tm.save(out_dir)
     (out_dir / model_cache._COMPLETE_MARKER).write_text("{}")
 
 
@@ -185,8 +184,7 @@ def _write_tiny_weights(out_dir: Path) -> None:
     from posrag.testing import tiny_model
 
     tm = tiny_model("llama")
-    tm.model.save_pretrained(out_dir)
-    tm.tokenizer.save_pretrained(out_dir)
+    tm.save(out_dir)
     (out_dir / model_cache._COMPLETE_MARKER).write_text('{"source": "test"}')
 
 

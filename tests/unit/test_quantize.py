@@ -88,8 +88,7 @@ def test_steering_runs_on_a_quantized_model_and_removes_its_hooks(mechanism: str
 
 def test_load_causal_lm_quantizes_a_local_model_and_caches_it_apart(tmp_path: Path) -> None:
     tiny = tiny_model("llama")
-    tiny.model.save_pretrained(tmp_path)
-    tiny.tokenizer.save_pretrained(tmp_path)
+    tiny.save(tmp_path)
 
     quantized = models.load_causal_lm(tmp_path, quantize="int8")
     plain = models.load_causal_lm(tmp_path)
@@ -120,8 +119,7 @@ def test_int8_output_quantizes_the_output_layer_alone_per_channel(tmp_path: Path
     assert torch.allclose(after, before, atol=0.05 * float(before.abs().max()))
 
     tiny = tiny_model("llama")
-    tiny.model.save_pretrained(tmp_path)
-    tiny.tokenizer.save_pretrained(tmp_path)
+    tiny.save(tmp_path)
     loaded = models.load_causal_lm(tmp_path, quantize="int8-output")
     assert _linear_kinds(loaded.model) == (2 * 7, 1)
     assert loaded is not models.load_causal_lm(tmp_path, quantize="int8")

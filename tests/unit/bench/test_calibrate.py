@@ -113,8 +113,7 @@ def test_the_cli_saves_a_profile_that_steering_then_follows(
 ) -> None:
     monkeypatch.setenv("POSRAG_CACHE_DIR", str(tmp_path / "cache"))
     model_dir = tmp_path / "tiny-gemma3"
-    tiny.model.save_pretrained(model_dir)
-    tiny.tokenizer.save_pretrained(model_dir)
+    tiny.save(model_dir)
     args = ["calibrate", "--model", str(model_dir), "--budget", "1", "--docs", "5", "--biases", "2,6"]
     result = CliRunner().invoke(app, [*args, "--transfer-docs", "", "--no-progress", "--json"])
     assert result.exit_code == 0, result.output

@@ -14,17 +14,6 @@ from posrag.cli.main import app
 runner = CliRunner()
 
 
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    from posrag.testing import tiny_model
-
-    tiny = tiny_model("llama")
-    path = tmp_path_factory.mktemp("tiny-llama")
-    tiny.model.save_pretrained(path)
-    tiny.tokenizer.save_pretrained(path)
-    return path
-
-
 def test_make_synthetic_is_seeded(tmp_path):
     for name in ("a.jsonl", "b.jsonl.gz"):
         out = runner.invoke(app, ["bench", "make-synthetic", str(tmp_path / name), "--questions", "5", "--docs", "6"])

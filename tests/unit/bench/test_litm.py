@@ -407,8 +407,7 @@ def test_run_litm_records_the_file_its_digest_and_the_model_load(tmp_path):
 
     tiny = tiny_model("llama")
     model_dir = tmp_path / "tiny"
-    tiny.model.save_pretrained(model_dir)
-    tiny.tokenizer.save_pretrained(model_dir)
+    tiny.save(model_dir)
     data = write_jsonl(make_synthetic_records(3, 3, seed=1), tmp_path / "d.jsonl")
     config = LitmConfig(positions=(1, 3), conditions=("baseline",), regimes=("oracle",), generation=GEN)
     out = run_litm(config, data=data, model=str(model_dir), limit=2, progress=False, command="posrag bench litm")

@@ -16,17 +16,6 @@ runner = CliRunner()
 COSTS = {"latency_s", "peak_memory_mb", "memory_delta_mb"}
 
 
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    from posrag.testing import tiny_model
-
-    tiny = tiny_model("llama")
-    path = tmp_path_factory.mktemp("tiny-llama")
-    tiny.model.save_pretrained(path)
-    tiny.tokenizer.save_pretrained(path)
-    return path
-
-
 def _args(data, tiny_dir, out, *extra):
     return [
         "bench", "litm", "--data", str(data), "--model", str(tiny_dir), "--positions", "1,3",
