@@ -100,7 +100,8 @@ def run_litm_parallel(
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ConfigurationError(f"threads must be a positive integer (torch threads per job), got {threads!r}.")
     path = Path(data) if data is not None else Path(packaged_dataset())
-    questions = len(load_records(path)[:limit] if limit else load_records(path))
+    records = load_records(path)
+    questions = len(records[:limit] if limit else records)
     if jobs > questions:
         raise ConfigurationError(
             f"--jobs {jobs} is more worker processes than questions ({questions}); use at most {questions}."
