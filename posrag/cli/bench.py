@@ -142,7 +142,10 @@ def litm(
     order); each condition answers greedily; a table goes to stdout, the full result to --json, the figure to
     --plot. Identical prompts and steering plans are generated once and reused.
     """
-    from posrag.bench.litm import Shard, config_from_options, run_litm, write_outputs
+    from posrag.bench.conditions import config_from_options
+    from posrag.bench.report import format_tables, write_outputs
+    from posrag.bench.runner import run_litm
+    from posrag.bench.shards import Shard
 
     try:
         part = Shard.parse(shard) if shard is not None else None
@@ -197,7 +200,7 @@ def litm(
                 shard=part,
                 quantize=quantize,
             )
-        typer.echo(result.table())
+        typer.echo(format_tables(result))
         write_outputs(result, json_path=json_out, table_path=table, plot_path=plot, records_path=records)
         if part is not None and json_out is None:
             typer.echo("Note: a shard is merged from its --json file; none was written.", err=True)
@@ -226,11 +229,12 @@ def merge(
 
     Refuses shards of different runs (model, data, settings) and duplicate or missing shards.
     """
-    from posrag.bench.litm import merge_results, read_result, write_outputs
+    from posrag.bench.report import format_tables, write_outputs
+    from posrag.bench.shards import merge_results, read_result
 
     try:
         result = merge_results([read_result(path) for path in shards], labels=[str(path) for path in shards])
-        typer.echo(result.table())
+        typer.echo(format_tables(result))
         write_outputs(result, json_path=out, table_path=table, plot_path=plot, records_path=records)
     except PosragError as exc:
         raise _fail(exc) from None

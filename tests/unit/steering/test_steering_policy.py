@@ -272,10 +272,9 @@ def test_profile_from_json_file_and_positions(tmp_path) -> None:
 
 
 def test_one_profile_type_for_steering_and_the_benchmark() -> None:
-    from posrag.bench.profile import BiasProfile
-    from posrag.profiles import BiasProfile as CoreProfile
+    from posrag.profiles import BiasProfile
 
-    assert PositionBiasProfile is BiasProfile is CoreProfile
+    assert PositionBiasProfile is BiasProfile
     measured = BiasProfile.measured("gemma3-270m", (1, 10, 19), 19, (1.0, 0.3, 0.95))
     preset = resolve_position_bias(measured)
     assert preset.name == "measured" and preset.reorder_strategy == "long_context"
