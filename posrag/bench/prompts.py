@@ -113,9 +113,13 @@ def choose_prompt(
     applied = False
     for name in names:
         run_config = replace(
-            base, prompt=name, template=PROMPTS["litm"].template, positions=(1,), conditions=("baseline", "gold-alone")
+            base,
+            prompt=name,
+            template=PROMPTS["litm"].template,  # the candidate sets its own
+            positions=(1,),
+            conditions=("baseline", "gold-alone"),
+            regimes=("oracle",),
         )
-        run_config = replace(run_config, regimes=("oracle",))
         bench = LitmBenchmark(model, tokenizer, run_config, model_name=model_name, embedder=embedder)
         applied = bench.chat_template
         result = bench.run(records, progress=progress)

@@ -134,6 +134,29 @@ def litm(
         int | None,
         typer.Option(help="torch threads per process (default: torch's choice; with --jobs, the cores / N).", min=1),
     ] = None,
+    prompt: Annotated[
+        str,
+        typer.Option(
+            help="How the benchmark asks: litm (the paper's prompt, default), litm-reply-cue, instruction-last, "
+            "instruction-last-reply-cue (for chat-templated models that continue the document list; "
+            "`posrag bench choose-prompt` picks one on calibration questions)."
+        ),
+    ] = "litm",
+    executor: Annotated[
+        str,
+        typer.Option(
+            help="local (one process, or --jobs N local processes) or ray (--jobs N Ray actors, one model load "
+            "each; needs pip install 'posrag[ray]')."
+        ),
+    ] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option(help="--executor ray: an existing Ray cluster ('auto', 'ray://head:10001'); default: local Ray."),
+    ] = None,
+    shards: Annotated[
+        int | None,
+        typer.Option(help="--executor ray: split into this many shards (default: --jobs); more balance better.", min=1),
+    ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Accuracy by gold-document position for every ordering and steering condition, with 95% intervals.
@@ -163,9 +186,32 @@ def litm(
             chat_template=chat_template,
             measure_memory=memory,
             reuse_prefix=reuse_prefix,
+            prompt=prompt,
         )
         command = "posrag " + shlex.join(sys.argv[1:]) if sys.argv[1:] else None
-        if jobs > 1:
+        if executor not in ("local", "ray"):
+            raise ConfigurationError(f"--executor {executor!r} must be 'local' or 'ray'.")
+        if executor == "local" and (address is not None or shards is not None):
+            raise ConfigurationError("--address and --shards go with --executor ray; add it, or drop them.")
+        if executor == "ray":
+            if part is not None:
+                raise ConfigurationError(f"--executor ray splits the run into shards itself; drop --shard {shard}.")
+            from posrag.bench.ray_runner import run_litm_ray
+
+            result = run_litm_ray(
+                config,
+                workers=jobs,
+                shards=shards,
+                address=address,
+                threads=threads or 1,
+                data=data,
+                model=model,
+                limit=limit,
+                progress=progress,
+                command=command,
+                quantize=quantize,
+            )
+        elif jobs > 1:
             if part is not None:
                 raise ConfigurationError(
                     f"--jobs {jobs} splits the run into shards itself; drop --shard {shard} (or run that shard "
@@ -241,6 +287,62 @@ def merge(
     typer.echo(
         f"\nMerged {len(shards)} shards: {result.data['questions']} questions, {len(result.records)} trials.", err=True
     )
+
+
+@bench_app.command("choose-prompt")
+def choose_prompt_command(
+    data: Annotated[
+        Path,
+        typer.Option(
+            help="Calibration questions (records marked split=evaluation are refused), e.g. "
+            "docs/data/nq-mined-calibration-20.jsonl.gz."
+        ),
+    ],
+    model: Annotated[str | None, typer.Option(help="LLM: default packaged Gemma 3 270M, or a local path.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Use only the first N questions.", min=1)] = None,
+    candidates: Annotated[str, typer.Option(help="Comma-separated prompts to try, or 'all'.")] = "all",
+    chat_template: Annotated[str, typer.Option(help="on, auto or off, as for `posrag bench litm`.")] = "auto",
+    max_new_tokens: Annotated[int, typer.Option(help="Greedy tokens per answer.", min=1)] = 20,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write every candidate's scores here.")] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Pick the prompt under which a model answers when the gold document is alone, on calibration questions.
+
+    Each candidate runs gold-alone (and the baseline at position 1); the best gold-alone accuracy among those
+    with at most 20% format failures wins. Pass the winner to `posrag bench litm --prompt`.
+    """
+    import json
+
+    from posrag.bench.conditions import config_from_options
+    from posrag.bench.prompts import calibration_records, choose_prompt
+    from posrag.models import load_causal_lm
+
+    try:
+        records = calibration_records(data)[:limit] if limit else calibration_records(data)
+        config = config_from_options(
+            positions="1",
+            conditions="baseline",
+            regimes="oracle",
+            chat_template=chat_template,
+            max_new_tokens=max_new_tokens,
+        )
+        lm = load_causal_lm(model, progress=progress)
+        choice = choose_prompt(
+            lm.model,
+            lm.tokenizer,
+            records,
+            candidates=None if candidates.strip() == "all" else _names(candidates),
+            config=config,
+            model_name=lm.name,
+            progress=progress,
+        )
+    except PosragError as exc:
+        raise _fail(exc) from None
+    typer.echo(choice.table())
+    typer.echo(f"\nChosen: --prompt {choice.chosen} ({choice.rule}; {choice.questions} calibration questions).")
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(choice.to_dict(), indent=2) + "\n", encoding="utf-8")
 
 
 @bench_app.command("make-synthetic")
