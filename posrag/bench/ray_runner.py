@@ -137,6 +137,12 @@ def run_litm_ray(
 
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    cpus = int(ray.cluster_resources().get("CPU", 0))
+    if address is None and workers * threads > cpus:
+        raise ConfigurationError(
+            f"{workers} workers of {threads} threads need {workers * threads} CPUs but this Ray instance has {cpus}; "
+            "use fewer --jobs or --threads, or connect to a larger cluster with --address."
+        )
     options = {"data": str(path.resolve()), "model": model, "limit": limit, "command": command, "quantize": quantize}
     total = questions * len(config.positions) * len(config.conditions) * len(config.regimes)
     started = time.perf_counter()

@@ -173,3 +173,19 @@ def test_the_framework_adapters_import_without_torch() -> None:
     assert _imported_after("import langchain_posrag") == set()
     assert _imported_after("from langchain_posrag import PositionReorder, PosragRetriever") == set()
     assert _imported_after("from llama_index.postprocessor.posrag import PositionReorder") == set()
+
+
+def _third_party_imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_only_the_benchmarks_ray_executor_imports_ray() -> None:
+    """Ray is an optional extra for scaling the benchmark out; the core (and the rest of bench/) never import it."""
+    importers = {name for name, path in MODULES.items() if "ray" in _third_party_imports(path)}
+    assert importers == {"posrag.bench.ray_runner"}
