@@ -98,6 +98,17 @@ def evaluate_targets(result: LitmResult) -> list[TargetCheck]:
                     f"{percent(control.worst.accuracy)}% @{control.worst.position}",
                 )
             )
+    alone = result.get("gold-alone", regime)
+    if alone is not None and alone.format_failures is not None:
+        checks.append(
+            TargetCheck(
+                "gold-alone: the model answers (<= 20% format failures)",
+                alone.format_failures <= 0.20 + 1e-9,
+                f"{percent(alone.format_failures)}% format failures "
+                f"({', '.join(f'{k} {v}' for k, v in sorted(alone.format_failure_kinds.items())) or 'none'}); "
+                f"gold-alone accuracy {percent(alone.mean_accuracy)}%",
+            )
+        )
     baseline = result.get("baseline", regime)
     for r in result.results:
         if r.regime != regime or r.steering is None or r.condition.startswith("control-") or baseline is None:

@@ -45,8 +45,9 @@ def litm(
         str,
         typer.Option(
             help="Comma-separated conditions or 'all': baseline, recency, graduated, sandwich, "
-            "long_context, none, steer-activation, steer-attention, hybrid, control-activation, "
-            "control-attention."
+            "long_context, none, steer-activation, steer-attention, steer-confident, steer-unscored, hybrid, "
+            "control-activation, control-attention, and the reference rows gold-alone (the gold document "
+            "alone) and closed-book (no documents)."
         ),
     ] = "all",
     regimes: Annotated[str, typer.Option(help="oracle, retrieval or both (comma-separated).")] = "oracle,retrieval",

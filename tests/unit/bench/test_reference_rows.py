@@ -177,3 +177,16 @@ def test_prompts_are_chosen_on_calibration_questions_only(tmp_path):
         calibration_records(evaluation)
     plain = write_jsonl(rows, tmp_path / "calibration.jsonl")
     assert len(calibration_records(plain)) == 2
+
+
+def test_the_gold_alone_format_failure_target_is_judged():
+    from dataclasses import replace
+
+    from posrag.bench._targets import evaluate_targets
+
+    base = _row("baseline", (8, 2, 9))
+    for share, met in ((0.2, True), (0.3, False)):
+        alone = replace(_row("gold-alone", (10, 10, 9)), format_failures=share, format_failure_kinds={"cut-off": 9})
+        result = LitmResult("m", None, {"num_docs": 20}, {"positions": [1, 10, 20]}, {}, (base, alone), {}, {})
+        (check,) = [c for c in evaluate_targets(result) if c.name.startswith("gold-alone")]
+        assert check.met is met and "cut-off 9" in check.detail
