@@ -141,3 +141,8 @@ def test_the_ray_executor_options_are_checked_before_anything_loads(monkeypatch)
     monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
     out = CliRunner().invoke(app, ["bench", "litm", "--executor", "ray", "--limit", "1"])
     assert out.exit_code == 2 and "pip install 'posrag[ray]'" in out.output
+
+
+def test_choose_prompt_refuses_evaluation_questions():
+    out = CliRunner().invoke(app, ["bench", "choose-prompt", "--data", "docs/data/nq-mined-10.jsonl.gz"])
+    assert out.exit_code == 2 and "calibration questions only" in out.output
