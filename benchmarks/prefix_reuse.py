@@ -28,8 +28,9 @@ from pathlib import Path
 
 import torch
 
+from posrag.bench.conditions import config_from_options
 from posrag.bench.data import load_records, packaged_dataset
-from posrag.bench.litm import LitmBenchmark, config_from_options
+from posrag.bench.runner import LitmBenchmark
 from posrag.models import load_causal_lm
 
 COSTS = {"latency_s", "peak_memory_mb", "memory_delta_mb"}

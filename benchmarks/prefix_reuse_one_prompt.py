@@ -15,8 +15,9 @@ import time
 
 import torch
 
+from posrag.bench.conditions import config_from_options
 from posrag.bench.data import load_records, packaged_dataset
-from posrag.bench.litm import LitmBenchmark, config_from_options
+from posrag.bench.runner import LitmBenchmark
 from posrag.generation import encode_prompt, generate_from_inputs
 from posrag.models import load_causal_lm
 from posrag.prefix import prefill

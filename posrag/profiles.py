@@ -1,7 +1,7 @@
 """Position-bias profiles: a model's accuracy by document position, stored, shipped and resolved.
 
 A :class:`BiasProfile` is the accuracy curve of a model by the relative position of the gold document
-(0 = first, 1 = last), usually measured by ``posrag profile`` (:func:`posrag.bench.profile.profile_bias`, a
+(0 = first, 1 = last), usually measured by ``posrag profile`` (:func:`posrag.bench.runner.profile_bias`, a
 short synthetic "Lost in the Middle" run: baseline only, no ordering, no steering), and its shape by
 :mod:`posrag.bias`'s rule (``flat``, ``u_curve``, ``recency``, ``primacy``) with the ordering that suits it.
 It is what ``position_bias="auto"`` (steering) and ``strategy="auto"`` (ordering) follow.

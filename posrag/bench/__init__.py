@@ -3,19 +3,22 @@
 * :mod:`~posrag.bench.data`: the paper's record format, answer scoring, moving the gold document.
 * :mod:`~posrag.bench.synthetic`: an offline, seeded data set in that format (shipped: ``litm-synthetic-20``).
 * :mod:`~posrag.bench.nq`: NQ-open with mined distractors, its calibration/evaluation split, retriever recall.
-* :mod:`~posrag.bench.litm`: the benchmark (:func:`~posrag.bench.litm.run_litm`), split into
-  :mod:`~posrag.bench.conditions` (conditions, regimes, :class:`LitmConfig`), :mod:`~posrag.bench.runner`
-  (:class:`LitmBenchmark`), :mod:`~posrag.bench.results` (result types, target checks) and
-  :mod:`~posrag.bench.report` (environment, tables, output files), :mod:`~posrag.bench.variant` (a trial's prompt
-  as the model reads it, chat template or not), :mod:`~posrag.bench.summary` (statistics from trials) and
-  :mod:`~posrag.bench.shards` (``--shard i/N``, merging shards); ``litm`` re-exports them all.
+* :mod:`~posrag.bench.conditions`: what a run measures (conditions, regimes, :class:`LitmConfig`).
+* :mod:`~posrag.bench.runner`: :class:`LitmBenchmark` runs it on a loaded model; :func:`run_litm` from a data file
+  and a model name (``posrag bench litm``); :func:`profile_bias` measures a model's position-bias profile and hands
+  back a :class:`posrag.profiles.BiasProfile` (``posrag profile``).
+* :mod:`~posrag.bench.results` (result types), :mod:`~posrag.bench.summary` (statistics from trials),
+  :mod:`~posrag.bench.paired` (paired differences to the baseline), :mod:`~posrag.bench.report` (environment,
+  tables, output files), :mod:`~posrag.bench.variant` (a trial's prompt as the model reads it).
+* :mod:`~posrag.bench.shards` (``--shard i/N``, merging shards), :mod:`~posrag.bench.parallel` (``--jobs N``).
 * :mod:`~posrag.bench.stats`, :mod:`~posrag.bench.measure`, :mod:`~posrag.bench.plot`: intervals, cost, plot.
-* :mod:`~posrag.bench.profile`: :func:`~posrag.bench.profile.profile_bias` measures a model's position-bias
-  profile and hands back a :class:`posrag.profiles.BiasProfile`. The profile type, its storage, the shipped
-  profiles and ``position_bias="auto"`` resolution live in the core (:mod:`posrag.profiles`, :mod:`posrag.bias`);
-  ``BiasProfile``, ``resolve_position_bias`` and the other old names are re-exported here.
+* :mod:`~posrag.bench.calibrate`: ``posrag calibrate``.
+
+The profile type, its storage and ``position_bias="auto"`` live in the core (:mod:`posrag.profiles`,
+:mod:`posrag.bias`).
 """
 
+from posrag.bench.conditions import CONDITIONS, REGIMES, LitmConfig
 from posrag.bench.data import (
     LitmDocument,
     LitmRecord,
@@ -25,36 +28,16 @@ from posrag.bench.data import (
     normalize_answer,
     packaged_dataset,
 )
-from posrag.bench.litm import (
-    CONDITIONS,
-    REGIMES,
-    ConditionResult,
-    LitmBenchmark,
-    LitmConfig,
-    LitmResult,
-    PositionAccuracy,
-    Shard,
-    TargetCheck,
-    TrialRecord,
-    evaluate_targets,
-    merge_results,
-)
 from posrag.bench.plot import plot_accuracy
-from posrag.bench.profile import (
-    BiasProfile,
-    classify_bias,
-    load_profile,
-    profile_bias,
-    resolve_position_bias,
-    save_profile,
-)
+from posrag.bench.results import ConditionResult, LitmResult, PositionAccuracy, TrialRecord
+from posrag.bench.runner import LitmBenchmark, profile_bias, run_litm
+from posrag.bench.shards import Shard, merge_results
 from posrag.bench.stats import wilson_interval
 from posrag.bench.synthetic import make_synthetic_records, write_jsonl
 
 __all__ = [
     "CONDITIONS",
     "REGIMES",
-    "BiasProfile",
     "ConditionResult",
     "LitmBenchmark",
     "LitmConfig",
@@ -63,13 +46,9 @@ __all__ = [
     "LitmResult",
     "PositionAccuracy",
     "Shard",
-    "TargetCheck",
     "TrialRecord",
-    "classify_bias",
-    "evaluate_targets",
     "fit_documents",
     "is_correct",
-    "load_profile",
     "load_records",
     "make_synthetic_records",
     "merge_results",
@@ -77,8 +56,7 @@ __all__ = [
     "packaged_dataset",
     "plot_accuracy",
     "profile_bias",
-    "resolve_position_bias",
-    "save_profile",
+    "run_litm",
     "wilson_interval",
     "write_jsonl",
 ]

@@ -358,6 +358,7 @@ class Calibrator:
     # ------------------------------------------------------------------------- the run
 
     def run(self, *, progress: bool = True) -> CalibrationRun:
+        """Measure every phase of the module docstring in order and return the profile they produce."""
         from tqdm.auto import tqdm
 
         cfg = self.config
@@ -371,73 +372,28 @@ class Calibrator:
         steps = n * len(positions) * (2 + len(grid)) + n * len(interior) * len(subsets) + n
         steps += sum(n * 3 * 2 for _ in cfg.transfer_docs)
         bar = tqdm(total=steps, desc="posrag calibrate", unit="pass", disable=not progress, dynamic_ncols=True)
-
-        def tick(phase: str) -> None:
-            bar.set_postfix(phase=phase, refresh=False)
-            bar.update(1)
-
-        def mean_over(items: Sequence[_Probe], measure: Callable[[_Probe], float], phase: str) -> float:
-            total = 0.0
-            for probe in items:
-                total += measure(probe)
-                tick(phase)
-            return total / len(items)
-
         with bar:
-            curve = {p: mean_over(probes[p], self.frame_from if p == 1 else self.generate, "curve") for p in positions}
-            table = {
-                p: {b: mean_over(probes[p], lambda q, b=b: self.score(q, b), "bias") for b in grid} for p in positions
+            passes = _Passes(bar)
+            curve = {
+                p: passes.mean(probes[p], self.frame_from if p == 1 else self.generate, "curve") for p in positions
             }
+            table = {p: {b: passes.mean(probes[p], _scorer(self, b), "bias") for b in grid} for p in positions}
             interior_mean = {b: sum(table[p][b] for p in interior) / len(interior) for b in cfg.biases}
             reference = max(cfg.biases, key=lambda b: (interior_mean[b], -b))
-            layer_scores = {
-                name: sum(
-                    mean_over(probes[p], lambda q, layers=layers: self.score(q, reference, layers), "layers")
-                    for p in interior
-                )
-                / len(interior)
-                for name, layers in subsets.items()
-            }
-            best_subset = max(layer_scores, key=lambda s: layer_scores[s], default=None)
-            chosen: tuple[int, ...] | None = None
-            if best_subset is not None and layer_scores[best_subset] > interior_mean[reference] + cfg.margin:
-                chosen = subsets[best_subset]
+            layer_scores, chosen = self._choose_layers(probes, interior, reference, interior_mean[reference], passes)
+            if chosen is not None:
                 bar.total += n * len(positions) * len(cfg.biases)
                 table = {
                     p: {
-                        b: table[p][b]
-                        if b == 0
-                        else mean_over(probes[p], lambda q, b=b: self.score(q, b, chosen), "rebias")
+                        b: table[p][b] if b == 0 else passes.mean(probes[p], _scorer(self, b, chosen), "rebias")
                         for b in grid
                     }
                     for p in positions
                 }
             band_bias = {band_of((p - 1) / (cfg.num_docs - 1)): _pick(table[p], cfg.margin) for p in positions}
-            middle = interior[len(interior) // 2]
-            mid_bias = band_bias["middle"]
-            with_attention = sum(self.score(q, mid_bias, chosen) for q in probes[middle]) / n
-            with_activation = mean_over(
-                probes[middle], lambda q: self.score(q, mid_bias, chosen, cfg.base_intensity), "activation"
-            )
-            activation_helps = with_activation > with_attention + cfg.margin
-            calibrated = {
-                p: mean_over(probes[p], lambda q, p=p: self.generate(q, band_bias[probes[p][0].band], chosen), "check")
-                for p in positions
-            }
-            # Guard, on the calibration questions' real answers: a band whose calibrated bias answers worse than
-            # not steering is tried at half the bias, then not steered.
-            guarded: dict[str, float] = {}
-            for p in positions:
-                band = probes[p][0].band
-                tries = [band_bias[band] / 2, 0.0] if band_bias[band] else []
-                while calibrated[p] < curve[p] and tries:
-                    band_bias[band] = tries.pop(0)
-                    guarded[band] = band_bias[band]
-                    bar.total += n
-                    calibrated[p] = mean_over(
-                        probes[p], lambda q, b=band_bias[band]: self.generate(q, b, chosen), "guard"
-                    )
-            transfer = {str(docs): self._transfer(docs, band_bias, chosen, tick) for docs in cfg.transfer_docs}
+            activation = self._activation(probes[interior[len(interior) // 2]], band_bias["middle"], chosen, passes)
+            calibrated, guarded = self._check_and_guard(probes, curve, band_bias, chosen, passes)
+            transfer = {str(docs): self._transfer(docs, band_bias, chosen, passes.tick) for docs in cfg.transfer_docs}
         seconds = time.perf_counter() - started
         details = {
             "method": "teacher-forced P(gold answer | prompt, the model's own answer frame), gold document steered "
@@ -449,7 +405,7 @@ class Calibrator:
             "layer_subsets": {k: list(v) for k, v in subsets.items()},
             "layer_scores": {k: round(v, 4) for k, v in layer_scores.items()},
             "all_layers_score": round(interior_mean[reference], 4),
-            "activation": {"attention": round(with_attention, 4), "attention+activation": round(with_activation, 4)},
+            "activation": {k: round(v, 4) for k, v in activation.items()},
             "accuracy_baseline": {str(p): curve[p] for p in positions},
             "accuracy_calibrated": {str(p): calibrated[p] for p in positions},
             "guarded": guarded,
@@ -462,7 +418,7 @@ class Calibrator:
             band_bias=band_bias,
             attention_layers=chosen,
             num_layers=self.num_layers,
-            activation_helps=activation_helps,
+            activation_helps=activation["attention+activation"] > activation["attention"] + cfg.margin,
             questions=n,
             num_docs=cfg.num_docs,
             details=details,
@@ -472,6 +428,64 @@ class Calibrator:
         )
         profile = replace(profile, steering=steering)
         return CalibrationRun(profile=profile, seconds=seconds, scores=details)
+
+    # ------------------------------------------------------------------------- the run's phases
+
+    def _choose_layers(
+        self,
+        probes: dict[int, list[_Probe]],
+        interior: Sequence[int],
+        reference: float,
+        all_layers: float,
+        passes: _Passes,
+    ) -> tuple[dict[str, float], tuple[int, ...] | None]:
+        """Phase 3: each layer subset at the reference bias over the interior positions; the best is kept only if
+        it beats all layers (``all_layers``, the reference's interior score) by the margin."""
+        layer_scores = {
+            name: sum(passes.mean(probes[p], _scorer(self, reference, layers), "layers") for p in interior)
+            / len(interior)
+            for name, layers in self.layer_subsets().items()
+        }
+        best = max(layer_scores, key=lambda s: layer_scores[s], default=None)
+        if best is not None and layer_scores[best] > all_layers + self.config.margin:
+            return layer_scores, self.layer_subsets()[best]
+        return layer_scores, None
+
+    def _activation(
+        self, middle: Sequence[_Probe], bias: float, layers: tuple[int, ...] | None, passes: _Passes
+    ) -> dict[str, float]:
+        """Phase 5: the middle position's score with the calibrated attention alone and with activation on top."""
+        with_attention = sum(self.score(q, bias, layers) for q in middle) / len(middle)
+        intensity = self.config.base_intensity
+        with_activation = passes.mean(middle, lambda q: self.score(q, bias, layers, intensity), "activation")
+        return {"attention": with_attention, "attention+activation": with_activation}
+
+    def _check_and_guard(
+        self,
+        probes: dict[int, list[_Probe]],
+        curve: dict[int, float],
+        band_bias: dict[str, float],
+        layers: tuple[int, ...] | None,
+        passes: _Passes,
+    ) -> tuple[dict[int, float], dict[str, float]]:
+        """Phase 6: greedy accuracy with the calibrated setting at each probe position; then the guard, on the
+        calibration questions' real answers: a band whose calibrated bias answers worse than not steering is tried
+        at half the bias, then not steered (``band_bias`` is updated in place). Returns the accuracies and the
+        guarded bands' new biases."""
+        calibrated = {
+            p: passes.mean(probes[p], _generator_at(self, band_bias[probes[p][0].band], layers), "check")
+            for p in probes
+        }
+        guarded: dict[str, float] = {}
+        for p in probes:
+            band = probes[p][0].band
+            tries = [band_bias[band] / 2, 0.0] if band_bias[band] else []
+            while calibrated[p] < curve[p] and tries:
+                band_bias[band] = tries.pop(0)
+                guarded[band] = band_bias[band]
+                passes.bar.total += len(probes[p])
+                calibrated[p] = passes.mean(probes[p], _generator_at(self, band_bias[band], layers), "guard")
+        return calibrated, guarded
 
     def _transfer(
         self, num_docs: int, band_bias: dict[str, float], layers: tuple[int, ...] | None, tick: Callable[[str], None]
@@ -497,6 +511,32 @@ class Calibrator:
                 "steered": with_bias / len(items),
             }
         return out
+
+
+class _Passes:
+    """The calibration's progress bar, and the mean of a measure over probes, one tick per pass."""
+
+    def __init__(self, bar: Any) -> None:
+        self.bar = bar
+
+    def tick(self, phase: str) -> None:
+        self.bar.set_postfix(phase=phase, refresh=False)
+        self.bar.update(1)
+
+    def mean(self, items: Sequence[_Probe], measure: Callable[[_Probe], float], phase: str) -> float:
+        total = 0.0
+        for probe in items:
+            total += measure(probe)
+            self.tick(phase)
+        return total / len(items)
+
+
+def _scorer(calibrator: Calibrator, bias: float, layers: tuple[int, ...] | None = None) -> Callable[[_Probe], float]:
+    return lambda probe: calibrator.score(probe, bias, layers)
+
+
+def _generator_at(calibrator: Calibrator, bias: float, layers: tuple[int, ...] | None) -> Callable[[_Probe], float]:
+    return lambda probe: float(calibrator.generate(probe, bias, layers))
 
 
 def _pick(row: dict[float, float], margin: float) -> float:

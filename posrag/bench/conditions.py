@@ -1,8 +1,37 @@
 """What the "Lost in the Middle" benchmark runs: conditions, regimes and :class:`LitmConfig`.
 
-A condition is an optional reorder strategy plus an optional steering mechanism and its aim (see
-:mod:`posrag.bench.litm` for the list); a regime decides what steering aims at. :func:`config_from_options`
-builds a config from the CLI's text options, so ``posrag bench litm`` only parses arguments.
+A condition is an optional reorder strategy plus an optional steering mechanism and its aim; a regime decides
+what steering aims at. :func:`config_from_options` builds a config from the CLI's text options, so
+``posrag bench litm`` only parses arguments.
+
+Conditions (what the model gets for one question with the gold document at one position):
+
+``baseline``              the documents as given, plain generation.
+``recency`` … ``none``    each reorder strategy of :mod:`posrag.ordering`, over the retriever's scores.
+``steer-activation``      the given order, activation steering toward the regime's relevant document(s).
+``steer-attention``       the same with attention steering.
+``hybrid``                reorder (``hybrid_strategy``) + steering (``hybrid_mechanism``), as users run it.
+``control-activation``    steering aimed at a distractor instead (seeded per question and position), to
+``control-attention``     measure the harm of steering the wrong document.
+``gold-alone``            reference row: only the gold document, no distractors, plain generation (what the
+                          model can do when nothing is lost; the same at every position).
+``closed-book``           reference row: no documents at all (LITM's closed-book prompt, question and answer cue).
+
+Every document is scored by posrag's FAISS retriever (cosine similarity of the question and the document,
+over each question's own documents); every ordering uses those scores, never ``isgold`` (an oracle ordering
+would put the gold document in the best slot by construction and measure nothing). The regimes differ in
+what steering aims at:
+
+``oracle``     the gold document. Measures the mechanisms themselves.
+``retrieval``  the ``steer_top_k`` best scored documents; ``isgold`` is never consulted. What users get.
+
+Conditions without steering (baseline, reorder strategies) are the same in both regimes and are reported
+under each (computed once). Controls aim at a seeded random document that is neither gold nor targeted.
+
+Identical inputs give identical greedy outputs, so each distinct (prompt, steering plan) is generated once
+and reused: a reorder strategy puts the documents in the same order whatever the gold position was, ``none``
+is the baseline, ``graduated`` is ``recency``, and the baseline is shared by both regimes. Conditions run
+side by side per question and position, so machine load drifts over all of them alike.
 """
 
 from __future__ import annotations
@@ -15,7 +44,7 @@ from typing import Any, Literal
 from posrag.errors import ConfigurationError
 from posrag.generation import GenerationConfig
 from posrag.ordering import STRATEGIES
-from posrag.prompts import DEFAULT_TEMPLATE, PromptTemplate
+from posrag.prompts import DEFAULT_TEMPLATE, LITM_INSTRUCTION, PromptTemplate
 
 Regime = Literal["oracle", "retrieval"]
 ChatTemplate = Literal["auto", "on", "off"]
@@ -32,9 +61,56 @@ CONDITIONS: tuple[str, ...] = (
     "hybrid",
     "control-activation",
     "control-attention",
+    "gold-alone",
+    "closed-book",
 )
+#: LITM's reference rows: the gold document alone, and no document at all (unsteered, position-independent).
+REFERENCE_CONDITIONS: tuple[str, ...] = ("gold-alone", "closed-book")
 #: Conditions whose accuracy is compared in the targets ("single" = one technique, no control).
 SINGLE_CONDITIONS: tuple[str, ...] = ("baseline", *STRATEGIES, "steer-activation", "steer-attention")
+
+#: LITM's closed-book prompt: the question and the answer cue, nothing else.
+CLOSED_BOOK_TEMPLATE = PromptTemplate(header="", footer="Question: {question}\nAnswer:")
+
+
+@dataclass(frozen=True)
+class BenchPrompt:
+    """How the benchmark asks: the prompt template, and for chat-templated models the text that opens the model's
+    reply (an answer cue in its own turn; nothing without a chat template, where the prompt already ends in one)."""
+
+    name: str
+    template: PromptTemplate
+    reply_cue: str = ""
+    description: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "reply_cue": self.reply_cue, "description": self.description}
+
+
+_INSTRUCTION_LAST = PromptTemplate(header="", footer="\n\n" + LITM_INSTRUCTION + "\n\nQuestion: {question}\nAnswer:")
+#: The prompts ``LitmConfig.prompt`` names. All keep LITM's instruction and put the question last with an answer
+#: cue; they differ in where the instruction sits and whether the cue opens the model's reply. ``litm`` is the
+#: paper's and the published numbers'; the others are candidates for chat-templated models that do not answer
+#: under it (``posrag bench choose-prompt`` picks one on calibration questions).
+PROMPTS: dict[str, BenchPrompt] = {
+    p.name: p
+    for p in (
+        BenchPrompt("litm", DEFAULT_TEMPLATE, "", "LITM's prompt: instruction, documents, question, 'Answer:'"),
+        BenchPrompt("litm-reply-cue", DEFAULT_TEMPLATE, "Answer:", "LITM's prompt; the reply opens with 'Answer:'"),
+        BenchPrompt(
+            "instruction-last",
+            _INSTRUCTION_LAST,
+            "",
+            "documents, then LITM's instruction, question, 'Answer:'",
+        ),
+        BenchPrompt(
+            "instruction-last-reply-cue",
+            _INSTRUCTION_LAST,
+            "Answer:",
+            "documents, then LITM's instruction and question; the reply opens with 'Answer:'",
+        ),
+    )
+}
 
 #: Greedy, short: the answer is a few words and only the first line is scored. 20 tokens hold a full
 #: restatement of any gold sentence of the shipped set (the longest is 16 tokens for Gemma 3).
@@ -55,6 +131,8 @@ class Condition:
     #: ...and with the retriever's scores withheld, as from a retriever that reports none: posrag's own relevance
     #: (the packaged embedder's similarity to the text after the documents) ranks them.
     unscored: bool = False
+    #: Which documents the prompt holds: all of the question's, only the gold one, or none (closed-book).
+    documents: Literal["all", "gold", "none"] = "all"
 
     @property
     def steered(self) -> bool:
@@ -62,6 +140,10 @@ class Condition:
 
     @property
     def description(self) -> str:
+        if self.documents == "gold":
+            return "reference: only the gold document, no distractors, no steering"
+        if self.documents == "none":
+            return "reference: closed-book, no documents, no steering"
         order = f"reorder '{self.strategy}'" if self.strategy else "given order"
         if not self.steered:
             return f"{order}, no steering"
@@ -79,6 +161,7 @@ class Condition:
             "aim": self.aim,
             "confident": self.confident,
             "unscored": self.unscored,
+            "documents": self.documents,
         }
 
 
@@ -98,6 +181,10 @@ def resolve_condition(name: str, *, hybrid_strategy: str, hybrid_mechanism: str)
         return Condition(name, mechanism=name[8:], aim="distractor")
     if name == "hybrid":
         return Condition(name, strategy=hybrid_strategy, mechanism=hybrid_mechanism)
+    if name == "gold-alone":
+        return Condition(name, documents="gold")
+    if name == "closed-book":
+        return Condition(name, documents="none")
     raise ConfigurationError(f"Unknown condition {name!r}; choose from {', '.join(CONDITIONS)}.")
 
 
@@ -117,9 +204,10 @@ class LitmConfig:
     (:func:`posrag.chat.format_completion`), ``"auto"`` does so when the tokenizer has one, ``"off"`` (default,
     the published numbers) feeds the prompt as is. ``measure_memory``: sample peak memory during each
     generation (:mod:`posrag.bench.measure`; off by default, the CPU sampler competes with torch for cores).
-    ``reuse_prefix``: plain and attention-steered conditions with the same prompt up to the question prefill
-    that prefix once and continue it (:mod:`posrag.prefix`); the same output, less compute. ``False`` runs
-    every prompt whole.
+    ``prompt``: one of :data:`PROMPTS` (default ``"litm"``, the paper's); for chat-templated models that continue
+    the document list instead of answering. ``reuse_prefix``: plain and attention-steered conditions with the same
+    prompt up to the question prefill that prefix once and continue it (:mod:`posrag.prefix`); the same output,
+    less compute. ``False`` runs every prompt whole.
     """
 
     positions: tuple[int, ...] = (1, 5, 10, 15, 20)
@@ -136,8 +224,17 @@ class LitmConfig:
     chat_template: ChatTemplate = "off"
     measure_memory: bool = False
     reuse_prefix: bool = True
+    prompt: str = "litm"
 
     def __post_init__(self) -> None:
+        if self.prompt not in PROMPTS:
+            raise ConfigurationError(f"prompt={self.prompt!r} is not one of {', '.join(PROMPTS)}.")
+        if self.prompt != "litm":
+            if self.template != DEFAULT_TEMPLATE:
+                raise ConfigurationError(
+                    f"prompt={self.prompt!r} sets the template itself; pass either prompt or template, not both."
+                )
+            object.__setattr__(self, "template", PROMPTS[self.prompt].template)
         if self.chat_template not in CHAT_TEMPLATES:
             raise ConfigurationError(
                 f"chat_template={self.chat_template!r} must be 'auto', 'on' or 'off' (the default: the prompt as is)."
@@ -196,6 +293,7 @@ class LitmConfig:
             "chat_template": self.chat_template,
             "measure_memory": self.measure_memory,
             "reuse_prefix": self.reuse_prefix,
+            "prompt": PROMPTS[self.prompt].to_dict(),
         }
 
 
@@ -257,6 +355,7 @@ def config_from_options(
     chat_template: str = "off",
     measure_memory: bool = False,
     reuse_prefix: bool = True,
+    prompt: str = "litm",
 ) -> LitmConfig:
     """A :class:`LitmConfig` from text options as the CLI takes them: comma-separated ``positions``,
     ``conditions`` (or ``"all"``) and ``regimes``, ``steering`` overrides as a JSON object."""
@@ -274,16 +373,21 @@ def config_from_options(
         chat_template=chat_template,  # type: ignore[arg-type]
         measure_memory=measure_memory,
         reuse_prefix=reuse_prefix,
+        prompt=prompt,
     )
 
 
 __all__ = [
     "CHAT_TEMPLATES",
+    "CLOSED_BOOK_TEMPLATE",
     "CONDITIONS",
     "DEFAULT_BENCH_GENERATION",
+    "PROMPTS",
+    "REFERENCE_CONDITIONS",
     "REGIMES",
     "SINGLE_CONDITIONS",
     "STEER_MECHANISMS",
+    "BenchPrompt",
     "ChatTemplate",
     "Condition",
     "LitmConfig",

@@ -39,6 +39,29 @@ def first_line(output: str) -> str:
     return output.strip().split("\n")[0].strip()
 
 
+#: Outputs that are no answer at all, whatever the question: a continuation of the document list
+#: (``Document [21](Title: ...``), nothing, or cut off by the token budget before any answer.
+FORMAT_FAILURES: tuple[str, ...] = ("document-list", "empty", "cut-off")
+_DOCUMENT_LIST = re.compile(r"^(document\s*\[\d+\]|\(?title:)", re.IGNORECASE)
+
+
+def format_failure(output: str, *, new_tokens: int, max_new_tokens: int, correct: bool) -> str | None:
+    """Which of :data:`FORMAT_FAILURES` ``output`` is, or ``None`` for an answer (right or wrong).
+
+    ``document-list``: the first line starts like a document of the prompt (``Document [21]``, ``(Title:``), even
+    if it happens to contain the answer. ``empty``: no text on the first line. ``cut-off``: a wrong first line
+    that the token budget (``max_new_tokens``) ended before any line break, so no answer was finished.
+    """
+    line = first_line(output)
+    if _DOCUMENT_LIST.match(line):
+        return "document-list"
+    if not line:
+        return "empty"
+    if not correct and new_tokens >= max_new_tokens and "\n" not in output.strip():
+        return "cut-off"
+    return None
+
+
 def is_correct(output: str, answers: Iterable[str]) -> bool:
     """Whether any normalized gold answer occurs in the normalized first line of ``output``."""
     prediction = normalize_answer(first_line(output))
@@ -236,10 +259,12 @@ def fit_documents(
 
 
 __all__ = [
+    "FORMAT_FAILURES",
     "LitmDocument",
     "LitmRecord",
     "first_line",
     "fit_documents",
+    "format_failure",
     "is_correct",
     "load_records",
     "normalize_answer",

@@ -167,14 +167,15 @@ def make_nq_records(
 def retriever_recall(records: Sequence[LitmRecord], embedder: Any = None, k: int = 1) -> float:
     """Share of records whose gold document is among the ``k`` best by the benchmark's retriever.
 
-    Scores come from :meth:`posrag.bench.litm.LitmBenchmark.retrieval_scores` (posrag's FAISS index, cosine
+    Scores come from :meth:`posrag.bench.runner.LitmBenchmark.retrieval_scores` (posrag's FAISS index, cosine
     of the question to each document's text), so this is the retrieval regime's own ranking.
     """
     if not records:
         raise ConfigurationError("retriever_recall needs at least one record.")
     if k < 1:
         raise ConfigurationError(f"k must be >= 1, got {k}.")
-    from posrag.bench.litm import LitmBenchmark, LitmConfig
+    from posrag.bench.conditions import LitmConfig
+    from posrag.bench.runner import LitmBenchmark
 
     scorer = LitmBenchmark(
         None, None, LitmConfig(conditions=("baseline",), regimes=("retrieval",)), embedder=embedder, model_name="-"

@@ -58,7 +58,7 @@ def _worker(
     """One shard in a fresh process; returns the shard's result as a dict (plain data crosses processes)."""
     import torch
 
-    from posrag.bench.litm import run_litm
+    from posrag.bench.runner import run_litm
 
     torch.set_num_threads(threads)
     result = run_litm(

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from posrag.bench.litm import LitmResult
+    from posrag.bench.results import ConditionResult, LitmResult
 
 #: Fixed colours, so a condition looks the same in every figure.
 _COLOURS = {
@@ -22,6 +22,8 @@ _COLOURS = {
     "hybrid": "#d62728",
     "control-activation": "#c49c94",
     "control-attention": "#98df8a",
+    "gold-alone": "#8c564b",
+    "closed-book": "#bcbd22",
 }
 
 
@@ -30,7 +32,7 @@ _COLOURS = {
 _SAME_AS = {"none": "baseline", "graduated": "recency"}
 
 
-def _curve(result) -> tuple[tuple[int, int], ...]:
+def _curve(result: ConditionResult) -> tuple[tuple[int, int], ...]:
     return tuple((p.position, p.correct) for p in result.positions)
 
 

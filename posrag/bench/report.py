@@ -8,10 +8,12 @@ import math
 import platform
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from posrag.bench.results import LitmResult
+from posrag.bench._targets import evaluate_targets
+from posrag.bench.results import LitmResult
+from posrag.bench.stats import percent
+from posrag.bench.summary import steering_gains
 
 
 def environment(model: Any = None) -> dict[str, Any]:
@@ -40,13 +42,8 @@ def environment(model: Any = None) -> dict[str, Any]:
     return env
 
 
-def percent(value: float | None) -> str:
-    """A fraction as whole percent (``"-"`` for missing or NaN)."""
-    return "-" if value is None or math.isnan(value) else f"{100 * value:.0f}"
-
-
 def format_tables(result: LitmResult) -> str:
-    """Markdown tables, one per regime (see :meth:`LitmResult.table`)."""
+    """Markdown tables, one per regime: accuracy (95 % CI) by position, mean, worst, cost; then the targets."""
     lines: list[str] = []
     for regime in result.regimes:
         rows = [r for r in result.results if r.regime == regime]
@@ -57,6 +54,7 @@ def format_tables(result: LitmResult) -> str:
             "worst",
             "+latency",
             "peak Δmem",
+            "format fail",
         ]
         lines.append(f"**{regime} regime** — accuracy % (95% CI) by gold position, n={rows[0].positions[0].n}")
         lines.append("")
@@ -68,15 +66,37 @@ def format_tables(result: LitmResult) -> str:
             delta = r.peak_memory_delta_mb
             memory = "-" if delta is None or math.isnan(delta) else f"{delta:.0f} MiB"
             worst = f"{percent(r.worst.accuracy)} @{r.worst.position}"
-            lines.append(
-                "| " + " | ".join([r.condition, *cells, percent(r.mean_accuracy), worst, added, memory]) + " |"
-            )
+            failed = f"{percent(r.format_failures)}%" if r.format_failures is not None else "-"
+            row = [r.condition, *cells, percent(r.mean_accuracy), worst, added, memory, failed]
+            lines.append("| " + " | ".join(row) + " |")
         lines.append("")
+        lines.extend(_gain_table(result, regime))
     lines.append("Targets:")
-    for check in result.checks():
+    for check in evaluate_targets(result):
         mark = {True: "MET", False: "NOT MET", None: "INFO"}[check.met]
         lines.append(f"- [{mark}] {check.name}: {check.detail}")
     return "\n".join(lines)
+
+
+def _gain_table(result: LitmResult, regime: str) -> list[str]:
+    """Steering's gain over the baseline by position (points), with the share of the gold-alone gap recovered."""
+    gains = [g for g in steering_gains(result) if g.regime == regime]
+    if not gains:
+        return []
+    lines = [
+        f"Gain over the baseline, points (share of the gap to gold-alone recovered), {regime} regime:",
+        "",
+        "| condition | " + " | ".join(f"pos {p}" for p in result.positions) + " |",
+        "|---|" + "--:|" * len(result.positions),
+    ]
+    for condition in dict.fromkeys(g.condition for g in gains):
+        cells = [
+            f"{100 * g.gain:+.0f}" + ("" if g.recovered is None else f" ({percent(g.recovered)}%)")
+            for g in gains
+            if g.condition == condition
+        ]
+        lines.append(f"| {condition} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
 
 
 def write_outputs(
@@ -87,12 +107,15 @@ def write_outputs(
     plot_path: str | Path | None = None,
     records_path: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Write the requested files of a run; returns the JSON payload (written to ``json_path`` if given).
+    """Write the requested files of a run; returns the JSON payload (written to ``json_path`` if given): the
+    result's :meth:`~LitmResult.to_dict` with the targets judged on it.
 
     ``records_path``: every trial, one JSON object a line (``.jsonl`` or ``.jsonl.gz``); the payload then
     names that file instead of holding the records.
     """
     payload = result.to_dict()
+    payload["targets"] = [check.to_dict() for check in evaluate_targets(result)]
+    payload["steering_gains"] = [gain.to_dict() for gain in steering_gains(result)]
     if records_path is not None:
         from posrag.bench.synthetic import write_jsonl
 
@@ -106,7 +129,7 @@ def write_outputs(
     if table_path is not None:
         path = Path(table_path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        text = result.table() + "\n"
+        text = format_tables(result) + "\n"
         if result.records:
             from posrag.bench.paired import format_paired, paired_differences
 
@@ -119,4 +142,4 @@ def write_outputs(
     return payload
 
 
-__all__ = ["environment", "format_tables", "percent", "write_outputs"]
+__all__ = ["environment", "format_tables", "write_outputs"]

@@ -1,15 +1,13 @@
 """What the "Lost in the Middle" benchmark measured, as data: trials, accuracy by position with intervals,
-per-condition results, the whole run (:class:`LitmResult`, JSON round trip) and the issue's targets judged
-on it (:func:`evaluate_targets`)."""
+per-condition results and the whole run (:class:`LitmResult`, JSON round trip). Tables, files and the
+targets a run is judged by are in :mod:`posrag.bench.report`."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from posrag.bench.conditions import SINGLE_CONDITIONS, STEER_MECHANISMS
-from posrag.bench.report import format_tables, percent
 from posrag.bench.stats import mean
 from posrag.errors import ConfigurationError
 
@@ -34,6 +32,8 @@ class TrialRecord:
     memory_delta_mb: float | None
     reused: bool  # the same prompt and steering plan had been generated already (its output and cost reused)
     gold_rank: int | None = None  # the retriever's rank of the gold document (1 = best); None: not scored
+    #: Why the output is no answer at all (:func:`posrag.bench.data.format_failure`); None: it is an answer.
+    format_failure: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -94,6 +94,10 @@ class ConditionResult:
     steering: Mapping[str, Any] | None = None
     added_latency_same_length_s: float | None = None
     same_length_pairs: int = 0
+    #: Share of the trials whose output is no answer (a format failure), and their count by kind; None: not
+    #: classified (a result from before the classification).
+    format_failures: float | None = None
+    format_failure_kinds: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def accuracies(self) -> list[float]:
@@ -137,6 +141,8 @@ class ConditionResult:
             "peak_memory_mb": self.peak_memory_mb,
             "peak_memory_delta_mb": self.peak_memory_delta_mb,
             "steering": dict(self.steering) if self.steering is not None else None,
+            "format_failures": self.format_failures,
+            "format_failure_kinds": dict(self.format_failure_kinds),
         }
 
     @classmethod
@@ -155,6 +161,8 @@ class ConditionResult:
             steering=data.get("steering"),
             added_latency_same_length_s=data.get("added_latency_same_length_s"),
             same_length_pairs=int(data.get("same_length_pairs", 0)),
+            format_failures=_optional_float(data.get("format_failures")),
+            format_failure_kinds=dict(data.get("format_failure_kinds", {})),
         )
 
 
@@ -163,20 +171,8 @@ def _optional_float(value: Any) -> float | None:
 
 
 @dataclass(frozen=True)
-class TargetCheck:
-    """One of the issue's targets, evaluated on a result: ``met`` is ``None`` where it cannot be judged."""
-
-    name: str
-    met: bool | None
-    detail: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "met": self.met, "detail": self.detail}
-
-
-@dataclass(frozen=True)
 class LitmResult:
-    """A whole benchmark run: settings, per-condition results, target checks, environment and timing."""
+    """A whole benchmark run: settings, per-condition results, environment and timing."""
 
     model: str
     embedder: str | None
@@ -212,9 +208,6 @@ class LitmResult:
             )
         return found
 
-    def checks(self) -> list[TargetCheck]:
-        return evaluate_targets(self)
-
     def to_dict(self) -> dict[str, Any]:
         out = {
             "schema": SCHEMA,
@@ -225,7 +218,6 @@ class LitmResult:
             "settings": dict(self.settings),
             "retrieval": dict(self.retrieval),
             "results": [r.to_dict() for r in self.results],
-            "targets": [c.to_dict() for c in self.checks()],
             "environment": dict(self.environment),
             "timing": dict(self.timing),
         }
@@ -254,109 +246,6 @@ class LitmResult:
             records=tuple(TrialRecord(**r) for r in data.get("records", ())),
         )
 
-    def table(self) -> str:
-        """Markdown tables, one per regime: accuracy (95 % CI) by position, mean, worst, cost."""
-        return format_tables(self)
-
-
-def evaluate_targets(result: LitmResult) -> list[TargetCheck]:
-    """The issue's targets, judged plainly on ``result`` (see docs/litm.md for the exact rules)."""
-    checks: list[TargetCheck] = []
-    positions = result.positions
-    first, last = positions[0], positions[-1]
-    regime = "oracle" if "oracle" in result.regimes else result.regimes[0]
-    base = result.get("baseline", regime)
-    if base is not None and len(positions) >= 3:
-        ends = min(base.at(first).accuracy, base.at(last).accuracy)
-        middle = min(p.accuracy for p in base.positions[1:-1])
-        met = ends >= 0.9 and middle <= ends - 0.2
-        checks.append(
-            TargetCheck(
-                "baseline U-curve (ends >= 90%, middle at least 20 points lower)",
-                met,
-                f"pos {first}: {percent(base.at(first).accuracy)}%, pos {last}: "
-                f"{percent(base.at(last).accuracy)}%, worst middle: {percent(middle)}%",
-            )
-        )
-    for regime_name in result.regimes:
-        base = result.get("baseline", regime_name)
-        for mechanism in STEER_MECHANISMS:
-            steer = result.get(f"steer-{mechanism}", regime_name)
-            if steer is None or base is None:
-                continue
-            gap = steer.best.accuracy - steer.worst.accuracy
-            drops = [
-                (b.position, b.accuracy - s.accuracy) for s, b in zip(steer.positions, base.positions, strict=True)
-            ]
-            worst_drop = max(drops, key=lambda d: d[1])
-            met = gap <= 0.05 + 1e-9 and worst_drop[1] <= 0.03 + 1e-9
-            checks.append(
-                TargetCheck(
-                    f"steer-{mechanism} alone ({regime_name}): worst within 5 points of best, "
-                    "no position >3 points below baseline",
-                    met,
-                    f"best {percent(steer.best.accuracy)}% @{steer.best.position}, worst "
-                    f"{percent(steer.worst.accuracy)}% @{steer.worst.position} (gap {100 * gap:.0f}); largest "
-                    f"drop vs baseline {100 * worst_drop[1]:+.0f} points @{worst_drop[0]}; mean "
-                    f"{percent(steer.mean_accuracy)}% vs baseline {percent(base.mean_accuracy)}%",
-                )
-            )
-    if "retrieval" in result.regimes:
-        hybrid = result.get("hybrid", "retrieval")
-        singles = [r for r in result.results if r.regime == "retrieval" and r.condition in SINGLE_CONDITIONS]
-        if hybrid is not None and singles:
-            shortfalls = []
-            for p in hybrid.positions:
-                best = max(singles, key=lambda r: r.at(p.position).accuracy)
-                shortfalls.append((best.at(p.position).accuracy - p.accuracy, p.position, best.condition))
-            worst = max(shortfalls)
-            checks.append(
-                TargetCheck(
-                    "retrieval regime: hybrid >= best single condition at every position",
-                    worst[0] <= 1e-9,
-                    "hybrid matches or beats every single condition at every position"
-                    if worst[0] <= 1e-9
-                    else f"largest shortfall {100 * worst[0]:.0f} points at pos {worst[1]} (vs {worst[2]})",
-                )
-            )
-    for regime_name in result.regimes:
-        base = result.get("baseline", regime_name)
-        for mechanism in STEER_MECHANISMS:
-            control = result.get(f"control-{mechanism}", regime_name)
-            if control is None or base is None:
-                continue
-            checks.append(
-                TargetCheck(
-                    f"control-{mechanism} ({regime_name}): harm of steering a distractor",
-                    None,
-                    f"mean {percent(control.mean_accuracy)}% vs baseline {percent(base.mean_accuracy)}% "
-                    f"({100 * (control.mean_accuracy - base.mean_accuracy):+.0f} points), worst "
-                    f"{percent(control.worst.accuracy)}% @{control.worst.position}",
-                )
-            )
-    baseline = result.get("baseline", regime)
-    for r in result.results:
-        if r.regime != regime or r.steering is None or r.condition.startswith("control-") or baseline is None:
-            continue
-        added = r.added_latency_same_length_s if r.added_latency_same_length_s is not None else r.added_latency_s
-        if added is None:
-            continue
-        ratio = added / baseline.mean_latency_s
-        how = (
-            f"paired on {r.same_length_pairs} equally long outputs"
-            if r.added_latency_same_length_s is not None
-            else "paired on all outputs (none equally long)"
-        )
-        checks.append(
-            TargetCheck(
-                f"{r.condition} overhead within the steering budget (<= 10% and <= 100 ms per query)",
-                ratio <= 0.10 and added <= 0.100,
-                f"{1000 * added:+.0f} ms per query ({100 * ratio:+.0f}% of the baseline's "
-                f"{baseline.mean_latency_s:.2f} s), {how}",
-            )
-        )
-    return checks
-
 
 __all__ = [
     "SCHEMA",
@@ -364,7 +253,5 @@ __all__ = [
     "ConditionResult",
     "LitmResult",
     "PositionAccuracy",
-    "TargetCheck",
     "TrialRecord",
-    "evaluate_targets",
 ]

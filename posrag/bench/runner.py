@@ -4,8 +4,10 @@ This module is longer than 400 lines because one loop owns the per-position stat
 (identical trials generated once, shared prompt prefixes continued instead of recomputed); split apart, that
 state would be passed between modules.
 
-What it runs and why is described in :mod:`posrag.bench.litm`; the configuration is in
-:mod:`posrag.bench.conditions`, the result types in :mod:`posrag.bench.results`.
+What it runs and why is described in :mod:`posrag.bench.conditions`, with the configuration; the result types
+are in :mod:`posrag.bench.results`. :func:`run_litm` runs a whole benchmark from a data file and a model name (what
+``posrag bench litm`` calls); :func:`profile_bias` measures a model's position-bias profile with a short
+synthetic run and hands back a :class:`posrag.profiles.BiasProfile` (what ``posrag profile`` calls).
 """
 
 from __future__ import annotations
@@ -14,25 +16,37 @@ import hashlib
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
-from posrag.bench.conditions import Condition, LitmConfig, resolve_condition, steering_overrides
-from posrag.bench.data import LitmRecord, first_line, is_correct
+from posrag._files import sha256_file
+from posrag.bench.conditions import (
+    CLOSED_BOOK_TEMPLATE,
+    PROMPTS,
+    Condition,
+    LitmConfig,
+    resolve_condition,
+    steering_overrides,
+)
+from posrag.bench.data import LitmRecord, first_line, format_failure, is_correct, parse_record
 from posrag.bench.measure import Measurement, measure, memory_method
 from posrag.bench.report import environment
 from posrag.bench.results import LitmResult, TrialRecord
 from posrag.bench.shards import Shard
 from posrag.bench.stats import mean
 from posrag.bench.summary import retrieval_summary, summarize_condition
+from posrag.bench.synthetic import make_synthetic_records
 from posrag.bench.variant import Variant, as_read
+from posrag.bias import DEFAULT_TOLERANCE
 from posrag.documents import ScoredDocument
 from posrag.engine import Engine
 from posrag.errors import ConfigurationError
 from posrag.generation import has_chat_template
 from posrag.ordering import Reorderer
 from posrag.prefix import PrefixCache, PrefixStore
+from posrag.profiles import BiasProfile
 from posrag.prompts import build_prompt
 from posrag.ranking import rank
 from posrag.steering.config import SteeringConfig
@@ -186,11 +200,17 @@ class LitmBenchmark:
             )
             for i in order
         ]
+        gold = str(record.gold_index)
+        cue = PROMPTS[self.config.prompt].reply_cue
+        if condition.documents == "none":
+            prompt = build_prompt(record.question, [], CLOSED_BOOK_TEMPLATE)
+            return as_read(self.tokenizer, prompt, 0, (), self.chat_template, cue)
+        if condition.documents == "gold":
+            docs = [doc for doc in docs if doc.id == gold]
         if condition.strategy is not None:
             docs = self._reorderers[condition.strategy](docs)
         prompt = build_prompt(record.question, docs, self.config.template)
         ids = [span.document.id for span in prompt.spans]
-        gold = str(record.gold_index)
         targets: tuple[Any, ...] = ()
         if condition.steered:
             relevant = [gold] if regime == "oracle" else [str(i) for i in rank(scores)[: self.config.steer_top_k]]
@@ -211,9 +231,10 @@ class LitmBenchmark:
                     selected = select_targets(prompt.text, withheld, config, relevance=generator.relevance)
                 else:
                     selected = select_targets(prompt.text, docs, config)
-                return as_read(self.tokenizer, prompt, ids.index(gold) + 1, tuple(selected[0]), self.chat_template)
+                position_read = ids.index(gold) + 1
+                return as_read(self.tokenizer, prompt, position_read, tuple(selected[0]), self.chat_template, cue)
             targets = tuple(targets_from_spans(span for span in prompt.spans if span.document.id in aimed))
-        return as_read(self.tokenizer, prompt, ids.index(gold) + 1, targets, self.chat_template)
+        return as_read(self.tokenizer, prompt, ids.index(gold) + 1, targets, self.chat_template, cue)
 
     def _steer_key(self, mechanism: str, targets: Sequence[Any]) -> tuple[Any, ...]:
         """What determines a steered generation besides the prompt: the mechanism and the per-target plan."""
@@ -266,7 +287,8 @@ class LitmBenchmark:
         special = variant.add_special_tokens
         footer = self.config.template.footer.format(question=variant.prompt.question)
         steer_from = variant.offset + len(variant.prompt.text) - len(footer)
-        found = self._prefix(variant, steer_from) if self._reusable(mechanism) else None
+        reusable = self._reusable(mechanism) and bool(variant.prompt.spans)  # closed-book: nothing before the question
+        found = self._prefix(variant, steer_from) if reusable else None
         engine = self._generators[mechanism] if mechanism is not None else self._plain()
         prefix = found[0] if found is not None else None  # the variant's own first tokens: it covers the prompt
         with measure(device, memory=self.config.measure_memory) as cost:
@@ -330,6 +352,26 @@ class LitmBenchmark:
         """
         from tqdm.auto import tqdm
 
+        selected = self._select(records, pool, shard)
+        self._warm_up(selected.records[0])
+        if self._prefixes is not None:  # count the run's prefix passes and reuses, not the warm-up's
+            self._prefixes.hits = self._prefixes.misses = 0
+        run = _Run(datetime.now(timezone.utc).isoformat(timespec="seconds"), time.perf_counter())
+        total = len(selected.records) * len(self.config.positions) * len(self.conditions) * len(self.config.regimes)
+        bar = tqdm(total=total, desc="posrag bench litm", unit="trial", disable=not progress, dynamic_ncols=True)
+        with bar:
+            for record in selected.records:
+                for trial in self._record_trials(record, selected.num_docs, run):
+                    if on_trial is not None:
+                        on_trial(trial)
+                    bar.update()
+                    bar.set_postfix(generated=len(run.cache), refresh=False)
+        return self._result(selected, run, data_info, keep_records=keep_records or shard is not None)
+
+    # ------------------------------------------------------------------------- the run's phases
+
+    def _select(self, records: Sequence[LitmRecord], pool: Sequence[Any] | None, shard: Shard | None) -> _Selection:
+        """The records to run, with their documents fitted to the run's count (over all records, then sharded)."""
         from posrag.bench.data import fit_documents
 
         if not records:
@@ -337,83 +379,92 @@ class LitmBenchmark:
         config = self.config
         num_docs = config.num_docs or max(max(len(r.documents) for r in records), max(config.positions))
         filled = any(len(r.documents) < num_docs for r in records)
-        records = fit_documents(records, num_docs, seed=config.seed, pool=pool)
-        shard_info: dict[str, Any] = {}
-        if shard is not None:
-            shard_info = {"shard": shard.to_dict(len(records))}
-            records = shard.select(records)
-            keep_records = True
-        self._warm_up(records[0])
-        if self._prefixes is not None:  # count the run's prefix passes and reuses, not the warm-up's
-            self._prefixes.hits = self._prefixes.misses = 0
-        started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        started = time.perf_counter()
-        cache: dict[tuple[Any, ...], _Generation] = {}
-        trials: list[TrialRecord] = []
-        gold_ranks: list[int] = []
-        needs_scores = "retrieval" in config.regimes or any(c.strategy or c.steered for c in self.conditions)
-        total = len(records) * len(config.positions) * len(self.conditions) * len(config.regimes)
-        bar = tqdm(total=total, desc="posrag bench litm", unit="trial", disable=not progress, dynamic_ncols=True)
-        with bar:
-            for record in records:
-                scores: list[float | None] = [None] * num_docs
-                gold_rank: int | None = None
-                if needs_scores:
-                    scores = list(self.retrieval_scores(record))
-                    gold_rank = rank(scores).index(record.gold_index) + 1
-                    gold_ranks.append(gold_rank)
-                distractors = [i for i in range(num_docs) if i != record.gold_index]
-                for position in config.positions:
-                    order = [*distractors[: position - 1], record.gold_index, *distractors[position - 1 :]]
-                    self._forget_prefixes()
-                    for condition in self.conditions:
-                        for regime in config.regimes:
-                            variant = self.variant(record, order, condition, regime, scores, position)
-                            key: tuple[Any, ...] = (
-                                hashlib.sha256(variant.text.encode()).hexdigest(),
-                                variant.add_special_tokens,
-                            )
-                            if condition.mechanism is not None:
-                                key += self._steer_key(condition.mechanism, variant.targets)
-                            reused = key in cache
-                            if not reused:
-                                cache[key] = self._generate(variant, condition.mechanism)
-                            generation = cache[key]
-                            trial = TrialRecord(
-                                question_id=record.id,
-                                position=position,
-                                condition=condition.name,
-                                regime=regime,
-                                correct=is_correct(generation.text, record.answers),
-                                prediction=first_line(generation.text),
-                                gold_prompt_position=variant.gold_position,
-                                latency_s=generation.seconds,
-                                new_tokens=generation.new_tokens,
-                                peak_memory_mb=generation.peak_mb,
-                                memory_delta_mb=generation.delta_mb,
-                                reused=reused,
-                                gold_rank=gold_rank,
-                            )
-                            trials.append(trial)
-                            if on_trial is not None:
-                                on_trial(trial)
-                            bar.update()
-                            bar.set_postfix(generated=len(cache), refresh=False)
-        wall = time.perf_counter() - started
+        fitted = fit_documents(records, num_docs, seed=config.seed, pool=pool)
+        if shard is None:
+            return _Selection(tuple(fitted), num_docs, filled, {})
+        return _Selection(tuple(shard.select(fitted)), num_docs, filled, {"shard": shard.to_dict(len(fitted))})
+
+    def _record_trials(self, record: LitmRecord, num_docs: int, run: _Run) -> list[TrialRecord]:
+        """Every trial of one question: each position, condition and regime."""
+        scores: list[float | None] = [None] * num_docs
+        gold_rank: int | None = None
+        if "retrieval" in self.config.regimes or any(c.strategy or c.steered for c in self.conditions):
+            scores = list(self.retrieval_scores(record))
+            gold_rank = rank(scores).index(record.gold_index) + 1
+            run.gold_ranks.append(gold_rank)
+        distractors = [i for i in range(num_docs) if i != record.gold_index]
+        trials = []
+        for position in self.config.positions:
+            order = [*distractors[: position - 1], record.gold_index, *distractors[position - 1 :]]
+            self._forget_prefixes()
+            for condition in self.conditions:
+                for regime in self.config.regimes:
+                    variant = self.variant(record, order, condition, regime, scores, position)
+                    trials.append(self._trial(record, position, condition, regime, variant, gold_rank, run))
+        return trials
+
+    def _trial(
+        self,
+        record: LitmRecord,
+        position: int,
+        condition: Condition,
+        regime: str,
+        variant: Variant,
+        gold_rank: int | None,
+        run: _Run,
+    ) -> TrialRecord:
+        """One trial: generated, or reused when the same prompt and steering plan were generated already."""
+        key: tuple[Any, ...] = (hashlib.sha256(variant.text.encode()).hexdigest(), variant.add_special_tokens)
+        if condition.mechanism is not None:
+            key += self._steer_key(condition.mechanism, variant.targets)
+        reused = key in run.cache
+        if not reused:
+            run.cache[key] = self._generate(variant, condition.mechanism)
+        generation = run.cache[key]
+        correct = is_correct(generation.text, record.answers)
+        trial = TrialRecord(
+            question_id=record.id,
+            position=position,
+            condition=condition.name,
+            regime=regime,
+            correct=correct,
+            prediction=first_line(generation.text),
+            gold_prompt_position=variant.gold_position,
+            latency_s=generation.seconds,
+            new_tokens=generation.new_tokens,
+            peak_memory_mb=generation.peak_mb,
+            memory_delta_mb=generation.delta_mb,
+            reused=reused,
+            gold_rank=gold_rank,
+            format_failure=format_failure(
+                generation.text,
+                new_tokens=generation.new_tokens,
+                max_new_tokens=self.config.generation.max_new_tokens,
+                correct=correct,
+            ),
+        )
+        run.trials.append(trial)
+        return trial
+
+    def _result(
+        self, selected: _Selection, run: _Run, data_info: Mapping[str, Any] | None, *, keep_records: bool
+    ) -> LitmResult:
+        """The run's trials summarized per condition and regime, with its settings, environment and timing."""
+        config = self.config
+        wall = time.perf_counter() - run.started
         results = tuple(
             summarize_condition(
-                trials,
+                run.trials,
                 condition=condition.name,
                 regime=regime,
                 description=condition.description,
                 positions=config.positions,
-                num_docs=num_docs,
+                num_docs=selected.num_docs,
                 steering=self._steering_configs[condition.mechanism].to_dict() if condition.mechanism else None,
             )
             for regime in config.regimes
             for condition in self.conditions
         )
-        retrieval = retrieval_summary(gold_ranks, config.steer_top_k)
         from posrag.models import embedder_name
 
         return LitmResult(
@@ -421,51 +472,160 @@ class LitmBenchmark:
             embedder=embedder_name(self._embedder) if self._embedder is not None else None,
             data={
                 **dict(data_info or {}),
-                "questions": len(records),
-                "num_docs": num_docs,
-                "distractors_filled": filled,
-                "chance_accuracy": 1.0 / num_docs,
-                **shard_info,
+                "questions": len(selected.records),
+                "num_docs": selected.num_docs,
+                "distractors_filled": selected.filled,
+                "chance_accuracy": 1.0 / selected.num_docs,
+                **selected.shard_info,
             },
-            settings={
-                **config.to_dict(),
-                "conditions_resolved": [
-                    {
-                        **c.to_dict(),
-                        "resolved_strategy": self._reorderers[c.strategy].strategy if c.strategy else None,
-                        "best_at": self._reorderers[c.strategy].best_at if c.strategy else None,
-                    }
-                    for c in self.conditions
-                ],
-                "steering_configs": {m: c.to_dict() for m, c in self._steering_configs.items()},
-                "metric": "any normalized gold answer is a substring of the normalized first output line",
-                "ci": "95% Wilson score interval per position",
-                "latency": "wall-clock seconds per generation (tokenize, steering setup, generate); added = "
-                "paired difference to the baseline on the same question and position"
-                + (
-                    "; with reuse_prefix, a generation that continues a shared prompt prefix counts that prefix "
-                    "pass's seconds too (measured once)"
-                    if config.reuse_prefix
-                    else ""
-                ),
-                "memory": memory_method(getattr(self.model, "device", "cpu"), config.measure_memory),
-                "chat_template_applied": self.chat_template,
-                "steer_from": "the question (steering acts on the question and the generated tokens)",
-            },
-            retrieval=retrieval,
+            settings=self._settings(),
+            retrieval=retrieval_summary(run.gold_ranks, config.steer_top_k),
             results=results,
             environment=environment(self.model),
             timing={
-                "started_at": started_at,
+                "started_at": run.started_at,
                 "wall_s": wall,
-                "generations": len(cache),
-                "trials": len(trials),
-                "mean_generation_s": mean([g.seconds for g in cache.values()]),
+                "generations": len(run.cache),
+                "trials": len(run.trials),
+                "mean_generation_s": mean([g.seconds for g in run.cache.values()]),
                 "prefix_passes": self._prefixes.misses if self._prefixes is not None else 0,
                 "prefix_reuses": self._prefixes.hits if self._prefixes is not None else 0,
             },
-            records=tuple(trials) if keep_records else (),
+            records=tuple(run.trials) if keep_records else (),
         )
 
+    def _settings(self) -> dict[str, Any]:
+        config = self.config
+        return {
+            **config.to_dict(),
+            "conditions_resolved": [
+                {
+                    **c.to_dict(),
+                    "resolved_strategy": self._reorderers[c.strategy].strategy if c.strategy else None,
+                    "best_at": self._reorderers[c.strategy].best_at if c.strategy else None,
+                }
+                for c in self.conditions
+            ],
+            "steering_configs": {m: c.to_dict() for m, c in self._steering_configs.items()},
+            "metric": "any normalized gold answer is a substring of the normalized first output line",
+            "ci": "95% Wilson score interval per position",
+            "latency": "wall-clock seconds per generation (tokenize, steering setup, generate); added = "
+            "paired difference to the baseline on the same question and position"
+            + (
+                "; with reuse_prefix, a generation that continues a shared prompt prefix counts that prefix "
+                "pass's seconds too (measured once)"
+                if config.reuse_prefix
+                else ""
+            ),
+            "memory": memory_method(getattr(self.model, "device", "cpu"), config.measure_memory),
+            "chat_template_applied": self.chat_template,
+            "steer_from": "the question (steering acts on the question and the generated tokens)",
+        }
 
-__all__ = ["LitmBenchmark"]
+
+@dataclass(frozen=True)
+class _Selection:
+    """The records a run covers (fitted to ``num_docs``, sharded) and what the result's ``data`` says of them."""
+
+    records: tuple[LitmRecord, ...]
+    num_docs: int
+    filled: bool
+    shard_info: Mapping[str, Any]
+
+
+@dataclass
+class _Run:
+    """What a run accumulates: its trials, the generations by (prompt, plan), the gold documents' ranks."""
+
+    started_at: str
+    started: float
+    cache: dict[tuple[Any, ...], _Generation] = field(default_factory=dict)
+    trials: list[TrialRecord] = field(default_factory=list)
+    gold_ranks: list[int] = field(default_factory=list)
+
+
+def run_litm(
+    config: LitmConfig,
+    *,
+    data: str | Path | None = None,
+    model: str | None = None,
+    limit: int | None = None,
+    progress: bool = True,
+    keep_records: bool = False,
+    command: str | None = None,
+    shard: Shard | None = None,
+    on_trial: Callable[[TrialRecord], None] | None = None,
+    quantize: str | None = None,
+    lm: Any = None,
+) -> LitmResult:
+    """Load the records (``data``, default: the shipped synthetic set) and the model, and run ``config``.
+
+    ``limit``: only the first N questions (missing distractors are still drawn from the whole file). The
+    result's ``data`` records the file, its SHA-256, the limit and ``command``; its ``timing`` adds
+    ``total_s_with_model_load``. ``shard``: run only that shard of the (limited) records
+    (:mod:`posrag.bench.shards`; its trial records are kept for :func:`merge_results`). ``on_trial``: called
+    with every trial as it is recorded. ``quantize``: passed to
+    :func:`~posrag.models.load_causal_lm` (``"int8"``: dynamic int8 linear layers) and recorded in the settings.
+    ``lm``: a :class:`~posrag.models.LoadedModel` already loaded with that ``model`` and ``quantize`` (a worker
+    that runs several shards loads it once); ``None`` loads it here.
+    """
+    from posrag.bench.data import load_records, packaged_dataset
+    from posrag.models import load_causal_lm
+
+    path = Path(data) if data is not None else Path(packaged_dataset())
+    everything = load_records(path)
+    records = everything[:limit] if limit else everything
+    started = time.perf_counter()
+    lm = lm if lm is not None else load_causal_lm(model, progress=progress, quantize=quantize)
+    bench = LitmBenchmark(lm.model, lm.tokenizer, config, model_name=lm.name)
+    result = bench.run(
+        records,
+        progress=progress,
+        keep_records=keep_records,
+        pool=[doc for record in everything for doc in record.documents],
+        shard=shard,
+        on_trial=on_trial,
+        data_info={"path": str(path), "sha256": sha256_file(path), "limit": limit, "command": command},
+    )
+    return replace(
+        result,
+        settings={**result.settings, "quantize": quantize},
+        timing={**result.timing, "total_s_with_model_load": time.perf_counter() - started},
+    )
+
+
+def profile_bias(
+    model: Any,
+    tokenizer: Any,
+    *,
+    model_name: str | None = None,
+    questions: int = 20,
+    positions: Sequence[int] = (1, 5, 10, 15, 20),
+    num_docs: int = 20,
+    seed: int = 1,
+    tolerance: float = DEFAULT_TOLERANCE,
+    progress: bool = True,
+) -> BiasProfile:
+    """Probe ``model`` with a short synthetic run (baseline only) and classify its position bias.
+
+    The probe questions are generated with ``seed`` (1 by default, so they differ from the packaged
+    benchmark set, which uses seed 0).
+    """
+    records = [
+        parse_record(r, f"synthetic:{i}") for i, r in enumerate(make_synthetic_records(questions, num_docs, seed=seed))
+    ]
+    config = LitmConfig(positions=tuple(positions), conditions=("baseline",), regimes=("oracle",), num_docs=num_docs)
+    bench = LitmBenchmark(model, tokenizer, config, model_name=model_name)
+    result = bench.run(records, progress=progress).result("baseline", "oracle")
+    return BiasProfile.measured(
+        bench.model_name,
+        [p.position for p in result.positions],
+        num_docs,
+        [p.accuracy for p in result.positions],
+        questions=questions,
+        tolerance=tolerance,
+        ci95=[(p.ci_low, p.ci_high) for p in result.positions],
+    )
+
+
+__all__ = ["LitmBenchmark", "profile_bias", "run_litm"]

@@ -36,4 +36,9 @@ def mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else math.nan
 
 
-__all__ = ["mean", "wilson_interval"]
+def percent(value: float | None) -> str:
+    """A fraction as whole percent (``"-"`` for missing or NaN)."""
+    return "-" if value is None or math.isnan(value) else f"{100 * value:.0f}"
+
+
+__all__ = ["mean", "percent", "wilson_interval"]

@@ -7,10 +7,12 @@ The one place these are computed: :class:`~posrag.bench.runner.LitmBenchmark` an
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from posrag.bench.results import ConditionResult, PositionAccuracy, TrialRecord
+from posrag.bench.results import ConditionResult, LitmResult, PositionAccuracy, TrialRecord
 from posrag.bench.stats import mean, wilson_interval
 from posrag.documents import PositionInfo
 
@@ -62,7 +64,58 @@ def summarize_condition(
         steering=steering,
         added_latency_same_length_s=mean(same) if same else None,
         same_length_pairs=len(same),
+        format_failures=sum(t.format_failure is not None for t in mine) / len(mine) if mine else None,
+        format_failure_kinds=dict(Counter(t.format_failure for t in mine if t.format_failure is not None)),
     )
+
+
+@dataclass(frozen=True)
+class SteeringGain:
+    """A condition's gain over the baseline at one position, and the share of the gold-alone gap it recovers:
+    ``(accuracy - baseline) / (gold_alone - baseline)`` (1 = as good as the gold document alone; ``None`` where
+    the baseline already matches gold-alone or the run has no gold-alone row)."""
+
+    condition: str
+    regime: str
+    position: int
+    accuracy: float
+    baseline: float
+    gain: float
+    gold_alone: float | None
+    recovered: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def steering_gains(result: LitmResult) -> list[SteeringGain]:
+    """Every steered, non-control condition's gain over the baseline per regime and position."""
+    gains = []
+    for regime in result.regimes:
+        base = result.get("baseline", regime)
+        alone = result.get("gold-alone", regime)
+        if base is None:
+            continue
+        for r in result.results:
+            if r.regime != regime or r.steering is None or r.condition.startswith("control-"):
+                continue
+            for p, b in zip(r.positions, base.positions, strict=True):
+                ceiling = alone.at(p.position).accuracy if alone is not None else None
+                gap = None if ceiling is None else ceiling - b.accuracy
+                recovered = (p.accuracy - b.accuracy) / gap if gap is not None and gap > 1e-9 else None
+                gains.append(
+                    SteeringGain(
+                        r.condition,
+                        regime,
+                        p.position,
+                        p.accuracy,
+                        b.accuracy,
+                        p.accuracy - b.accuracy,
+                        ceiling,
+                        recovered,
+                    )
+                )
+    return gains
 
 
 def retrieval_summary(gold_ranks: Sequence[int], steer_top_k: int) -> dict[str, Any]:
@@ -77,4 +130,4 @@ def retrieval_summary(gold_ranks: Sequence[int], steer_top_k: int) -> dict[str, 
     }
 
 
-__all__ = ["retrieval_summary", "summarize_condition"]
+__all__ = ["SteeringGain", "retrieval_summary", "steering_gains", "summarize_condition"]

@@ -28,9 +28,15 @@ class Variant:
 
 
 def as_read(
-    tokenizer: Any, prompt: RAGPrompt, gold_position: int, targets: tuple[Any, ...], chat_template: bool
+    tokenizer: Any,
+    prompt: RAGPrompt,
+    gold_position: int,
+    targets: tuple[Any, ...],
+    chat_template: bool,
+    reply_cue: str = "",
 ) -> Variant:
-    """The variant as the model reads it: through the chat template (targets shifted) or as is."""
+    """The variant as the model reads it: through the chat template (targets shifted) or as is. ``reply_cue``
+    opens the model's reply under a chat template (ignored without one: the prompt ends in its own cue)."""
     formatted = format_completion(tokenizer, prompt.text, chat_template)
     segment = formatted.segments[0] if formatted.segments else None
     if segment is None or formatted.text[segment[0] : segment[1]] != prompt.text:
@@ -40,7 +46,8 @@ def as_read(
         )
     offset = segment[0]
     shifted = tuple(replace(t, start_char=t.start_char + offset, end_char=t.end_char + offset) for t in targets)
-    return Variant(prompt, gold_position, shifted, formatted.text, offset, formatted.add_special_tokens)
+    text = formatted.text + reply_cue if chat_template else formatted.text
+    return Variant(prompt, gold_position, shifted, text, offset, formatted.add_special_tokens)
 
 
 __all__ = ["Variant", "as_read"]

@@ -45,8 +45,9 @@ def litm(
         str,
         typer.Option(
             help="Comma-separated conditions or 'all': baseline, recency, graduated, sandwich, "
-            "long_context, none, steer-activation, steer-attention, hybrid, control-activation, "
-            "control-attention."
+            "long_context, none, steer-activation, steer-attention, steer-confident, steer-unscored, hybrid, "
+            "control-activation, control-attention, and the reference rows gold-alone (the gold document "
+            "alone) and closed-book (no documents)."
         ),
     ] = "all",
     regimes: Annotated[str, typer.Option(help="oracle, retrieval or both (comma-separated).")] = "oracle,retrieval",
@@ -134,6 +135,29 @@ def litm(
         int | None,
         typer.Option(help="torch threads per process (default: torch's choice; with --jobs, the cores / N).", min=1),
     ] = None,
+    prompt: Annotated[
+        str,
+        typer.Option(
+            help="How the benchmark asks: litm (the paper's prompt, default), litm-reply-cue, instruction-last, "
+            "instruction-last-reply-cue (for chat-templated models that continue the document list; "
+            "`posrag bench choose-prompt` picks one on calibration questions)."
+        ),
+    ] = "litm",
+    executor: Annotated[
+        str,
+        typer.Option(
+            help="local (one process, or --jobs N local processes) or ray (--jobs N Ray actors, one model load "
+            "each; needs pip install 'posrag[ray]')."
+        ),
+    ] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option(help="--executor ray: an existing Ray cluster ('auto', 'ray://head:10001'); default: local Ray."),
+    ] = None,
+    shards: Annotated[
+        int | None,
+        typer.Option(help="--executor ray: split into this many shards (default: --jobs); more balance better.", min=1),
+    ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Accuracy by gold-document position for every ordering and steering condition, with 95% intervals.
@@ -142,7 +166,10 @@ def litm(
     order); each condition answers greedily; a table goes to stdout, the full result to --json, the figure to
     --plot. Identical prompts and steering plans are generated once and reused.
     """
-    from posrag.bench.litm import Shard, config_from_options, run_litm, write_outputs
+    from posrag.bench.conditions import config_from_options
+    from posrag.bench.report import format_tables, write_outputs
+    from posrag.bench.runner import run_litm
+    from posrag.bench.shards import Shard
 
     try:
         part = Shard.parse(shard) if shard is not None else None
@@ -160,9 +187,32 @@ def litm(
             chat_template=chat_template,
             measure_memory=memory,
             reuse_prefix=reuse_prefix,
+            prompt=prompt,
         )
         command = "posrag " + shlex.join(sys.argv[1:]) if sys.argv[1:] else None
-        if jobs > 1:
+        if executor not in ("local", "ray"):
+            raise ConfigurationError(f"--executor {executor!r} must be 'local' or 'ray'.")
+        if executor == "local" and (address is not None or shards is not None):
+            raise ConfigurationError("--address and --shards go with --executor ray; add it, or drop them.")
+        if executor == "ray":
+            if part is not None:
+                raise ConfigurationError(f"--executor ray splits the run into shards itself; drop --shard {shard}.")
+            from posrag.bench.ray_runner import run_litm_ray
+
+            result = run_litm_ray(
+                config,
+                workers=jobs,
+                shards=shards,
+                address=address,
+                threads=threads or 1,
+                data=data,
+                model=model,
+                limit=limit,
+                progress=progress,
+                command=command,
+                quantize=quantize,
+            )
+        elif jobs > 1:
             if part is not None:
                 raise ConfigurationError(
                     f"--jobs {jobs} splits the run into shards itself; drop --shard {shard} (or run that shard "
@@ -197,7 +247,7 @@ def litm(
                 shard=part,
                 quantize=quantize,
             )
-        typer.echo(result.table())
+        typer.echo(format_tables(result))
         write_outputs(result, json_path=json_out, table_path=table, plot_path=plot, records_path=records)
         if part is not None and json_out is None:
             typer.echo("Note: a shard is merged from its --json file; none was written.", err=True)
@@ -226,11 +276,12 @@ def merge(
 
     Refuses shards of different runs (model, data, settings) and duplicate or missing shards.
     """
-    from posrag.bench.litm import merge_results, read_result, write_outputs
+    from posrag.bench.report import format_tables, write_outputs
+    from posrag.bench.shards import merge_results, read_result
 
     try:
         result = merge_results([read_result(path) for path in shards], labels=[str(path) for path in shards])
-        typer.echo(result.table())
+        typer.echo(format_tables(result))
         write_outputs(result, json_path=out, table_path=table, plot_path=plot, records_path=records)
     except PosragError as exc:
         raise _fail(exc) from None

@@ -38,7 +38,7 @@ def profile(
     The saved profile is what position_bias="auto" resolves to for this model (it takes precedence over a
     profile shipped with posrag), and its recommended reorder strategy is the one the reorder step pairs with it.
     """
-    from posrag.bench.profile import profile_bias
+    from posrag.bench.runner import profile_bias
     from posrag.models import load_causal_lm
     from posrag.profiles import save_profile
 

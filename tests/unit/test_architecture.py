@@ -1,7 +1,8 @@
 """The package's layering, read from its imports (ast): no cycles, the core never imports bench/ or cli/.
 
-Every ``import``/``from … import`` of a ``posrag`` module counts, at module level or inside a function (a lazy
-import that closes a cycle is still a cycle). ``if TYPE_CHECKING:`` blocks are skipped: they never run.
+Every ``import``/``from … import`` of a ``posrag`` module counts, at module level, inside a function (a lazy
+import that closes a cycle is still a cycle) or under ``if TYPE_CHECKING:`` (a type-only import still ties the two
+modules' concepts together: neither can be read or moved without the other).
 """
 
 from __future__ import annotations
@@ -29,13 +30,6 @@ def _module_name(path: Path) -> str:
 MODULES = {_module_name(p): p for p in ROOT.rglob("*.py")}
 
 
-def _is_type_checking(node: ast.If) -> bool:
-    test = node.test
-    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
-    )
-
-
 def _resolve(module: str, target: str) -> str | None:
     """The posrag module that ``target`` names (a module, or a package whose attribute is imported)."""
     while target:
@@ -53,10 +47,6 @@ def imports_of(name: str, source: str | None = None) -> set[str]:
     found: set[str] = set()
 
     def visit(node: ast.AST) -> None:
-        if isinstance(node, ast.If) and _is_type_checking(node):
-            for child in node.orelse:
-                visit(child)
-            return
         if isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name.startswith("posrag"):
@@ -150,15 +140,15 @@ def test_no_import_cycles() -> None:
     assert _cycle() is None, " -> ".join(_cycle() or [])
 
 
-def test_the_reader_sees_lazy_and_relative_imports_and_skips_type_checking() -> None:
-    """The reader itself can fail: a lazy import inside a function is an edge; TYPE_CHECKING is not."""
+def test_the_reader_sees_lazy_relative_and_type_checking_imports() -> None:
+    """The reader itself can fail: a lazy import inside a function is an edge, and so is a type-only one."""
     source = (
         "from typing import TYPE_CHECKING\n"
         "if TYPE_CHECKING:\n    from posrag.cli import main\n"
-        "def f():\n    from posrag.bench.litm import LitmBenchmark\n    return LitmBenchmark\n"
+        "def f():\n    from posrag.bench.runner import LitmBenchmark\n    return LitmBenchmark\n"
         "from ..bias import classify_bias\n"
     )
-    assert imports_of("posrag.steering.planning", source) == {"posrag.bench.litm", "posrag.bias"}
+    assert imports_of("posrag.steering.planning", source) == {"posrag.cli.main", "posrag.bench.runner", "posrag.bias"}
 
 
 def test_modules_stay_short_or_say_why() -> None:
@@ -183,3 +173,19 @@ def test_the_framework_adapters_import_without_torch() -> None:
     assert _imported_after("import langchain_posrag") == set()
     assert _imported_after("from langchain_posrag import PositionReorder, PosragRetriever") == set()
     assert _imported_after("from llama_index.postprocessor.posrag import PositionReorder") == set()
+
+
+def _third_party_imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_only_the_benchmarks_ray_executor_imports_ray() -> None:
+    """Ray is an optional extra for scaling the benchmark out; the core (and the rest of bench/) never import it."""
+    importers = {name for name, path in MODULES.items() if "ray" in _third_party_imports(path)}
+    assert importers == {"posrag.bench.ray_runner"}

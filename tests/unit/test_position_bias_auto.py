@@ -6,11 +6,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from posrag.bench.profile import BiasProfile, save_profile
 from posrag.documents import ScoredDocument
 from posrag.engine import Engine
 from posrag.errors import ConfigurationError
 from posrag.ordering import Reorderer, reorder
+from posrag.profiles import BiasProfile, save_profile
 from posrag.steering import SteeringConfig, SteeringTarget, plan_steering
 
 U_SHAPE = (1.0, 0.4, 0.3, 0.5, 1.0)  # reads both ends well: long_context ordering, most help mid-context
@@ -148,8 +148,9 @@ def test_auto_puts_the_best_document_at_the_end_the_model_reads_better(cache):
 
 
 def test_benchmark_hybrid_auto_follows_the_profile(cache, tiny_gemma3):
+    from posrag.bench.conditions import LitmConfig
     from posrag.bench.data import parse_record
-    from posrag.bench.litm import LitmBenchmark, LitmConfig
+    from posrag.bench.runner import LitmBenchmark
     from posrag.bench.synthetic import make_synthetic_records
     from posrag.generation import GenerationConfig
     from tests.unit.hashing_embedder import HashingEmbedder

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from posrag.bench.conditions import LitmConfig
 from posrag.bench.data import parse_record
-from posrag.bench.litm import LitmBenchmark, LitmConfig
+from posrag.bench.runner import LitmBenchmark
 from posrag.bench.synthetic import make_synthetic_records
 from posrag.errors import ConfigurationError
 from posrag.generation import GenerationConfig

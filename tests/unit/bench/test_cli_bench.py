@@ -129,3 +129,20 @@ def test_bench_litm_shards_merge_and_the_new_options(tmp_path, tiny_dir):
     assert bad.exit_code == 2 and "0 <= i < N" in bad.output
     bad = runner.invoke(app, [*common[:-3], "--chat-template", "maybe"])
     assert bad.exit_code == 2 and "chat_template='maybe'" in bad.output
+
+
+def test_the_ray_executor_options_are_checked_before_anything_loads(monkeypatch):
+    import sys
+
+    out = CliRunner().invoke(app, ["bench", "litm", "--address", "auto"])
+    assert out.exit_code == 2 and "--address and --shards go with --executor ray" in out.output
+    out = CliRunner().invoke(app, ["bench", "litm", "--executor", "spark"])
+    assert out.exit_code == 2 and "must be 'local' or 'ray'" in out.output
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    out = CliRunner().invoke(app, ["bench", "litm", "--executor", "ray", "--limit", "1"])
+    assert out.exit_code == 2 and "pip install 'posrag[ray]'" in out.output
+
+
+def test_choose_prompt_refuses_evaluation_questions():
+    out = CliRunner().invoke(app, ["bench", "choose-prompt", "--data", "docs/data/nq-mined-10.jsonl.gz"])
+    assert out.exit_code == 2 and "calibration questions only" in out.output

@@ -6,20 +6,13 @@ import json
 
 import pytest
 
+from posrag.bench._targets import evaluate_targets
+from posrag.bench.conditions import CONDITIONS, LitmConfig, resolve_condition
 from posrag.bench.data import fit_documents, parse_record
-from posrag.bench.litm import (
-    CONDITIONS,
-    SCHEMA,
-    SCHEMA_VERSION,
-    ConditionResult,
-    LitmBenchmark,
-    LitmConfig,
-    LitmResult,
-    PositionAccuracy,
-    evaluate_targets,
-    resolve_condition,
-)
 from posrag.bench.plot import plot_accuracy
+from posrag.bench.report import format_tables
+from posrag.bench.results import SCHEMA, SCHEMA_VERSION, ConditionResult, LitmResult, PositionAccuracy
+from posrag.bench.runner import LitmBenchmark
 from posrag.bench.synthetic import make_synthetic_records
 from posrag.errors import ConfigurationError
 from posrag.generation import GenerationConfig, generate_text
@@ -210,7 +203,6 @@ def test_the_json_is_stable_and_round_trips(result):
         "settings",
         "retrieval",
         "results",
-        "targets",
         "environment",
         "timing",
         "records",
@@ -248,7 +240,10 @@ def test_costs_are_measured_and_memory_only_when_asked(tiny, records, result):
     assert baseline.peak_memory_mb is None and baseline.peak_memory_delta_mb is None
     assert all(t.peak_memory_mb is None and t.memory_delta_mb is None for t in result.records)
     assert result.settings["memory"].startswith("not measured") and result.settings["measure_memory"] is False
-    assert "| baseline |" in result.table() and result.table().split("| baseline |")[1].split("\n")[0].endswith("- |")
+    table = format_tables(result)
+    header = next(line for line in table.splitlines() if line.startswith("| condition |")).split(" | ")
+    row = next(line for line in table.splitlines() if line.startswith("| baseline |")).split(" | ")
+    assert row[header.index("peak Δmem")] == "-"
     measured = _bench(tiny, conditions=("baseline",), regimes=("oracle",), measure_memory=True).run(
         records[:1], progress=False
     )
@@ -271,7 +266,7 @@ def test_the_memory_sampler_runs_only_when_asked():
 
 
 def test_table_and_plot(result, tmp_path):
-    table = result.table()
+    table = format_tables(result)
     assert "**oracle regime**" in table and "| steer-attention |" in table and "Targets:" in table
     path = plot_accuracy(result, tmp_path / "plot.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -336,7 +331,7 @@ def test_hybrid_target_compares_against_every_single_condition_per_position():
 
 
 def test_steering_overrides_can_be_per_mechanism():
-    from posrag.bench.litm import steering_overrides
+    from posrag.bench.conditions import steering_overrides
 
     overrides = {
         "curve": "flat",
@@ -380,28 +375,30 @@ def test_write_outputs_writes_json_table_and_records(result, tmp_path):
     )
     assert json.loads((tmp_path / "out" / "r.json").read_text()) == json.loads(json.dumps(payload))
     assert "records" not in payload and payload["records_file"] == str(tmp_path / "r.jsonl")
+    assert payload["targets"] == [check.to_dict() for check in evaluate_targets(result)] != []
     lines = (tmp_path / "r.jsonl").read_text().splitlines()
     assert [json.loads(line) for line in lines] == [r.to_dict() for r in result.records]
     from posrag.bench.paired import format_paired, paired_differences
 
     paired = format_paired(paired_differences(result.records))
-    assert (tmp_path / "t.md").read_text() == result.table() + "\n\n" + paired + "\n"
+    assert (tmp_path / "t.md").read_text() == format_tables(result) + "\n\n" + paired + "\n"
 
 
-def test_old_import_paths_are_the_new_objects():
-    from posrag.bench import conditions, report, results, runner
-    from posrag.bench import litm as old
+def test_the_compatibility_modules_are_gone():
+    import importlib
 
-    assert old.LitmBenchmark is runner.LitmBenchmark
-    assert old.LitmConfig is conditions.LitmConfig and old.steering_overrides is conditions.steering_overrides
-    assert old.LitmResult is results.LitmResult and old.evaluate_targets is results.evaluate_targets
-    assert old.format_tables is report.format_tables and old.environment is report.environment
+    for old in ("posrag.bench.litm", "posrag.bench.profile"):
+        with pytest.raises(ModuleNotFoundError):
+            importlib.import_module(old)
+    import posrag.bench
+
+    assert "evaluate_targets" not in posrag.bench.__all__ and not hasattr(posrag.bench, "evaluate_targets")
 
 
 def test_run_litm_records_the_file_its_digest_and_the_model_load(tmp_path):
     import hashlib
 
-    from posrag.bench.litm import run_litm
+    from posrag.bench.runner import run_litm
     from posrag.bench.synthetic import write_jsonl
     from posrag.testing import tiny_model
 

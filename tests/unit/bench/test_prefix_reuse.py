@@ -7,8 +7,9 @@ import dataclasses
 import torch
 from transformers import AutoModelForCausalLM
 
+from posrag.bench.conditions import LitmConfig
 from posrag.bench.data import parse_record
-from posrag.bench.litm import LitmBenchmark, LitmConfig
+from posrag.bench.runner import LitmBenchmark
 from posrag.bench.synthetic import make_synthetic_records
 from posrag.generation import GenerationConfig
 from posrag.testing import tiny_config, tiny_tokenizer

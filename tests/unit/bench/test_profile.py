@@ -8,17 +8,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from posrag.bench.profile import (
-    BiasProfile,
-    classify_bias,
-    load_profile,
-    model_slug,
-    profile_bias,
-    profile_path,
-    resolve_position_bias,
-    save_profile,
-)
+from posrag.bench.runner import profile_bias
+from posrag.bias import classify_bias
 from posrag.errors import ConfigurationError
+from posrag.profiles import BiasProfile, load_profile, model_slug, profile_path, save_profile
+from posrag.profiles import resolve as resolve_position_bias
 
 POSITIONS = (1, 5, 10, 15, 20)
 RELATIVE = [(p - 1) / 19 for p in POSITIONS]

@@ -7,9 +7,12 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from posrag.bench._targets import evaluate_targets
+from posrag.bench.conditions import LitmConfig
 from posrag.bench.data import parse_record
-from posrag.bench.litm import LitmBenchmark, LitmConfig, LitmResult
 from posrag.bench.report import write_outputs
+from posrag.bench.results import LitmResult
+from posrag.bench.runner import LitmBenchmark
 from posrag.bench.shards import Shard, merge_results, read_result
 from posrag.bench.synthetic import make_synthetic_records
 from posrag.cli.main import app
@@ -82,8 +85,9 @@ def test_merged_shards_equal_the_unsharded_run(whole, shards):
         assert _without_clock(b[key]) == _without_clock(a[key]), key
     # Targets judged on the same accuracies (overhead checks are timings: their verdict may differ).
     timed = ("overhead",)
-    assert [t for t in b["targets"] if not any(w in t["name"] for w in timed)] == [
-        t for t in a["targets"] if not any(w in t["name"] for w in timed)
+    a_targets, b_targets = evaluate_targets(whole), evaluate_targets(merged)
+    assert [t for t in b_targets if not any(w in t.name for w in timed)] == [
+        t for t in a_targets if not any(w in t.name for w in timed)
     ]
     assert {k: v for k, v in b["data"].items() if k != "merged_from"} == a["data"]
     assert [m["shard"] for m in b["data"]["merged_from"]] == ["0/3", "1/3", "2/3"]

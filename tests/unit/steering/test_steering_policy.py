@@ -272,9 +272,6 @@ def test_profile_from_json_file_and_positions(tmp_path) -> None:
 
 
 def test_one_profile_type_for_steering_and_the_benchmark() -> None:
-    from posrag.bench.profile import BiasProfile as BenchProfile
-
-    assert BenchProfile is BiasProfile
     measured = BiasProfile.measured("gemma3-270m", (1, 10, 19), 19, (1.0, 0.3, 0.95))
     preset = bias_preset(measured)
     assert preset.name == "measured" and preset.reorder_strategy == "long_context"

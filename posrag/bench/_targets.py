@@ -1,0 +1,133 @@
+"""The targets a "Lost in the Middle" run was built to meet, judged plainly on its result (the rules are in
+docs/litm.md). Private: one round's targets, printed under the tables and written into the JSON, not an API."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from posrag.bench.conditions import SINGLE_CONDITIONS, STEER_MECHANISMS
+from posrag.bench.results import LitmResult
+from posrag.bench.stats import percent
+
+
+@dataclass(frozen=True)
+class TargetCheck:
+    """One of the issue's targets, evaluated on a result: ``met`` is ``None`` where it cannot be judged."""
+
+    name: str
+    met: bool | None
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "met": self.met, "detail": self.detail}
+
+
+def evaluate_targets(result: LitmResult) -> list[TargetCheck]:
+    """The issue's targets, judged plainly on ``result`` (see docs/litm.md for the exact rules)."""
+    checks: list[TargetCheck] = []
+    positions = result.positions
+    first, last = positions[0], positions[-1]
+    regime = "oracle" if "oracle" in result.regimes else result.regimes[0]
+    base = result.get("baseline", regime)
+    if base is not None and len(positions) >= 3:
+        ends = min(base.at(first).accuracy, base.at(last).accuracy)
+        middle = min(p.accuracy for p in base.positions[1:-1])
+        met = ends >= 0.9 and middle <= ends - 0.2
+        checks.append(
+            TargetCheck(
+                "baseline U-curve (ends >= 90%, middle at least 20 points lower)",
+                met,
+                f"pos {first}: {percent(base.at(first).accuracy)}%, pos {last}: "
+                f"{percent(base.at(last).accuracy)}%, worst middle: {percent(middle)}%",
+            )
+        )
+    for regime_name in result.regimes:
+        base = result.get("baseline", regime_name)
+        for mechanism in STEER_MECHANISMS:
+            steer = result.get(f"steer-{mechanism}", regime_name)
+            if steer is None or base is None:
+                continue
+            gap = steer.best.accuracy - steer.worst.accuracy
+            drops = [
+                (b.position, b.accuracy - s.accuracy) for s, b in zip(steer.positions, base.positions, strict=True)
+            ]
+            worst_drop = max(drops, key=lambda d: d[1])
+            met = gap <= 0.05 + 1e-9 and worst_drop[1] <= 0.03 + 1e-9
+            checks.append(
+                TargetCheck(
+                    f"steer-{mechanism} alone ({regime_name}): worst within 5 points of best, "
+                    "no position >3 points below baseline",
+                    met,
+                    f"best {percent(steer.best.accuracy)}% @{steer.best.position}, worst "
+                    f"{percent(steer.worst.accuracy)}% @{steer.worst.position} (gap {100 * gap:.0f}); largest "
+                    f"drop vs baseline {100 * worst_drop[1]:+.0f} points @{worst_drop[0]}; mean "
+                    f"{percent(steer.mean_accuracy)}% vs baseline {percent(base.mean_accuracy)}%",
+                )
+            )
+    if "retrieval" in result.regimes:
+        hybrid = result.get("hybrid", "retrieval")
+        singles = [r for r in result.results if r.regime == "retrieval" and r.condition in SINGLE_CONDITIONS]
+        if hybrid is not None and singles:
+            shortfalls = []
+            for p in hybrid.positions:
+                best = max(singles, key=lambda r: r.at(p.position).accuracy)
+                shortfalls.append((best.at(p.position).accuracy - p.accuracy, p.position, best.condition))
+            worst = max(shortfalls)
+            checks.append(
+                TargetCheck(
+                    "retrieval regime: hybrid >= best single condition at every position",
+                    worst[0] <= 1e-9,
+                    "hybrid matches or beats every single condition at every position"
+                    if worst[0] <= 1e-9
+                    else f"largest shortfall {100 * worst[0]:.0f} points at pos {worst[1]} (vs {worst[2]})",
+                )
+            )
+    for regime_name in result.regimes:
+        base = result.get("baseline", regime_name)
+        for mechanism in STEER_MECHANISMS:
+            control = result.get(f"control-{mechanism}", regime_name)
+            if control is None or base is None:
+                continue
+            checks.append(
+                TargetCheck(
+                    f"control-{mechanism} ({regime_name}): harm of steering a distractor",
+                    None,
+                    f"mean {percent(control.mean_accuracy)}% vs baseline {percent(base.mean_accuracy)}% "
+                    f"({100 * (control.mean_accuracy - base.mean_accuracy):+.0f} points), worst "
+                    f"{percent(control.worst.accuracy)}% @{control.worst.position}",
+                )
+            )
+    alone = result.get("gold-alone", regime)
+    if alone is not None and alone.format_failures is not None:
+        checks.append(
+            TargetCheck(
+                "gold-alone: the model answers (<= 20% format failures)",
+                alone.format_failures <= 0.20 + 1e-9,
+                f"{percent(alone.format_failures)}% format failures "
+                f"({', '.join(f'{k} {v}' for k, v in sorted(alone.format_failure_kinds.items())) or 'none'}); "
+                f"gold-alone accuracy {percent(alone.mean_accuracy)}%",
+            )
+        )
+    baseline = result.get("baseline", regime)
+    for r in result.results:
+        if r.regime != regime or r.steering is None or r.condition.startswith("control-") or baseline is None:
+            continue
+        added = r.added_latency_same_length_s if r.added_latency_same_length_s is not None else r.added_latency_s
+        if added is None:
+            continue
+        ratio = added / baseline.mean_latency_s
+        how = (
+            f"paired on {r.same_length_pairs} equally long outputs"
+            if r.added_latency_same_length_s is not None
+            else "paired on all outputs (none equally long)"
+        )
+        checks.append(
+            TargetCheck(
+                f"{r.condition} overhead within the steering budget (<= 10% and <= 100 ms per query)",
+                ratio <= 0.10 and added <= 0.100,
+                f"{1000 * added:+.0f} ms per query ({100 * ratio:+.0f}% of the baseline's "
+                f"{baseline.mean_latency_s:.2f} s), {how}",
+            )
+        )
+    return checks
