@@ -12,8 +12,7 @@
 * :mod:`~posrag.bench.stats`, :mod:`~posrag.bench.measure`, :mod:`~posrag.bench.plot`: intervals, cost, plot.
 * :mod:`~posrag.bench.profile`: :func:`~posrag.bench.profile.profile_bias` measures a model's position-bias
   profile and hands back a :class:`posrag.profiles.BiasProfile`. The profile type, its storage, the shipped
-  profiles and ``position_bias="auto"`` resolution live in the core (:mod:`posrag.profiles`, :mod:`posrag.bias`);
-  ``BiasProfile``, ``resolve_position_bias`` and the other old names are re-exported here.
+  profiles and ``position_bias="auto"`` resolution live in the core (:mod:`posrag.profiles`, :mod:`posrag.bias`).
 """
 
 from posrag.bench.data import (
@@ -40,21 +39,13 @@ from posrag.bench.litm import (
     merge_results,
 )
 from posrag.bench.plot import plot_accuracy
-from posrag.bench.profile import (
-    BiasProfile,
-    classify_bias,
-    load_profile,
-    profile_bias,
-    resolve_position_bias,
-    save_profile,
-)
+from posrag.bench.profile import profile_bias
 from posrag.bench.stats import wilson_interval
 from posrag.bench.synthetic import make_synthetic_records, write_jsonl
 
 __all__ = [
     "CONDITIONS",
     "REGIMES",
-    "BiasProfile",
     "ConditionResult",
     "LitmBenchmark",
     "LitmConfig",
@@ -65,11 +56,9 @@ __all__ = [
     "Shard",
     "TargetCheck",
     "TrialRecord",
-    "classify_bias",
     "evaluate_targets",
     "fit_documents",
     "is_correct",
-    "load_profile",
     "load_records",
     "make_synthetic_records",
     "merge_results",
@@ -77,8 +66,6 @@ __all__ = [
     "packaged_dataset",
     "plot_accuracy",
     "profile_bias",
-    "resolve_position_bias",
-    "save_profile",
     "wilson_interval",
     "write_jsonl",
 ]

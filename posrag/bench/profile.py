@@ -14,19 +14,8 @@ from typing import Any
 from posrag.bench.data import parse_record
 from posrag.bench.litm import LitmBenchmark, LitmConfig
 from posrag.bench.synthetic import make_synthetic_records
-from posrag.bias import BIAS_CLASSES, DEFAULT_TOLERANCE, RECOMMENDED_STRATEGY, BiasClass, classify_bias
-from posrag.profiles import (
-    BIAS_PRESET_NAMES,
-    PROFILE_SCHEMA,
-    PROFILE_VERSION,
-    BiasProfile,
-    load_profile,
-    model_slug,
-    profile_path,
-    profiles_dir,
-    save_profile,
-)
-from posrag.profiles import resolve as resolve_position_bias
+from posrag.bias import DEFAULT_TOLERANCE
+from posrag.profiles import BiasProfile
 
 
 def profile_bias(
@@ -63,21 +52,4 @@ def profile_bias(
     )
 
 
-__all__ = [
-    "BIAS_CLASSES",
-    "BIAS_PRESET_NAMES",
-    "DEFAULT_TOLERANCE",
-    "PROFILE_SCHEMA",
-    "PROFILE_VERSION",
-    "RECOMMENDED_STRATEGY",
-    "BiasClass",
-    "BiasProfile",
-    "classify_bias",
-    "load_profile",
-    "model_slug",
-    "profile_bias",
-    "profile_path",
-    "profiles_dir",
-    "resolve_position_bias",
-    "save_profile",
-]
+__all__ = ["profile_bias"]

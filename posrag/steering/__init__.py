@@ -13,9 +13,8 @@ scoping), :mod:`~posrag.steering.spans` (character → token spans) and :mod:`~p
 :mod:`~posrag.steering.trace`.
 """
 
-from posrag.profiles import PositionBiasProfile
 from posrag.steering.activation import align_dimension, orthogonal_steer
-from posrag.steering.config import BIAS_PRESETS, BiasPreset, SteeringConfig, bias_preset
+from posrag.steering.config import BIAS_PRESETS, BiasPreset, SteeringConfig, bias_preset, resolve_steering
 from posrag.steering.curves import BUILTIN_CURVES, IntensityCurve, measured_curve, resolve_curve
 from posrag.steering.generator import (
     FormattedPrompt,
@@ -40,9 +39,6 @@ from posrag.steering.zones import (
     zone_layers,
 )
 
-#: Former name of :func:`bias_preset` (a ``position_bias`` value → its curve and reorder strategy).
-resolve_position_bias = bias_preset
-
 __all__ = [
     "BIAS_PRESETS",
     "BUILTIN_CURVES",
@@ -54,7 +50,6 @@ __all__ = [
     "IntensityCurve",
     "LayerZone",
     "PlannedSteer",
-    "PositionBiasProfile",
     "PreparedSteering",
     "RequestScope",
     "SelectionSummary",
@@ -79,7 +74,7 @@ __all__ = [
     "position_layer_map",
     "resolve_curve",
     "resolve_model",
-    "resolve_position_bias",
+    "resolve_steering",
     "select_targets",
     "target_layers",
     "targets_from_prompt",

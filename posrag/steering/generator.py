@@ -48,7 +48,7 @@ from posrag.steering.attention import (
     _create_attention_bias_hook,
     reachable,
 )
-from posrag.steering.config import SteeringConfig
+from posrag.steering.config import SteeringConfig, resolve_steering
 from posrag.steering.hooks import Handle, HookSpec, RequestScope, patched, scoped
 from posrag.steering.planning import PlannedSteer, SteeringTarget, plan_steering
 from posrag.steering.selection import SelectionSummary, select_targets
@@ -107,7 +107,7 @@ class SteeredGenerator:
         # position_bias="auto": the saved profile of this model (`posrag profile`), found by its name.
         name = model_name or getattr(getattr(model, "config", None), "name_or_path", None)
         # Unset settings: the model's calibration (`posrag calibrate`, or the one shipped with posrag).
-        self.config = (config or SteeringConfig()).resolve_for(name)
+        self.config = resolve_steering(config, name, len(architectures.decoder_layers(model)))
         self._embedder = embedder
         self._warned_unlocated = False
         self.layers = architectures.decoder_layers(model)

@@ -13,7 +13,7 @@ Import from those modules; this one only keeps the old import path ``posrag.stee
 from __future__ import annotations
 
 from posrag.bias import DEFAULT_TOLERANCE
-from posrag.profiles import BiasName, PositionBias, PositionBiasProfile
+from posrag.profiles import BiasName, PositionBias
 from posrag.steering.config import (
     BIAS_PRESETS,
     MECHANISMS,
@@ -24,7 +24,6 @@ from posrag.steering.config import (
     ReorderStrategy,
     SteeringConfig,
     VectorSource,
-    bias_preset,
 )
 from posrag.steering.curves import (
     BUILTIN_CURVES,
@@ -60,8 +59,6 @@ from posrag.steering.zones import (
 
 #: The one profile tolerance (:data:`posrag.bias.DEFAULT_TOLERANCE`) under its former steering name.
 PROFILE_TOLERANCE = DEFAULT_TOLERANCE
-#: Former name of :func:`posrag.steering.config.bias_preset`.
-resolve_position_bias = bias_preset
 
 __all__ = [
     "BIAS_PRESETS",
@@ -88,7 +85,6 @@ __all__ = [
     "Mechanism",
     "PlannedSteer",
     "PositionBias",
-    "PositionBiasProfile",
     "ReorderStrategy",
     "SteeringConfig",
     "SteeringTarget",
@@ -98,7 +94,6 @@ __all__ = [
     "plan_steering",
     "position_layer_map",
     "resolve_curve",
-    "resolve_position_bias",
     "score_ranks",
     "target_layers",
     "tier_of",

@@ -14,7 +14,14 @@ from hypothesis import strategies as st
 
 import posrag
 from posrag.errors import ConfigurationError
-from posrag.profiles import BiasProfile, load_profile, resolve, save_profile, shipped_profile_path
+from posrag.profiles import (
+    BiasProfile,
+    model_identity,
+    model_profile,
+    resolve,
+    save_profile,
+    shipped_profile_path,
+)
 
 PACKAGE = Path(posrag.__file__).parent
 
@@ -73,8 +80,8 @@ def test_the_shipped_profiles_are_the_measured_ones(model: str, measured: str):
 def test_save_is_atomic_and_leaves_no_temporary_file(cache):
     profile = BiasProfile.measured("m", (1, 10, 20), 20, (0.9, 0.2, 0.8))
     path = save_profile(profile)
-    assert [p.name for p in path.parent.iterdir()] == ["m.json"]
-    assert load_profile("m") == profile == resolve("auto", "m")
+    assert [p.name for p in path.parent.iterdir()] == [f"{model_identity('m').key}.json"]
+    assert model_profile("m") == profile == resolve("auto", "m")
     with pytest.raises(ConfigurationError, match="path="):
         save_profile(BiasProfile((0.0, 1.0), (0.5, 0.5)))
 

@@ -13,8 +13,8 @@ from posrag.bench.calibrate import CalibrateConfig, Calibrator, _pick
 from posrag.calibration import BANDS
 from posrag.cli.main import app
 from posrag.errors import ConfigurationError
-from posrag.profiles import BiasProfile, load_profile
-from posrag.steering import SteeringConfig
+from posrag.profiles import BiasProfile, model_profile
+from posrag.steering import SteeringConfig, resolve_steering
 from posrag.testing import TinyModel, tiny_model
 
 SMALL = CalibrateConfig(questions=2, num_docs=5, biases=(2.0, 6.0), layer_groups=3, transfer_docs=(6,))
@@ -118,10 +118,10 @@ def test_the_cli_saves_a_profile_that_steering_then_follows(
     result = CliRunner().invoke(app, [*args, "--transfer-docs", "", "--no-progress", "--json"])
     assert result.exit_code == 0, result.output
     saved = json.loads(result.stdout)
-    profile = load_profile(saved["model"])
+    profile = model_profile(saved["model"])
     assert Path(saved["path"]).is_file() and profile.steering is not None
     assert isinstance(profile, BiasProfile)
-    config = SteeringConfig().resolve_for(saved["model"])
+    config = resolve_steering(SteeringConfig(), saved["model"])
     assert not config.needs_calibration
     assert config.attention_bias == profile.steering.attention_bias
     bad = CliRunner().invoke(app, ["calibrate", "--model", str(model_dir), "--biases", "two"])
