@@ -60,17 +60,24 @@ class ReorderSettings(BaseModel):
         return Reorderer(self.strategy, self.score_direction, self.unscored, self.best_at, self.model_name)
 
 
+def _stop_strings(stop: str | Iterable[str] | None) -> tuple[str, ...]:
+    """``stop=`` as given to a call: one string is one stop sequence (not its characters); ``None`` is none."""
+    if stop is None:
+        return ()
+    return (stop,) if isinstance(stop, str) else tuple(stop)
+
+
 def generation_config(
     max_new_tokens: int,
     temperature: float,
     top_p: float,
-    own_stop: Iterable[str] | None = None,
-    call_stop: Iterable[str] | None = None,
+    own_stop: str | Iterable[str] | None = None,
+    call_stop: str | Iterable[str] | None = None,
 ) -> GenerationConfig:
     """The generation settings of one call: the model's stop sequences and the call's, merged in order, once each."""
     from posrag.generation import GenerationConfig
 
-    stops = tuple(dict.fromkeys([*(own_stop or ()), *(call_stop or ())]))
+    stops = tuple(dict.fromkeys([*_stop_strings(own_stop), *_stop_strings(call_stop)]))
     return GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, stop=stops)
 
 
@@ -92,6 +99,11 @@ def explicit_documents(
     ``ScoredDocument``, a plain string (the text as it appears in the prompt) or a framework type that
     ``converters`` maps (LangChain ``Document``, LlamaIndex ``NodeWithScore``); ``accepted`` names those."""
     kinds = (ScoredDocument, str, *converters)
+    if isinstance(documents, (Mapping, bytes)) or not isinstance(documents, (*kinds, Iterable)):
+        raise ConfigurationError(
+            f"documents={documents!r} is a {type(documents).__name__}; pass one document or a list of them: "
+            f"{accepted}, posrag ScoredDocuments or strings (the texts as they appear in the prompt)."
+        )
     items = [documents] if isinstance(documents, kinds) else list(documents)
     converted = []
     for item in items:

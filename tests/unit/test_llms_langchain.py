@@ -161,6 +161,7 @@ def test_stop_sequences_cut_the_output() -> None:
     assert cut == full[: full.index(stop)]
     assert _llm(use_chat_template=False, max_tokens=16, stop=[stop]).invoke(PLAIN_PROMPT) == cut
     assert "".join(llm.stream(PLAIN_PROMPT, stop=[stop])) == cut
+    assert llm.invoke(PLAIN_PROMPT, stop=stop) == cut  # one string is one stop sequence (before: its characters)
 
 
 def test_async_matches_sync() -> None:

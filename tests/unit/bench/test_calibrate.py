@@ -140,3 +140,16 @@ def test_the_answer_is_scored_after_the_models_own_wording(tiny: TinyModel) -> N
     frame, ids = calibrator.continuation(framed)
     assert tiny.tokenizer.decode(frame[0]).strip() == "In the city of"
     assert tiny.tokenizer.decode(ids[0]).strip() == answer
+
+
+def test_a_resumed_checkpoint_never_appends_onto_a_truncated_last_line(tiny: TinyModel, tmp_path: Path) -> None:
+    checkpoint = tmp_path / "calibration.jsonl"
+    fingerprint = Calibrator(tiny.model, tiny.tokenizer, SMALL, model_name="tiny-calibration")._fingerprint()
+    whole = json.dumps({"fingerprint": fingerprint, "key": "before", "value": {"score": 0.5}})
+    checkpoint.write_text(whole + "\n" + whole[:25])  # the run was killed in the middle of writing a record
+    resumed = Calibrator(tiny.model, tiny.tokenizer, SMALL, model_name="tiny-calibration", checkpoint=checkpoint)
+    resumed._record("after", {"score": 0.7})  # what a resumed run's first measurement writes
+    lines = checkpoint.read_text().splitlines()
+    assert [json.loads(line)["key"] for line in lines] == ["before", "after"]  # before: the record glued to the cut
+    again = Calibrator(tiny.model, tiny.tokenizer, SMALL, model_name="tiny-calibration", checkpoint=checkpoint)
+    assert set(again._done) == {"before", "after"}
