@@ -19,6 +19,7 @@ import torch
 from posrag.aio import stop_requested
 from posrag.architectures import context_window
 from posrag.errors import ConfigurationError, PositionOutOfRangeError
+from posrag.prefix import check_cache
 
 AroundGeneration = Callable[[], AbstractContextManager[Any]]
 
@@ -217,6 +218,7 @@ def generate_from_inputs(
     config = config or GenerationConfig()
     prompt_length = int(inputs["input_ids"].shape[1])
     check_context_window(model, prompt_length, config)
+    check_cache(model, inputs.get("cache"))
     extra = [] if until is None else [_until(tokenizer, prompt_length, until)]
     external = stop_requested()  # set when an async caller is cancelled (posrag.aio.run_in_thread)
     if external is not None:
@@ -266,6 +268,7 @@ def stream_from_inputs(
     config = config or GenerationConfig()
     prompt_length = int(inputs["input_ids"].shape[1])
     check_context_window(model, prompt_length, config)
+    check_cache(model, inputs.get("cache"))
     streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
     cancelled = threading.Event()
     external = stop_requested()
