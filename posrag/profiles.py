@@ -6,10 +6,13 @@ short synthetic "Lost in the Middle" run: baseline only, no ordering, no steerin
 :mod:`posrag.bias`'s rule (``flat``, ``u_curve``, ``recency``, ``primacy``) with the ordering that suits it.
 It is what ``position_bias="auto"`` (steering) and ``strategy="auto"`` (ordering) follow.
 
-Storage: JSON at ``posrag.models.cache_dir() / "profiles" / <model-slug>.json`` (:func:`save_profile`,
-atomic). :func:`load_profile` looks there first, then at the profiles shipped with posrag
-(``posrag/data/profiles/<model-slug>.json``: the packaged Gemma 3 270M's measured profile), so ``"auto"``
-works on a fresh machine and a user's own measurement wins over the shipped one.
+Storage: JSON at ``posrag.models.cache_dir() / "profiles" / <identity key>.json`` (:func:`save_profile`,
+atomic; a curve-only profile never drops a stored calibration), keyed by the model's identity
+(:func:`model_identity`: resolved path or hub id plus a content fingerprint, so two models named alike never
+share a file). :func:`model_profile` is the one reading of a model's stored profile: the user's first, then
+the ones shipped with posrag (``posrag/data/profiles/``: the packaged Gemma 3 270M, SmolLM2-135M-Instruct,
+matched by model name), an unusable user file reported by path, a calibration for another layer count
+refused; so ``"auto"`` works on a fresh machine and a user's own measurement wins over the shipped one.
 
 This module is a little longer than 400 lines because the profile type, its storage and its resolution are one
 concept read together (a profile's JSON form, where it is stored and what ``position_bias`` means).

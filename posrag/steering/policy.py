@@ -4,8 +4,7 @@
 * :mod:`posrag.steering.zones`: layer zones (relative position or rule type → layers).
 * :mod:`posrag.steering.config`: :class:`SteeringConfig` and the ``position_bias`` presets.
 * :mod:`posrag.steering.planning`: targets, tiers and :func:`plan_steering`.
-* :mod:`posrag.profiles`: the measured position-bias profile (``PositionBiasProfile`` is
-  :class:`posrag.profiles.BiasProfile`).
+* :mod:`posrag.profiles`: the measured position-bias profile, :class:`posrag.profiles.BiasProfile`.
 
 Import from those modules; this one only keeps the old import path ``posrag.steering.policy`` working.
 """
