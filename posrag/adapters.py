@@ -165,19 +165,24 @@ def steering_from_kwargs(value: Any) -> Any:
     return value
 
 
-def model_reference(model: Any) -> str | None:
+def model_reference(model: Any) -> str | dict[str, str] | None:
     """The name or path that loads ``model`` again (what a serialized LLM records), or ``None`` for the default.
 
-    A path / hub id is itself; a posrag ``LoadedModel`` its ``name``; a ``(model, tokenizer)`` pair the model's
-    ``config.name_or_path``. A model object with no name raises :class:`~posrag.errors.ConfigurationError`.
+    A path / hub id is itself; a posrag ``LoadedModel`` its ``name`` (with its ``quantize``, as
+    ``{"model": name, "quantize": "int8"}``, when it was quantized, so it loads back quantized); a
+    ``(model, tokenizer)`` pair the model's ``config.name_or_path``. A model object with no name raises
+    :class:`~posrag.errors.ConfigurationError`.
     """
     if model is None:
         return None
     if isinstance(model, (str, os.PathLike)):
         return os.fspath(model)
+    if isinstance(model, Mapping) and isinstance(model.get("model"), str):  # a reference recorded before
+        return dict(model)
     name = getattr(model, "name", None)
     if isinstance(name, str) and hasattr(model, "source"):  # posrag.models.LoadedModel
-        return name
+        quantize = getattr(model, "quantize", None)
+        return name if quantize is None else {"model": name, "quantize": quantize}
     hf_model = model[0] if isinstance(model, tuple) and len(model) == 2 else getattr(model, "model", None)
     name_or_path = getattr(getattr(hf_model, "config", None), "name_or_path", "")
     if isinstance(name_or_path, str) and name_or_path:
