@@ -13,6 +13,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from posrag.errors import ConfigurationError
+
 _CHUNK = 1 << 20
 
 
@@ -66,4 +68,20 @@ def write_json_atomic(path: str | os.PathLike[str], data: Any) -> None:
     fsync_dir(target.parent)
 
 
-__all__ = ["fsync_dir", "fsync_file", "sha256_file", "write_json", "write_json_atomic"]
+def check_writable(folder: str | os.PathLike[str], *, hint: str) -> Path:
+    """Create ``folder`` if needed and prove a file can be written in it, before work whose result goes there.
+
+    Raises :class:`~posrag.errors.ConfigurationError` naming the folder, the OS error and ``hint`` (the fix).
+    """
+    path = Path(folder)
+    probe = path / f".posrag-write-check-{uuid.uuid4().hex[:16]}"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigurationError(f"Cannot write to {path} ({exc.strerror or exc}); {hint}.") from exc
+    return path
+
+
+__all__ = ["check_writable", "fsync_dir", "fsync_file", "sha256_file", "write_json", "write_json_atomic"]

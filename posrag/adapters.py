@@ -61,17 +61,24 @@ class ReorderSettings(BaseModel):
         return Reorderer(self.strategy, self.score_direction, self.unscored, self.best_at, self.model_name)
 
 
+def _stop_strings(stop: str | Iterable[str] | None) -> tuple[str, ...]:
+    """``stop=`` as given to a call: one string is one stop sequence (not its characters); ``None`` is none."""
+    if stop is None:
+        return ()
+    return (stop,) if isinstance(stop, str) else tuple(stop)
+
+
 def generation_config(
     max_new_tokens: int,
     temperature: float,
     top_p: float,
-    own_stop: Iterable[str] | None = None,
-    call_stop: Iterable[str] | None = None,
+    own_stop: str | Iterable[str] | None = None,
+    call_stop: str | Iterable[str] | None = None,
 ) -> GenerationConfig:
     """The generation settings of one call: the model's stop sequences and the call's, merged in order, once each."""
     from posrag.generation import GenerationConfig
 
-    stops = tuple(dict.fromkeys([*(own_stop or ()), *(call_stop or ())]))
+    stops = tuple(dict.fromkeys([*_stop_strings(own_stop), *_stop_strings(call_stop)]))
     return GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, stop=stops)
 
 
@@ -93,6 +100,11 @@ def explicit_documents(
     ``ScoredDocument``, a plain string (the text as it appears in the prompt) or a framework type that
     ``converters`` maps (LangChain ``Document``, LlamaIndex ``NodeWithScore``); ``accepted`` names those."""
     kinds = (ScoredDocument, str, *converters)
+    if isinstance(documents, (Mapping, bytes)) or not isinstance(documents, (*kinds, Iterable)):
+        raise ConfigurationError(
+            f"documents={documents!r} is a {type(documents).__name__}; pass one document or a list of them: "
+            f"{accepted}, posrag ScoredDocuments or strings (the texts as they appear in the prompt)."
+        )
     items = [documents] if isinstance(documents, kinds) else list(documents)
     converted = []
     for item in items:
@@ -154,19 +166,24 @@ def steering_from_kwargs(value: Any) -> Any:
     return value
 
 
-def model_reference(model: Any) -> str | None:
+def model_reference(model: Any) -> str | dict[str, str] | None:
     """The name or path that loads ``model`` again (what a serialized LLM records), or ``None`` for the default.
 
-    A path / hub id is itself; a posrag ``LoadedModel`` its ``name``; a ``(model, tokenizer)`` pair the model's
-    ``config.name_or_path``. A model object with no name raises :class:`~posrag.errors.ConfigurationError`.
+    A path / hub id is itself; a posrag ``LoadedModel`` its ``name`` (with its ``quantize``, as
+    ``{"model": name, "quantize": "int8"}``, when it was quantized, so it loads back quantized); a
+    ``(model, tokenizer)`` pair the model's ``config.name_or_path``. A model object with no name raises
+    :class:`~posrag.errors.ConfigurationError`.
     """
     if model is None:
         return None
     if isinstance(model, (str, os.PathLike)):
         return os.fspath(model)
+    if isinstance(model, Mapping) and isinstance(model.get("model"), str):  # a reference recorded before
+        return dict(model)
     name = getattr(model, "name", None)
     if isinstance(name, str) and hasattr(model, "source"):  # posrag.models.LoadedModel
-        return name
+        quantize = getattr(model, "quantize", None)
+        return name if quantize is None else {"model": name, "quantize": quantize}
     hf_model = model[0] if isinstance(model, tuple) and len(model) == 2 else getattr(model, "model", None)
     name_or_path = getattr(getattr(hf_model, "config", None), "name_or_path", "")
     if isinstance(name_or_path, str) and name_or_path:

@@ -1,4 +1,4 @@
-"""Driving a blocking iterator (a token stream) from asyncio, with cancellation that stops the work.
+"""Driving blocking work (a token stream, a whole generation) from asyncio, with cancellation that stops it.
 
 :func:`iterate_in_thread` runs the whole iteration in one worker thread (a generator must be advanced and
 closed by one thread at a time, so never split across executor calls) and hands the items to the event loop.
@@ -7,6 +7,11 @@ see through :func:`stop_requested`: :func:`posrag.generation.stream_from_inputs`
 ``StoppingCriteria``), so generation ends at the next token and its hooks are removed. The async side waits
 for the worker to finish, then re-raises ``CancelledError``: once it has, no posrag thread is still running
 for that request.
+
+:func:`run_in_thread` does the same for one blocking call (a non-streaming ``ainvoke``, ``acomplete``,
+``achat``): :func:`posrag.generation.generate_from_inputs` checks the same flag at every token, so a
+cancelled call, an ``asyncio.wait_for`` timeout or a cancelled ``abatch`` stops generating at the next token
+and has removed its hooks when ``CancelledError`` reaches the caller.
 """
 
 from __future__ import annotations
@@ -16,9 +21,10 @@ import contextlib
 import contextvars
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 _STOP: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar("posrag_stop", default=None)
 
@@ -29,6 +35,21 @@ def stop_requested() -> threading.Event | None:
     Blocking work that can stop early (a generation loop) polls ``is_set()`` and returns when it is set.
     """
     return _STOP.get()
+
+
+async def _outlive_cancellation(finished: asyncio.Future[Any]) -> None:
+    """Wait until the worker has settled ``finished``, through any number of further cancellations (a
+    ``gather`` or ``wait_for`` may cancel twice), so that its clean-up (hooks) is done when the caller goes on."""
+    cancelled = False
+    while not finished.done():
+        try:
+            await asyncio.shield(finished)
+        except asyncio.CancelledError:
+            cancelled = True
+        except BaseException:  # the worker's own error: the caller is being cancelled anyway
+            break
+    if cancelled:
+        raise asyncio.CancelledError
 
 
 async def iterate_in_thread(source: Iterable[T] | Callable[[], Iterable[T]]) -> AsyncIterator[T]:
@@ -86,9 +107,47 @@ async def iterate_in_thread(source: Iterable[T] | Callable[[], Iterable[T]]) -> 
                 return
     finally:
         stop.set()
-        # Wait for the worker even while being cancelled, so that its clean-up (hooks) is done when we return.
-        await asyncio.shield(finished)
+        await _outlive_cancellation(finished)
         worker.join()  # its last statement has run: this only waits for the thread to exit
 
 
-__all__ = ["iterate_in_thread", "stop_requested"]
+async def run_in_thread(func: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+    """``func(*args, **kwargs)`` in a worker thread, without blocking the event loop; cancellation stops it.
+
+    The worker runs in a copy of the caller's context (callbacks, tracing) with :func:`stop_requested` set.
+    When the awaiting task is cancelled (directly, by ``asyncio.wait_for``'s timeout, by a cancelled
+    ``gather``), the stop flag is set, the worker is waited for (generation ends at its next token and removes
+    its hooks), and then ``CancelledError`` is raised.
+    """
+    loop = asyncio.get_running_loop()
+    finished: asyncio.Future[T] = loop.create_future()
+    stop = threading.Event()
+    context = contextvars.copy_context()
+
+    def settle(outcome: Callable[[Any], None], value: Any) -> None:
+        with contextlib.suppress(RuntimeError):  # a closed loop waits for nothing
+            loop.call_soon_threadsafe(lambda: finished.done() or outcome(value))
+
+    def work() -> None:
+        _STOP.set(stop)
+        try:
+            result = func(*args, **kwargs)
+        except BaseException as exc:  # re-raised on the event loop's side
+            settle(finished.set_exception, exc)
+        else:
+            settle(finished.set_result, result)
+
+    worker = threading.Thread(target=context.run, args=(work,), daemon=True, name="posrag-aio")
+    worker.start()
+    try:
+        return await asyncio.shield(finished)
+    except asyncio.CancelledError:
+        stop.set()
+        await _outlive_cancellation(finished)
+        raise
+    finally:
+        if finished.done():
+            worker.join()  # its last statement has run: this only waits for the thread to exit
+
+
+__all__ = ["iterate_in_thread", "run_in_thread", "stop_requested"]

@@ -2,7 +2,7 @@
 
 ``posrag calibrate`` (:mod:`posrag.bench.calibrate`) measures them on a synthetic calibration set and stores a
 :class:`SteeringCalibration` inside the model's :class:`~posrag.profiles.BiasProfile`; ``SteeringConfig()``'s
-unset fields follow it (:meth:`posrag.steering.config.SteeringConfig.resolve_for`).
+unset fields follow it (:func:`posrag.steering.config.resolve_steering`).
 
 Bands, in a form that carries over between document counts: the **first** and the **last** document are bands
 of their own (p = 0 and p = 1 for any count: a model's primacy and recency effects belong to those documents,
@@ -16,18 +16,18 @@ Pure data, no torch: the core's steering configuration reads it, the benchmark w
 
 from __future__ import annotations
 
-import math
-import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from posrag._validation import check_number
 from posrag.errors import ConfigurationError
 
 Band = Literal["first", "early", "middle", "late", "last"]
 BANDS: tuple[Band, ...] = ("first", "early", "middle", "late", "last")
-#: Largest attention bias a calibration may store (the steering configuration's own bound).
-MAX_BIAS = 100.0
+#: The largest attention bias (log scale, added to attention scores) a calibration or a ``SteeringConfig`` may
+#: hold: far beyond what helps, small enough that a curve's multiplier (<= 100) keeps every product finite.
+MAX_ATTENTION_BIAS = 100.0
 #: Step-curve thresholds (p below the threshold → that band): first, early, middle, late; the rest is last.
 _EPS = 1e-9
 _THRESHOLDS = (_EPS, 1.0 / 3.0, 2.0 / 3.0, 1.0 - _EPS)
@@ -49,14 +49,6 @@ def probe_positions(num_docs: int) -> tuple[int, ...]:
     n = num_docs - 1
     interior = [1 + round(n * f) for f in (0.21, 0.47, 0.74)]
     return (1, *interior, num_docs)
-
-
-def _bias(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise ConfigurationError(f"Calibration {name}={value!r} must be a finite number in [0, {MAX_BIAS}].")
-    if not 0.0 <= float(value) <= MAX_BIAS:
-        raise ConfigurationError(f"Calibration {name}={value!r} must lie in [0, {MAX_BIAS}].")
-    return float(value)
 
 
 @dataclass(frozen=True)
@@ -81,7 +73,14 @@ class SteeringCalibration:
         if not isinstance(self.band_bias, Mapping) or set(self.band_bias) != set(BANDS):
             got = sorted(self.band_bias) if isinstance(self.band_bias, Mapping) else self.band_bias
             raise ConfigurationError(f"A calibration's band_bias needs exactly the bands {list(BANDS)}; got {got!r}.")
-        object.__setattr__(self, "band_bias", {b: _bias(f"band_bias[{b!r}]", self.band_bias[b]) for b in BANDS})
+        object.__setattr__(
+            self,
+            "band_bias",
+            {
+                b: check_number(f"Calibration band_bias[{b!r}]", self.band_bias[b], 0.0, MAX_ATTENTION_BIAS)
+                for b in BANDS
+            },
+        )
         if self.attention_layers is not None:
             layers = self.attention_layers
             if (
@@ -150,4 +149,4 @@ UNCALIBRATED = SteeringCalibration(
     details={"source": "uncalibrated preset"},
 )
 
-__all__ = ["BANDS", "UNCALIBRATED", "Band", "SteeringCalibration", "band_of", "probe_positions"]
+__all__ = ["BANDS", "MAX_ATTENTION_BIAS", "UNCALIBRATED", "Band", "SteeringCalibration", "band_of", "probe_positions"]

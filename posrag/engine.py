@@ -10,7 +10,7 @@ Everything that generates — posrag's LangChain and LlamaIndex LLM classes, :cl
 A request takes one path, whoever calls: the request's documents are located in the prompt and ranked
 (:meth:`select`, :mod:`posrag.steering.selection`), planned once into token spans and per-layer targets
 (:func:`~posrag.steering.request_plan.plan_request`) with the settings resolved from the model's calibration
-(:func:`~posrag.steering.config.SteeringConfig.resolve_for`, once, when the engine is built), and run by the
+(:func:`~posrag.steering.config.resolve_steering`, once, when the engine is built), and run by the
 engine's :class:`~posrag.backends.Backend` — the torch backend (forward hooks, the reference) or another behind
 the same boundary. With nothing to steer the output is exactly the plain output.
 """
@@ -29,7 +29,7 @@ from posrag.chat import FormattedPrompt, format_completion, format_messages
 from posrag.documents import ScoredDocument
 from posrag.errors import ConfigurationError, MissingDependencyError
 from posrag.generation import GenerationConfig
-from posrag.steering.config import SteeringConfig
+from posrag.steering.config import SteeringConfig, resolve_steering
 from posrag.steering.planning import SteeringTarget
 from posrag.steering.request_plan import RequestPlan, plan_request
 from posrag.steering.selection import SelectionSummary, select_targets
@@ -59,7 +59,7 @@ class Engine:
             )
         self.backend = backend
         # Unset settings: the model's calibration (`posrag calibrate`, or the one shipped with posrag).
-        self.config = (steering or SteeringConfig()).resolve_for(backend.model_name)
+        self.config = resolve_steering(steering, backend.model_name, backend.layout.num_layers)
         backend.check(self.config)
         self._embedder = embedder
         self._warned_unlocated = False

@@ -19,6 +19,7 @@ import torch
 from posrag.aio import stop_requested
 from posrag.architectures import context_window
 from posrag.errors import ConfigurationError, PositionOutOfRangeError
+from posrag.prefix import check_cache
 
 AroundGeneration = Callable[[], AbstractContextManager[Any]]
 
@@ -189,6 +190,17 @@ def _until(tokenizer: Any, prompt_length: int, until: Callable[[str], bool]) -> 
     return _Until()
 
 
+def _when(flag: Callable[[], bool]) -> Any:
+    """A ``StoppingCriteria`` that stops every sequence at the next token once ``flag()`` is true."""
+    from transformers import StoppingCriteria
+
+    class _When(StoppingCriteria):
+        def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.BoolTensor:
+            return torch.full((input_ids.shape[0],), flag(), dtype=torch.bool, device=input_ids.device)  # type: ignore[return-value]
+
+    return _When()
+
+
 def generate_from_inputs(
     model: Any,
     tokenizer: Any,
@@ -206,7 +218,11 @@ def generate_from_inputs(
     config = config or GenerationConfig()
     prompt_length = int(inputs["input_ids"].shape[1])
     check_context_window(model, prompt_length, config)
-    extra = () if until is None else (_until(tokenizer, prompt_length, until),)
+    check_cache(model, inputs.get("cache"))
+    extra = [] if until is None else [_until(tokenizer, prompt_length, until)]
+    external = stop_requested()  # set when an async caller is cancelled (posrag.aio.run_in_thread)
+    if external is not None:
+        extra.append(_when(external.is_set))
     with torch.inference_mode(), (around or nullcontext)():
         output = model.generate(
             **inputs,
@@ -247,21 +263,18 @@ def stream_from_inputs(
     its stop flag (set when the async consumer is cancelled) also stops generation at the next token; the
     iterator then ends without yielding the rest.
     """
-    from transformers import StoppingCriteria, TextIteratorStreamer
+    from transformers import TextIteratorStreamer
 
     config = config or GenerationConfig()
     prompt_length = int(inputs["input_ids"].shape[1])
     check_context_window(model, prompt_length, config)
+    check_cache(model, inputs.get("cache"))
     streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
     cancelled = threading.Event()
     external = stop_requested()
 
     def _stopped() -> bool:
         return cancelled.is_set() or (external is not None and external.is_set())
-
-    class _Cancel(StoppingCriteria):
-        def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.BoolTensor:
-            return torch.full((input_ids.shape[0],), _stopped(), dtype=torch.bool)  # type: ignore[return-value]
 
     errors: list[BaseException] = []
 
@@ -272,7 +285,7 @@ def stream_from_inputs(
                     **inputs,
                     **config.hf_kwargs(tokenizer),
                     streamer=streamer,
-                    stopping_criteria=_stopping_criteria(tokenizer, prompt_length, config, [_Cancel()]),
+                    stopping_criteria=_stopping_criteria(tokenizer, prompt_length, config, [_when(_stopped)]),
                 )
         except BaseException as exc:  # surfaced in the consumer thread below
             errors.append(exc)

@@ -18,8 +18,8 @@ import contextlib
 import logging
 import os
 import threading
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -99,12 +99,14 @@ def _hub_offline(active: bool = True) -> Iterator[None]:
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A causal LM and its tokenizer, with the name it was asked for and where it came from."""
+    """A causal LM and its tokenizer, with the name it was asked for, where it came from and how it was
+    quantized (``quantize`` of :func:`load_causal_lm`; ``None``: as stored)."""
 
     model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
     name: str
     source: str
+    quantize: str | None = None
 
 
 _LOADED: dict[tuple[str, str, str, str, str], LoadedModel] = {}
@@ -173,6 +175,8 @@ def load_causal_lm(
             quantize_linear_int8(loaded.model)
         elif quantize == "int8-output":
             quantize_output_int8(loaded.model)
+        if quantize is not None:
+            loaded = replace(loaded, quantize=quantize)
         if cache:
             _LOADED[key] = loaded
         return loaded
@@ -362,7 +366,11 @@ ModelSpec = Any
 
 
 def resolve_model(model: ModelSpec = None, *, progress: bool = False) -> tuple[Any, Any, str]:
-    """``(model, tokenizer, name)`` from a LoadedModel, a ``(model, tokenizer)`` pair, a path/id or ``None``."""
+    """``(model, tokenizer, name)`` from a LoadedModel, a ``(model, tokenizer)`` pair, a path/id, a
+    ``{"model": path/id, "quantize": ...}`` reference (what a serialized LLM over a quantized model records) or
+    ``None``."""
+    if isinstance(model, Mapping) and set(model) <= {"model", "quantize"} and "model" in model:
+        model = load_causal_lm(model["model"], quantize=model.get("quantize"), progress=progress)
     if model is None or isinstance(model, (str, os.PathLike)):
         model = load_causal_lm(model, progress=progress)
     if isinstance(model, LoadedModel):

@@ -34,10 +34,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
 
+from posrag import profiles
 from posrag._validation import check_choice as _check_choice
 from posrag.documents import PositionInfo, ScoredDocument
 from posrag.errors import ConfigurationError
-from posrag.profiles import load_profile
 from posrag.ranking import ScoreDirection, rank
 
 Strategy = Literal["recency", "graduated", "sandwich", "long_context", "none"]
@@ -52,7 +52,7 @@ StrategyOrAuto = Strategy | Literal["auto"]
 def resolve_strategy(strategy: str, model_name: str | None = None, best_at: BestAt = "end") -> tuple[Strategy, BestAt]:
     """``(strategy, best_at)`` as given, or for ``"auto"`` what ``model_name``'s saved profile recommends.
 
-    ``auto`` follows the model's position-bias profile (:func:`posrag.profiles.load_profile`: the one
+    ``auto`` follows the model's position-bias profile (:func:`posrag.profiles.model_profile`: the one
     ``posrag profile`` saved, else the one shipped with posrag): the strategy for the curve's shape
     (:mod:`posrag.bias`) and, for ``long_context``, the end the model reads better. ``model_name`` defaults to
     the packaged model.
@@ -62,8 +62,9 @@ def resolve_strategy(strategy: str, model_name: str | None = None, best_at: Best
         return strategy, best_at  # type: ignore[return-value]
     from posrag.models import DEFAULT_LLM  # lazy: posrag.models imports torch
 
-    profile = load_profile(model_name or DEFAULT_LLM)
-    return profile.recommended_strategy, profile.recommended_best_at  # type: ignore[return-value]
+    profile = profiles.resolve("auto", model_name or DEFAULT_LLM)
+    assert isinstance(profile, profiles.BiasProfile)
+    return profile.reorder_strategy(), profile.best_at()  # type: ignore[return-value]
 
 
 def as_similarity(score: float | None, score_direction: ScoreDirection = "similarity") -> float | None:

@@ -23,6 +23,7 @@ and values, tiny next to the prefill it replaces.
 from __future__ import annotations
 
 import copy
+import weakref
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -89,7 +90,29 @@ def prefill(model: Any, input_ids: torch.Tensor | Sequence[int]) -> PrefixCache:
     cache = DynamicCache(config=model.config)
     tensor = torch.tensor([ids], device=model.device)
     model(input_ids=tensor, attention_mask=torch.ones_like(tensor), cache=cache, use_cache=True, logits_to_keep=1)
+    cache._posrag_model = weakref.ref(model)  # copied along (deepcopy keeps a weak reference as it is)
     return PrefixCache(tuple(ids), cache)
+
+
+def check_cache(model: Any, cache: Any) -> None:
+    """Refuse a KV cache that another model computed (a :func:`prefill` of another model, or a cache with
+    another number of layers): continuing it would generate from meaningless keys and values."""
+    if cache is None:
+        return
+    source = getattr(cache, "_posrag_model", None)
+    if source is not None and source() is not model:
+        raise ConfigurationError(
+            "This prefix cache was prefilled by another model; a cache continues only the model that computed "
+            "it. Prefill the prefix with this model (posrag.prefix.prefill(model, ids), or one PrefixStore per "
+            "model)."
+        )
+    layers = getattr(cache, "layers", None)
+    expected = getattr(getattr(model, "config", None), "num_hidden_layers", None)
+    if layers is not None and isinstance(expected, int) and len(layers) not in (0, expected):
+        raise ConfigurationError(
+            f"This KV cache has {len(layers)} layers but the model has {expected}; it was computed by another "
+            "model. Prefill the prefix with this model (posrag.prefix.prefill)."
+        )
 
 
 class PrefixStore:
@@ -132,4 +155,4 @@ class PrefixStore:
         self._entries.clear()
 
 
-__all__ = ["PrefixCache", "PrefixStore", "prefill"]
+__all__ = ["PrefixCache", "PrefixStore", "check_cache", "prefill"]

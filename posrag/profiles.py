@@ -6,10 +6,13 @@ short synthetic "Lost in the Middle" run: baseline only, no ordering, no steerin
 :mod:`posrag.bias`'s rule (``flat``, ``u_curve``, ``recency``, ``primacy``) with the ordering that suits it.
 It is what ``position_bias="auto"`` (steering) and ``strategy="auto"`` (ordering) follow.
 
-Storage: JSON at ``posrag.models.cache_dir() / "profiles" / <model-slug>.json`` (:func:`save_profile`,
-atomic). :func:`load_profile` looks there first, then at the profiles shipped with posrag
-(``posrag/data/profiles/<model-slug>.json``: the packaged Gemma 3 270M's measured profile), so ``"auto"``
-works on a fresh machine and a user's own measurement wins over the shipped one.
+Storage: JSON at ``posrag.models.cache_dir() / "profiles" / <identity key>.json`` (:func:`save_profile`,
+atomic; a curve-only profile never drops a stored calibration), keyed by the model's identity
+(:func:`model_identity`: resolved path or hub id plus a content fingerprint, so two models named alike never
+share a file). :func:`model_profile` is the one reading of a model's stored profile: the user's first, then
+the ones shipped with posrag (``posrag/data/profiles/``: the packaged Gemma 3 270M, SmolLM2-135M-Instruct,
+matched by model name), an unusable user file reported by path, a calibration for another layer count
+refused; so ``"auto"`` works on a fresh machine and a user's own measurement wins over the shipped one.
 
 This module is a little longer than 400 lines because the profile type, its storage and its resolution are one
 concept read together (a profile's JSON form, where it is stored and what ``position_bias`` means).
@@ -27,18 +30,19 @@ import math
 import numbers
 import os
 import re
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
+from posrag._files import check_writable, write_json_atomic
 from posrag._validation import check_number
 from posrag.bias import (
     BIAS_CLASSES,
     DEFAULT_TOLERANCE,
-    RECOMMENDED_STRATEGY,
     BiasClass,
     classify_bias,
     recommend_ordering,
@@ -180,25 +184,8 @@ class BiasProfile:
         """Where ``long_context`` should put the best document: the end this model reads better."""
         return recommend_ordering(self.relative_positions, self.accuracy, self._tolerance(tolerance))[1]
 
-    @property
-    def classification(self) -> BiasClass:
-        return self.shape()
-
-    @property
-    def recommended_strategy(self) -> str:
-        """The reorder strategy for this shape (recency → recency, u_curve → long_context, flat → none)."""
-        return RECOMMENDED_STRATEGY[self.classification]
-
-    @property
-    def recommended_best_at(self) -> str:
-        return self.best_at()
-
     def points(self) -> list[tuple[float, float]]:
         return list(zip(self.relative_positions, self.accuracy, strict=True))
-
-    def to_steering_profile(self) -> BiasProfile:
-        """This profile (kept from when steering and the benchmark had two profile types)."""
-        return self
 
     def _tolerance(self, tolerance: float | None) -> float:
         return self.tolerance if tolerance is None else tolerance
@@ -215,9 +202,9 @@ class BiasProfile:
             "relative_positions": list(self.relative_positions),
             "accuracy": list(self.accuracy),
             "ci95": [list(ci) for ci in self.ci95],
-            "classification": self.classification,
-            "recommended_strategy": self.recommended_strategy,
-            "recommended_best_at": self.recommended_best_at,
+            "classification": self.shape(),
+            "recommended_strategy": self.reorder_strategy(),
+            "recommended_best_at": self.best_at(),
             "tolerance": self.tolerance,
             "questions": self.questions,
             "created_at": self.created_at,
@@ -260,10 +247,10 @@ class BiasProfile:
                 "'positions' (1-based) with 'total', and 'accuracy'. Create one with `posrag profile`."
             ) from exc
         stored = data.get("classification")
-        if stored is not None and stored != profile.classification:
+        if stored is not None and stored != profile.shape():
             raise ConfigurationError(
                 f"The profile says classification={stored!r} but its curve classifies as "
-                f"{profile.classification!r} (tolerance {profile.tolerance}); fix or remove 'classification'. "
+                f"{profile.shape()!r} (tolerance {profile.tolerance}); fix or remove 'classification'. "
                 f"Shapes: {', '.join(BIAS_CLASSES)}."
             )
         return profile
@@ -281,16 +268,91 @@ class BiasProfile:
             raise ConfigurationError(f"{file}: {exc}") from exc
 
 
+# ----------------------------------------------------------------------------- model identity
+
+#: A quantization or precision suffix of a model file's name (``.Q4_1``, ``-q8_0``, ``.f16``), ignored when a
+#: model is matched to a shipped profile by name.
+_QUANT_SUFFIX = re.compile(r"[.-](?:i?q\d[\w]*|f16|f32|bf16|fp16|fp32)$", re.IGNORECASE)
+_FINGERPRINT_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """Which model a profile or a checkpoint belongs to: more than its name.
+
+    ``source`` is the resolved absolute path of a local model (a folder or a file), else the name as given (a
+    hub id, the packaged model's name); ``fingerprint`` a SHA-256 over what identifies a local model's
+    content (a folder's ``config.json`` and its files' names and sizes; a file's size and first MiB), empty
+    for a name. ``key`` is the file-name-safe storage key derived from both, so two different models
+    called ``model`` in two projects never share a profile or a checkpoint. ``family`` is the model's name
+    without path, organisation or quantization suffix (``smollm2-135m-instruct``), used only to find a profile
+    shipped with posrag.
+    """
+
+    name: str
+    source: str
+    fingerprint: str
+    key: str
+    family: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"name": self.name, "source": self.source, "fingerprint": self.fingerprint, "key": self.key}
+
+
+def _family(name: str) -> str:
+    base = name.replace("\\", "/").rstrip("/")
+    parts = base.split("/")
+    # a Hugging Face cache snapshot: .../models--org--name/snapshots/<revision>
+    snapshot = next((p for p in reversed(parts) if p.startswith("models--")), None)
+    last = snapshot.split("--")[-1] if snapshot else parts[-1]
+    if last.lower().endswith(".gguf"):
+        last = last[: -len(".gguf")]
+    return _QUANT_SUFFIX.sub("", last).lower()
+
+
+def _fingerprint(path: Path) -> str:
+    digest = hashlib.sha256()
+    if path.is_dir():
+        config = path / "config.json"
+        if config.is_file():
+            digest.update(config.read_bytes())
+        for child in sorted(path.iterdir()):
+            if child.is_file() and not child.name.startswith("."):
+                digest.update(f"{child.name}\0{child.stat().st_size}\0".encode())
+    else:
+        digest.update(str(path.stat().st_size).encode())
+        with open(path, "rb") as handle:
+            digest.update(handle.read(_FINGERPRINT_BYTES))
+    return digest.hexdigest()
+
+
+def model_identity(model: str | os.PathLike[str] | ModelIdentity) -> ModelIdentity:
+    """The identity of a model given by name: a local path (resolved, fingerprinted) or a hub id / name."""
+    if isinstance(model, ModelIdentity):
+        return model
+    name = os.fspath(model)
+    if not isinstance(name, str) or not name:
+        raise ConfigurationError(f"A model's identity needs its name or path; got {model!r}.")
+    local = Path(name).expanduser()
+    try:
+        exists = local.exists()
+    except (OSError, ValueError):
+        exists = False
+    if exists:
+        source = str(local.resolve())
+        try:
+            fingerprint = _fingerprint(local.resolve())
+        except OSError as exc:
+            raise ConfigurationError(f"Cannot read the model at {source} to identify it: {exc}.") from exc
+    else:
+        source, fingerprint = name, ""
+    family = _family(source)
+    slug = re.sub(r"[^a-z0-9._-]+", "-", family).strip("-.")[:60] or "model"
+    digest = hashlib.sha256(f"{source}\0{fingerprint}".encode()).hexdigest()[:12]
+    return ModelIdentity(name=name, source=source, fingerprint=fingerprint, key=f"{slug}-{digest}", family=family)
+
+
 # ----------------------------------------------------------------------------- storage
-
-
-def model_slug(model_name: str) -> str:
-    """A file-name-safe slug of a model name; a name that had to change (a path, say) gets a short hash."""
-    slug = re.sub(r"[^a-z0-9._-]+", "-", model_name.lower()).strip("-.") or "model"
-    if slug == model_name and len(slug) <= 80:
-        return slug
-    digest = hashlib.sha256(model_name.encode()).hexdigest()[:8]
-    return f"{slug[-60:].strip('-.')}-{digest}"
 
 
 def profiles_dir() -> Path:
@@ -300,52 +362,122 @@ def profiles_dir() -> Path:
     return cache_dir() / "profiles"
 
 
-def profile_path(model_name: str, path: str | os.PathLike[str] | None = None) -> Path:
-    """``path`` if given, else the cache's ``profiles/<model-slug>.json``."""
-    return Path(path) if path is not None else profiles_dir() / f"{model_slug(model_name)}.json"
+def profile_path(model: str | os.PathLike[str] | ModelIdentity) -> Path:
+    """Where the user's profile of ``model`` is saved: the cache's ``profiles/<identity key>.json``."""
+    return profiles_dir() / f"{model_identity(model).key}.json"
 
 
-def shipped_profile_path(model_name: str) -> Path | None:
-    """The profile shipped with posrag for ``model_name`` (package data; a model file by its file name), or None."""
+def shipped_profiles() -> list[Path]:
+    """The profiles shipped with posrag (package data), each naming its model by hub id or name."""
     folder = resources.files("posrag")
     for part in SHIPPED_PROFILES:
         folder = folder.joinpath(part)
-    for name in dict.fromkeys((model_name, Path(model_name).name)):
-        file = folder.joinpath(f"{model_slug(name)}.json")
-        if name and file.is_file():
-            return Path(str(file))
-    return None
+    return sorted(Path(str(f)) for f in folder.iterdir() if f.name.endswith(".json"))
+
+
+def _shipped_matches(identity: ModelIdentity) -> list[Path]:
+    matches = []
+    for path in shipped_profiles():
+        try:
+            shipped_model = json.loads(path.read_text(encoding="utf-8")).get("model") or ""
+        except (OSError, ValueError, AttributeError):
+            continue
+        if _family(str(shipped_model)) == identity.family:
+            matches.append(path)
+    return matches
+
+
+def shipped_profile_path(model: str | os.PathLike[str] | ModelIdentity) -> Path | None:
+    """The profile shipped with posrag for ``model`` (its hub id, a local folder or GGUF file of it), or None."""
+    matches = _shipped_matches(model_identity(model))
+    return matches[0] if matches else None
+
+
+def _writable(target: Path) -> None:
+    check_writable(target.parent, hint="pass another path (--out) or set POSRAG_CACHE_DIR to a writable folder")
 
 
 def save_profile(profile: BiasProfile, path: str | os.PathLike[str] | None = None) -> Path:
-    """Write ``profile`` as JSON (default: the cache's ``profiles/<model-slug>.json``), atomically."""
+    """Write ``profile`` as JSON (default: :func:`profile_path` of its model), atomically.
+
+    A curve-only profile (``posrag profile``) saved over one that holds a calibration (``posrag calibrate``)
+    keeps that calibration: a measurement of the curve never loses the steering settings.
+    """
     if path is None and not profile.model:
         raise ConfigurationError("This profile has no model name, so it has no default file; pass path=.")
-    target = profile_path(profile.model or "", path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    target = Path(path) if path is not None else profile_path(profile.model or "")
+    _writable(target)
+    if profile.steering is None and target.is_file():
+        try:
+            kept = BiasProfile.load(target).steering
+        except ConfigurationError:
+            kept = None
+        if kept is not None:
+            profile = replace(profile, steering=kept)
+    data = profile.to_dict()
+    if profile.model and path is None:
+        data["model_identity"] = model_identity(profile.model).to_dict()
     try:
-        tmp.write_text(json.dumps(profile.to_dict(), indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+        write_json_atomic(target, data)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"Cannot save the profile to {target}: {exc}. Pass another path (--out) or set POSRAG_CACHE_DIR to a "
+            "writable folder."
+        ) from exc
     return target
 
 
-def load_profile(model_name: str, path: str | os.PathLike[str] | None = None) -> BiasProfile:
-    """The profile of ``model_name``: the one at ``path``, else the user's saved one, else the shipped one."""
-    if path is not None:
-        return BiasProfile.load(path)
-    saved = profile_path(model_name)
-    if saved.is_file():
-        return BiasProfile.load(saved)
-    shipped = shipped_profile_path(model_name)
-    if shipped is not None:
-        return BiasProfile.load(shipped)
-    raise ConfigurationError(
-        f"No position-bias profile for model {model_name!r} (looked for {saved}). Measure one with "
-        f"`posrag profile --model {model_name}`, or set position_bias to 'recency', 'u_curve' or 'flat'."
+def _read_candidate(path: Path, num_layers: int | None, *, shipped: bool) -> BiasProfile | None:
+    """A stored profile, or None (with a warning naming the file when a user's profile cannot be used)."""
+    try:
+        profile = BiasProfile.load(path)
+    except ConfigurationError as exc:
+        _warn_ignored(path, str(exc), shipped=shipped)
+        return None
+    layers = None if profile.steering is None else profile.steering.num_layers
+    if num_layers is not None and layers is not None and layers != num_layers:
+        _warn_ignored(
+            path, f"its calibration is for a model of {layers} layers, this model has {num_layers}", shipped=shipped
+        )
+        return None
+    return profile
+
+
+def _warn_ignored(path: Path, reason: str, *, shipped: bool) -> None:
+    if shipped:
+        return  # a shipped profile of another model of the same name (another depth): not this model's
+    warnings.warn(
+        f"posrag ignores the position-bias profile {path}: {reason}. It falls back to the profile shipped with "
+        "posrag for this model, if any, else to presets. Fix or delete that file, or measure it again with "
+        "`posrag calibrate` / `posrag profile`.",
+        UserWarning,
+        stacklevel=4,
     )
+
+
+def model_profile(
+    model: str | os.PathLike[str] | ModelIdentity, *, num_layers: int | None = None
+) -> BiasProfile | None:
+    """The one reading of a model's stored profile: its position curve and its calibration, or None.
+
+    Looks at the user's profile (:func:`profile_path`, by the model's identity), then at the profiles shipped
+    with posrag whose model has the same name (hub id, local folder or GGUF file of it, quantization suffix
+    ignored). A user profile that cannot be read, is out of range or whose calibration is for another layer
+    count (``num_layers``: the model's) is reported by path and skipped. The curve comes from the first usable
+    profile, the calibration (``steering``) from the first usable profile that has one: a curve-only user
+    profile keeps the shipped calibration.
+    """
+    identity = model_identity(model)
+    candidates: list[tuple[Path, bool]] = []
+    saved = profile_path(identity)
+    if saved.is_file():
+        candidates.append((saved, False))
+    candidates += [(path, True) for path in _shipped_matches(identity)]
+    found = [p for p in (_read_candidate(path, num_layers, shipped=s) for path, s in candidates) if p is not None]
+    if not found:
+        return None
+    steering = next((p.steering for p in found if p.steering is not None), None)
+    return replace(found[0], steering=steering)
 
 
 # ----------------------------------------------------------------------------- resolution
@@ -364,7 +496,7 @@ PositionBias = BiasName | Literal["auto"] | BiasProfile | Mapping[str, Any] | st
 def resolve(value: Any, model_name: str | None = None) -> BiasProfile | str:
     """What a ``position_bias`` value means: a preset name (returned as is), or a :class:`BiasProfile`.
 
-    ``"auto"`` is ``model_name``'s profile (:func:`load_profile`); a profile is itself; a dict or the path of
+    ``"auto"`` is ``model_name``'s profile (:func:`model_profile`); a profile is itself; a dict or the path of
     a JSON file is read as one.
     """
     if isinstance(value, BiasProfile):
@@ -376,7 +508,14 @@ def resolve(value: Any, model_name: str | None = None) -> BiasProfile | str:
             raise ConfigurationError(
                 "position_bias='auto' needs the model name to find its profile; pass model_name or a preset."
             )
-        return load_profile(model_name)
+        profile = model_profile(model_name)
+        if profile is None:
+            raise ConfigurationError(
+                f"No position-bias profile for model {model_name!r} (looked for {profile_path(model_name)} and "
+                f"among posrag's shipped profiles). Measure one with `posrag profile --model {model_name}`, or set "
+                "position_bias to 'recency', 'u_curve' or 'flat'."
+            )
+        return profile
     if isinstance(value, Mapping):
         return BiasProfile.from_dict(value)
     if isinstance(value, (str, os.PathLike)) and _is_file(value):
@@ -387,8 +526,6 @@ def resolve(value: Any, model_name: str | None = None) -> BiasProfile | str:
     )
 
 
-PositionBiasProfile = BiasProfile  # the steering module's former name of the one profile type
-
 __all__ = [
     "BIAS_PRESET_NAMES",
     "DEFAULT_TOLERANCE",
@@ -396,13 +533,14 @@ __all__ = [
     "PROFILE_VERSION",
     "BiasName",
     "BiasProfile",
+    "ModelIdentity",
     "PositionBias",
-    "PositionBiasProfile",
-    "load_profile",
-    "model_slug",
+    "model_identity",
+    "model_profile",
     "profile_path",
     "profiles_dir",
     "resolve",
     "save_profile",
     "shipped_profile_path",
+    "shipped_profiles",
 ]

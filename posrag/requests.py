@@ -5,12 +5,13 @@ documents are in it, but nothing says which ones they are or how they scored. po
 documents each *request* emits (with that request's scores and query) and lets the LLM calls of the same
 request, and only those, find them in their prompt.
 
-A request is the root of the framework's own run tree: LangChain's root run (every child run carries its
+A request is a run of the framework's own run tree: LangChain's runs (every child run carries its
 parent's id through ``RunnableConfig`` callbacks, across ``batch``, thread pools and ``async``), LlamaIndex's
 root instrumentation span (its dispatcher carries the active span id through sync, async and streaming code).
 The adapters feed :class:`RequestTracker` the tree's edges (``enter(run_id, parent_id)`` / ``exit(run_id)``)
-and the documents emitted under a run; the tracker maps every run to its root and keeps one
-:class:`RequestDocuments` per open root, dropped when the root run ends. Nothing is keyed by content across
+and the documents emitted under a run. Requests nest: an LLM call's request is the innermost run above it
+whose subtree emitted documents (in a plain chain the root; in an agent, each call of a RAG tool), and a
+run's documents are dropped when it ends. Nothing is keyed by content across
 requests: two concurrent requests that retrieve the same text each see their own score for it.
 """
 
@@ -58,59 +59,152 @@ class _Request:
     documents: OrderedDict[str, ScoredDocument] = field(default_factory=OrderedDict)
     query: str | None = None
 
+    def add(self, documents: Iterable[ScoredDocument], query: str | None) -> None:
+        if query and not self.query:
+            self.query = query
+        for doc in documents:
+            key = _key(doc)
+            previous = self.documents.get(key)
+            if previous is not None and doc.score is None and previous.score is not None:
+                doc = ScoredDocument(doc.text, doc.metadata, previous.score, doc.id or previous.id)
+            self.documents[key] = doc
+
+
+@dataclass
+class _Run:
+    parent: RunId | None
+    root: RunId
+    #: What was emitted inside this run (itself and the runs under it), once anything was.
+    emitted: _Request | None = None
+
 
 _key = locatable_text
 
 
 class RequestTracker:
-    """Run tree → request root, and each open request's documents. Thread-safe; bounded.
+    """Run tree → request, and what each run's subtree emitted. Thread-safe; bounded.
 
-    ``max_runs`` bounds the runs remembered at once (the oldest are forgotten first), so a framework that
-    never reports a run's end cannot grow the tracker without limit.
+    Requests nest: documents emitted under a run are recorded for that run and every run above it, and an LLM
+    call's request is the innermost run above it whose subtree emitted documents (the chain that retrieved).
+    In a plain chain that is the root; in an agent that calls a RAG tool twice, each tool call is its own
+    request, steered toward its own documents. A root's end closes its whole tree: runs under it that never
+    reported their end (a cancelled call) are forgotten with it.
+
+    ``max_runs`` bounds the runs remembered at once, so a framework that never reports a run's end cannot grow
+    the tracker without limit: runs below a root that never ended go first (oldest first), then the requests least
+    recently active; the request being used is never the one forgotten.
     """
 
     def __init__(self, max_runs: int = 65_536) -> None:
         self.max_runs = max_runs
-        self._root_of: OrderedDict[RunId, RunId] = OrderedDict()
-        self._requests: dict[RunId, _Request] = {}
+        self._runs: dict[RunId, _Run] = {}
+        #: Each root's runs, roots ordered by last activity (least recent first).
+        self._trees: OrderedDict[RunId, dict[RunId, None]] = OrderedDict()
+        #: The runs below a root, oldest first.
+        self._children: OrderedDict[RunId, None] = OrderedDict()
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------------- the run tree
 
+    def _add(self, run_id: RunId, parent_id: RunId | None) -> _Run:
+        parent = None if parent_id is None else self._runs.get(parent_id)
+        if parent_id is not None and parent is None:
+            # A parent that started before tracking began (or was forgotten): it stands for its request.
+            parent = self._add(parent_id, None)
+        run = self._runs.get(run_id)
+        if run is None:
+            root = run_id if parent is None else parent.root
+            run = self._runs[run_id] = _Run(parent_id if parent is not None else None, root)
+            self._trees.setdefault(root, {})[run_id] = None
+            if root != run_id:
+                self._children[run_id] = None
+        return run
+
+    def _touch(self, root: RunId, keep: RunId | None = None) -> None:
+        if root in self._trees:
+            self._trees.move_to_end(root)
+        while len(self._runs) > self.max_runs:
+            # First runs of other requests that never reported their end (oldest first), then other whole
+            # requests (least recently active first), and only then old runs of the request in use (``root``),
+            # never its root nor the run just entered (``keep``).
+            child = next((c for c in self._children if self._runs[c].root != root), None)
+            if child is None:
+                stale = next((r for r in self._trees if r != root), None)
+                if stale is not None:
+                    self._forget_tree(stale)
+                    continue
+                child = next((c for c in self._children if c != keep), None)
+                if child is None:
+                    break
+            run = self._runs.pop(child)
+            del self._children[child]
+            self._trees.get(run.root, {}).pop(child, None)
+
+    def _forget_tree(self, root: RunId) -> None:
+        for run_id in self._trees.pop(root, {}):
+            self._runs.pop(run_id, None)
+            self._children.pop(run_id, None)
+
+    def _ancestry(self, run_id: RunId) -> Iterable[tuple[RunId, _Run]]:
+        current: RunId | None = run_id
+        while current is not None:
+            run = self._runs.get(current)
+            if run is None:
+                return
+            yield current, run
+            current = run.parent
+
+    def _request(self, run_id: RunId) -> tuple[RunId, _Run] | None:
+        """The innermost run at or above ``run_id`` whose subtree emitted documents, else the nearest that
+        recorded anything (a query), else None."""
+        fallback = None
+        for current, run in self._ancestry(run_id):
+            if run.emitted is not None and run.emitted.documents:
+                return current, run
+            if fallback is None and run.emitted is not None:
+                fallback = (current, run)
+        return fallback
+
     def enter(self, run_id: RunId, parent_id: RunId | None) -> RunId:
         """Record that ``run_id`` started under ``parent_id`` (``None``: it is a root); returns its request id."""
         with self._lock:
-            root = run_id if parent_id is None else self._root_of.get(parent_id, parent_id)
-            self._root_of[run_id] = root
-            if parent_id is not None and parent_id not in self._root_of:
-                # A parent that started before tracking began (or was forgotten): it stands for its request.
-                self._root_of[parent_id] = root
-            while len(self._root_of) > self.max_runs:
-                old, old_root = self._root_of.popitem(last=False)
-                if old == old_root:
-                    self._requests.pop(old, None)
-            return root
+            run = self._add(run_id, parent_id)
+            self._touch(run.root, keep=run_id)
+            found = self._request(run_id)
+            return run.root if found is None else found[0]
 
     def exit(self, run_id: RunId) -> None:
-        """``run_id`` ended; a root's end closes its request and drops its documents."""
+        """``run_id`` ended and what it emitted is dropped; a root's end closes its whole tree."""
         with self._lock:
-            root = self._root_of.pop(run_id, None)
-            if root is not None and root == run_id:
-                self._requests.pop(run_id, None)
+            run = self._runs.get(run_id)
+            if run is None:
+                return
+            if run.root == run_id:
+                self._forget_tree(run_id)
+            else:
+                del self._runs[run_id]
+                self._children.pop(run_id, None)
+                self._trees.get(run.root, {}).pop(run_id, None)
 
     def request_of(self, run_id: RunId | None) -> RunId | None:
-        """The request (root run) that ``run_id`` belongs to; ``None`` for an unknown run."""
+        """The request ``run_id`` belongs to (the innermost run above it that emitted documents, else its root);
+        ``None`` for an unknown run."""
         if run_id is None:
             return None
         with self._lock:
-            return self._root_of.get(run_id)
+            run = self._runs.get(run_id)
+            if run is None:
+                return None
+            found = self._request(run_id)
+            return run.root if found is None else found[0]
 
     # ------------------------------------------------------------------------- documents
 
     def record(
         self, run_id: RunId | None, documents: Iterable[ScoredDocument], *, query: str | None = None
     ) -> RunId | None:
-        """Add ``documents`` (and the query, if given) to the request of ``run_id``; returns the request id.
+        """Add ``documents`` (and the query, if given) to ``run_id`` and every run above it; returns the
+        request id of ``run_id``.
 
         A run the tracker does not know is its own request (a component called outside any tracked tree).
         """
@@ -118,39 +212,36 @@ class RequestTracker:
             return None
         docs = [d for d in documents if len(_key(d)) >= MIN_LOCATABLE_CHARS]
         with self._lock:
-            root = self._root_of.get(run_id)
-            if root is None:
-                root = self._root_of[run_id] = run_id
-            request = self._requests.setdefault(root, _Request())
-            if query and not request.query:
-                request.query = query
-            for doc in docs:
-                key = _key(doc)
-                previous = request.documents.get(key)
-                if previous is not None and doc.score is None and previous.score is not None:
-                    doc = ScoredDocument(doc.text, doc.metadata, previous.score, doc.id or previous.id)
-                request.documents[key] = doc
-            return root
+            root = self._add(run_id, None).root
+            self._touch(root, keep=run_id)
+            for _current, run in self._ancestry(run_id):
+                if run.emitted is None:
+                    run.emitted = _Request()
+                run.emitted.add(docs, query)
+            found = self._request(run_id)
+            return root if found is None else found[0]
 
     def documents(self, run_id: RunId | None) -> RequestDocuments | None:
         """A snapshot of the documents of ``run_id``'s request; ``None`` when it has recorded none."""
         if run_id is None:
             return None
         with self._lock:
-            root = self._root_of.get(run_id, run_id)
-            request = self._requests.get(root)
-            if request is None:
+            found = self._request(run_id)
+            if found is None:
                 return None
-            return RequestDocuments(root, tuple(request.documents.values()), request.query)
+            request_id, run = found
+            self._touch(run.root)
+            assert run.emitted is not None
+            return RequestDocuments(request_id, tuple(run.emitted.documents.values()), run.emitted.query)
 
     def __len__(self) -> int:
-        """How many requests hold documents right now."""
+        """How many requests (trees) hold documents or a query right now."""
         with self._lock:
-            return len(self._requests)
+            return sum(1 for root in self._trees if (run := self._runs.get(root)) is not None and run.emitted)
 
     def open_runs(self) -> int:
         with self._lock:
-            return len(self._root_of)
+            return len(self._runs)
 
 
 __all__ = ["RequestDocuments", "RequestTracker"]

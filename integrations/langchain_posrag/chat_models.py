@@ -15,11 +15,11 @@ from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackMana
 from langchain_core.language_models import BaseChatModel, LangSmithParams
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.runnables.config import run_in_executor
 from pydantic import PrivateAttr
 
 from langchain_posrag.llms import PosragModelSettings, iterate_in_executor
 from posrag.adapters import generation_info, stream_info
+from posrag.aio import run_in_thread
 from posrag.chat import FormattedPrompt
 from posrag.engine import Engine
 
@@ -95,9 +95,7 @@ class ChatPosrag(PosragModelSettings, BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        return await run_in_executor(
-            None, self._generate, messages, stop, None, **self._with_request(run_manager, kwargs)
-        )
+        return await run_in_thread(self._generate, messages, stop, None, **self._with_request(run_manager, kwargs))
 
     def _stream(
         self,

@@ -26,7 +26,6 @@ from langchain_core.language_models.llms import LLM
 from langchain_core.load.serializable import SerializedConstructor, SerializedNotImplemented
 from langchain_core.outputs import Generation, GenerationChunk, LLMResult
 from langchain_core.runnables import Runnable, RunnableConfig
-from langchain_core.runnables.config import run_in_executor
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 import posrag
@@ -42,7 +41,7 @@ from posrag.adapters import (
     steering_kwargs,
     stream_info,
 )
-from posrag.aio import iterate_in_thread
+from posrag.aio import iterate_in_thread, run_in_thread
 from posrag.documents import ScoredDocument
 from posrag.engine import Engine
 from posrag.errors import ConfigurationError
@@ -267,9 +266,7 @@ class PosragLLM(PosragModelSettings, LLM):
         **kwargs: Any,
     ) -> LLMResult:
         # Generation is CPU/GPU-bound: run it in a worker thread so the event loop stays free.
-        return await run_in_executor(
-            None, self._generate, prompts, stop, None, **self._with_request(run_manager, kwargs)
-        )
+        return await run_in_thread(self._generate, prompts, stop, None, **self._with_request(run_manager, kwargs))
 
     def _call(
         self,
@@ -287,7 +284,7 @@ class PosragLLM(PosragModelSettings, LLM):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> str:
-        return await run_in_executor(None, self._call, prompt, stop, None, **self._with_request(run_manager, kwargs))
+        return await run_in_thread(self._call, prompt, stop, None, **self._with_request(run_manager, kwargs))
 
     def _stream(
         self,

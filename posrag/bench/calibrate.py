@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -171,7 +172,10 @@ class Calibrator:
             return {}
         done: dict[str, dict[str, Any]] = {}
         fingerprint = self._fingerprint()
-        for line in self._checkpoint.read_text(encoding="utf-8").splitlines():
+        raw = self._checkpoint.read_bytes()
+        if raw and not raw.endswith(b"\n"):  # cut short by an interruption: drop it, so the next record starts a line
+            os.truncate(self._checkpoint, raw.rfind(b"\n") + 1)
+        for line in raw.decode("utf-8", errors="replace").splitlines():
             try:
                 entry = json.loads(line)
             except json.JSONDecodeError:  # a line cut short by an interruption

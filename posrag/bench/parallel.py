@@ -18,9 +18,14 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import pickle
 import queue as queue_module
+import signal
+import threading
 import time
-from collections.abc import Mapping
+import traceback
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -28,10 +33,18 @@ from typing import Any
 from posrag.bench.conditions import LitmConfig
 from posrag.bench.results import LitmResult
 from posrag.bench.shards import Shard, merge_results
-from posrag.errors import ConfigurationError
+from posrag.errors import ConfigurationError, PosragError
 
-#: How often the parent drains the workers' progress queue and checks on them (seconds).
+#: How often the parent drains the workers' messages and checks on them (seconds).
 _POLL_S = 0.2
+#: How long a stopped worker gets to end after SIGTERM before it is killed (seconds).
+_GRACE_S = 3.0
+#: How often a worker checks that its parent is still alive (seconds).
+_ORPHAN_CHECK_S = 0.5
+
+
+class WorkerFailedError(PosragError):
+    """A ``--jobs`` worker process ended without finishing its shard (killed, crashed)."""
 
 
 def available_cores() -> int:
@@ -47,28 +60,120 @@ def threads_per_job(jobs: int, cores: int | None = None) -> int:
     return max(1, (cores or available_cores()) // jobs)
 
 
+def _exit_with_parent(parent: int) -> None:
+    """End this worker as soon as its parent is gone (whatever ended it, SIGKILL included)."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(_ORPHAN_CHECK_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="posrag-parent-watch", daemon=True).start()
+
+
 def _worker(
     index: int,
     jobs: int,
     threads: int,
     config: LitmConfig,
     options: Mapping[str, Any],
-    progress: Any,
-) -> dict[str, Any]:
-    """One shard in a fresh process; returns the shard's result as a dict (plain data crosses processes)."""
-    import torch
+    messages: Any,
+    parent: int,
+) -> None:
+    """One shard in a fresh process; sends ``("done", index, result dict)`` or ``("error", index, pickled
+    exception)`` on ``messages``, and ``("trial", index, 1)`` per finished trial (the progress bar)."""
+    _exit_with_parent(parent)
+    try:
+        import torch
 
-    from posrag.bench.runner import run_litm
+        from posrag.bench.runner import run_litm
 
-    torch.set_num_threads(threads)
-    result = run_litm(
-        config,
-        **options,
-        progress=False,
-        shard=Shard(index, jobs),
-        on_trial=(lambda _trial: progress.put(1)) if progress is not None else None,
-    )
-    return result.to_dict()  # the records included: a shard always keeps them
+        torch.set_num_threads(threads)
+        result = run_litm(
+            config,
+            **options,
+            progress=False,
+            shard=Shard(index, jobs),
+            on_trial=lambda _trial: messages.put(("trial", index, 1)),
+        )
+        messages.put(("done", index, result.to_dict()))  # the records included: a shard always keeps them
+    except BaseException as exc:  # every failure goes back to the parent, which raises it
+        try:
+            payload = pickle.dumps(exc)
+            pickle.loads(payload)
+        except Exception:  # one that does not cross processes goes back as text
+            payload = pickle.dumps(WorkerFailedError("".join(traceback.format_exception(exc)).strip()))
+        messages.put(("error", index, payload))
+
+
+def _describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        hint = " (SIGKILL: often the out-of-memory killer; each worker holds its own model copy)" if code == -9 else ""
+        return f"exit code {code}, killed by {name}{hint}"
+    return f"exit code {code}"
+
+
+@contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """While the workers run, SIGTERM to this process unwinds it (so its workers are stopped), as Ctrl-C does."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, _frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _stop(workers: list[Any]) -> None:
+    """SIGTERM every live worker, wait a little, SIGKILL what is left, reap them all."""
+    for process in workers:
+        if process.is_alive():
+            process.terminate()
+    deadline = time.monotonic() + _GRACE_S
+    for process in workers:
+        process.join(max(0.0, deadline - time.monotonic()))
+    for process in workers:
+        if process.is_alive():
+            process.kill()
+            process.join()
+
+
+def _collect(workers: list[Any], messages: Any, jobs: int, bar: Any) -> list[dict[str, Any]]:
+    """Wait for every shard; raise as soon as a worker fails or ends without its result."""
+    results: dict[int, dict[str, Any]] = {}
+    while len(results) < jobs:
+        ended = {i: p.exitcode for i, p in enumerate(workers) if p.exitcode is not None}
+        # A worker sends its message before it exits, so what it sent is readable once it has ended.
+        deadline = time.monotonic() + _POLL_S
+        while True:
+            try:
+                kind, index, payload = messages.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue_module.Empty:
+                break
+            if kind == "trial":
+                bar.update(payload)
+            elif kind == "done":
+                results[index] = payload
+            else:
+                raise pickle.loads(payload)
+        for index, code in ended.items():
+            if index not in results:
+                raise WorkerFailedError(
+                    f"Worker {index} (shard {index}/{jobs}) ended with {_describe_exit(code)} before finishing "
+                    f"its shard; nothing was written. Rerun with fewer --jobs (or --jobs 1) if memory is short, "
+                    f"or run that shard alone with --shard {index}/{jobs}."
+                )
+    return [results[i] for i in range(jobs)]
 
 
 def run_litm_parallel(
@@ -89,6 +194,11 @@ def run_litm_parallel(
     of one process; its ``timing`` gives ``wall_s`` from the start of the workers to the last one's end
     (model loading included, since the workers load in parallel), each shard's own ``shard_wall_s``, and
     ``jobs`` / ``threads_per_job``. Trial records are always kept.
+
+    A worker that fails raises its error here; one that ends without its result (killed, e.g. by the
+    out-of-memory killer) raises :class:`WorkerFailedError` naming its exit code and shard, at once. Whatever
+    ends the run (an error, Ctrl-C, SIGTERM), the other workers are stopped before this returns, and a worker
+    whose parent dies (even by SIGKILL) ends itself.
     """
     from tqdm.auto import tqdm
 
@@ -110,26 +220,29 @@ def run_litm_parallel(
     options = {"data": path, "model": model, "limit": limit, "command": command, "quantize": quantize}
     context = multiprocessing.get_context("spawn")
     started = time.perf_counter()
+    messages = context.Queue()
+    workers = [
+        context.Process(
+            target=_worker,
+            args=(i, jobs, threads, config, options, messages, os.getpid()),
+            name=f"posrag-litm-job-{i}",
+            daemon=True,
+        )
+        for i in range(jobs)
+    ]
     bar = tqdm(total=total, desc=f"posrag bench litm ({jobs} jobs)", unit="trial", disable=not progress)
-    updates = context.Manager() if progress else None
-    done_queue = updates.Queue() if updates is not None else None
-    pool = context.Pool(processes=jobs)
     try:
-        pending = [pool.apply_async(_worker, (i, jobs, threads, config, options, done_queue)) for i in range(jobs)]
-        while not all(p.ready() for p in pending):
-            _drain(done_queue, bar)
-            failed = next((p for p in pending if p.ready() and not p.successful()), None)
-            if failed is not None:
-                failed.get()  # raises the worker's exception here; the pool is terminated below
-            time.sleep(_POLL_S)
-        shards = [LitmResult.from_dict(p.get()) for p in pending]
-        _drain(done_queue, bar)
+        with _sigterm_raises():
+            try:
+                for process in workers:
+                    process.start()
+                shards = [LitmResult.from_dict(d) for d in _collect(workers, messages, jobs, bar)]
+            finally:
+                _stop([p for p in workers if p.pid is not None])
     finally:
-        pool.terminate()
-        pool.join()
         bar.close()
-        if updates is not None:
-            updates.shutdown()
+        messages.close()
+        messages.cancel_join_thread()
     elapsed = time.perf_counter() - started
     merged = merge_results(shards, labels=[f"job {i}/{jobs}" for i in range(jobs)])
     timing = {
@@ -144,17 +257,4 @@ def run_litm_parallel(
     return replace(merged, timing=timing, data=data_info)
 
 
-def _drain(done_queue: Any, bar: Any) -> None:
-    if done_queue is None:
-        return
-    count = 0
-    while True:
-        try:
-            count += done_queue.get_nowait()
-        except queue_module.Empty:
-            break
-    if count:
-        bar.update(count)
-
-
-__all__ = ["available_cores", "run_litm_parallel", "threads_per_job"]
+__all__ = ["WorkerFailedError", "available_cores", "run_litm_parallel", "threads_per_job"]

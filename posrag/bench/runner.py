@@ -123,11 +123,13 @@ class LitmBenchmark:
     def _hybrid_defaults(self) -> tuple[str, str]:
         strategy, mechanism = self.config.hybrid_strategy, self.config.hybrid_mechanism
         if (strategy is None or mechanism is None) and "hybrid" in self.config.conditions:
-            from posrag.steering import SteeringConfig
+            from posrag import architectures
+            from posrag.steering import SteeringConfig, resolve_steering
 
             base = SteeringConfig(**steering_overrides(self.config.steering, None))
             if not base.needs_profile:  # an unset position_bias follows the model's profile, as the generator's
-                base = base.resolve_for(self.model_name, warn=False)
+                layers = len(architectures.decoder_layers(self.model))
+                base = resolve_steering(base, self.model_name, layers, warn=False)
             strategy = strategy or ("auto" if base.needs_profile else base.reorder_strategy)
             mechanism = mechanism or base.mechanism
         return strategy or "recency", mechanism or "attention"

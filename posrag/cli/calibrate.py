@@ -15,6 +15,9 @@ def register(app: typer.Typer) -> None:
     app.command("calibrate")(calibrate)
 
 
+_WRITABLE_HINT = "pass --out to a writable file, or set POSRAG_CACHE_DIR to a writable folder"
+
+
 def _floats(text: str, option: str) -> tuple[float, ...]:
     try:
         return tuple(float(x) for x in text.split(",") if x.strip())
@@ -46,9 +49,10 @@ def calibrate(
     profile you measure takes precedence over one shipped with posrag). About 10 minutes for the packaged
     Gemma 3 270M on 2 CPU cores at the default budget; see docs/calibration.md.
     """
+    from posrag._files import check_writable
     from posrag.bench.calibrate import CalibrateConfig, Calibrator
     from posrag.models import cache_dir, load_causal_lm
-    from posrag.profiles import model_slug, save_profile
+    from posrag.profiles import model_identity, profile_path, save_profile
 
     try:
         transfer = tuple(int(x) for x in transfer_docs.split(",") if x.strip())
@@ -64,7 +68,12 @@ def calibrate(
             chat_template=chat_template,
         )
         lm = load_causal_lm(model, progress=progress)
-        checkpoint = cache_dir() / "calibration" / f"{model_slug(lm.name)}.jsonl" if resume else None
+        # Where the result goes must be writable before minutes of measuring, not found out at the final save.
+        check_writable((out or profile_path(lm.name)).parent, hint=_WRITABLE_HINT)
+        calibration_dir = cache_dir() / "calibration"
+        checkpoint = calibration_dir / f"{model_identity(lm.name).key}.jsonl" if resume else None
+        if checkpoint is not None:
+            check_writable(calibration_dir, hint=_WRITABLE_HINT)
         run = Calibrator(lm.model, lm.tokenizer, config, model_name=lm.name, checkpoint=checkpoint).run(
             progress=progress
         )
@@ -90,5 +99,5 @@ def calibrate(
         "Accuracy on the calibration questions, no steering -> calibrated: "
         + ", ".join(f"{p}: {100 * base[p]:.0f}->{100 * tuned[p]:.0f}%" for p in base)
     )
-    typer.echo(f"Position bias: {profile.classification}; recommended reorder strategy: {profile.recommended_strategy}")
+    typer.echo(f"Position bias: {profile.shape()}; recommended reorder strategy: {profile.reorder_strategy()}")
     typer.echo(f"Saved to {path}")

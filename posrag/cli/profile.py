@@ -38,9 +38,10 @@ def profile(
     The saved profile is what position_bias="auto" resolves to for this model (it takes precedence over a
     profile shipped with posrag), and its recommended reorder strategy is the one the reorder step pairs with it.
     """
+    from posrag._files import check_writable
     from posrag.bench.runner import profile_bias
     from posrag.models import load_causal_lm
-    from posrag.profiles import save_profile
+    from posrag.profiles import profile_path, save_profile
 
     try:
         parsed = tuple(int(p) for p in positions.split(",") if p.strip())
@@ -48,6 +49,10 @@ def profile(
         raise typer.BadParameter(f"--positions takes comma-separated integers; got {positions!r}.") from None
     try:
         lm = load_causal_lm(model, progress=progress)
+        check_writable(
+            (out or profile_path(lm.name)).parent,
+            hint="pass --out to a writable file, or set POSRAG_CACHE_DIR to a writable folder",
+        )
         result = profile_bias(
             lm.model,
             lm.tokenizer,
@@ -70,7 +75,7 @@ def profile(
     typer.echo(f"Model: {result.model}")
     typer.echo(f"Accuracy by gold position (of {result.num_docs}, {result.questions} questions): {curve}")
     typer.echo(
-        f"Position bias: {result.classification} (tolerance {result.tolerance:.2f}); "
-        f"recommended reorder strategy: {result.recommended_strategy}"
+        f"Position bias: {result.shape()} (tolerance {result.tolerance:.2f}); "
+        f"recommended reorder strategy: {result.reorder_strategy()}"
     )
     typer.echo(f"Saved to {path}")

@@ -15,7 +15,7 @@ object to use. Which documents an LLM call steers, and how hard, is
 """
 
 from posrag.steering.activation import align_dimension, orthogonal_steer
-from posrag.steering.config import BIAS_PRESETS, BiasPreset, SteeringConfig, bias_preset
+from posrag.steering.config import BIAS_PRESETS, BiasPreset, SteeringConfig, bias_preset, resolve_steering
 from posrag.steering.curves import BUILTIN_CURVES, IntensityCurve, measured_curve, resolve_curve
 from posrag.steering.hooks import Handle, HookSpec, RequestScope, hook_counts, patch, patched
 from posrag.steering.planning import PlannedSteer, SteeringTarget, plan_steering
@@ -65,6 +65,7 @@ __all__ = [
     "plan_steering",
     "position_layer_map",
     "resolve_curve",
+    "resolve_steering",
     "select_targets",
     "target_layers",
     "targets_from_prompt",

@@ -28,6 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from posrag.errors import ConfigurationError
 from posrag.steering.spans import TokenSpan
 
 #: Attention implementations whose masks this mechanism understands.
@@ -61,6 +62,20 @@ def _additive_base(
     if mask.dtype == torch.bool:
         return torch.where(mask, torch.zeros((), dtype=dtype, device=mask.device), min_value)
     return mask
+
+
+def _check_past_length(position_ids: Any, expected: int) -> None:
+    """The first pass must continue a KV cache of exactly ``expected`` prompt tokens (``past_length``): with
+    another length every steered row and column would be shifted, or the bias silently miss its tokens."""
+    if not isinstance(position_ids, torch.Tensor) or position_ids.numel() == 0:
+        return
+    actual = int(position_ids.reshape(-1)[0])
+    if actual != expected:
+        raise ConfigurationError(
+            f"This steering session was prepared for a KV cache of past_length={expected} prompt tokens, but the "
+            f"model continues a cache of {actual}. Pass past_length={actual} (the reused prefix's length, "
+            "PrefixCache.length) to Engine.session / prepare, or run the whole prompt without a cache."
+        )
 
 
 def attention_bias_hook(
@@ -97,6 +112,8 @@ def attention_bias_hook(
         if kwargs is None:  # called without kwargs during a concurrent removal: not ours to act on
             return None
         hidden = kwargs.get("hidden_states", args[0] if args else None)
+        if seen == start:
+            _check_past_length(kwargs.get("position_ids"), start)
         offset, length = seen, int(hidden.shape[1])
         seen += length
         if steer_from - offset >= length:

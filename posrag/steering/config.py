@@ -16,7 +16,7 @@ from typing import Any, Literal, get_args
 
 from posrag import profiles
 from posrag._validation import check_bool, check_choice, check_int, check_number
-from posrag.calibration import UNCALIBRATED, SteeringCalibration
+from posrag.calibration import MAX_ATTENTION_BIAS, UNCALIBRATED, SteeringCalibration
 from posrag.errors import ConfigurationError
 from posrag.ordering import Strategy as ReorderStrategy
 from posrag.profiles import BiasProfile, PositionBias
@@ -41,10 +41,10 @@ MECHANISMS: tuple[str, ...] = get_args(Mechanism)
 VECTOR_SOURCES: tuple[str, ...] = get_args(VectorSource)
 ATTENTION_LAYERS: tuple[str, ...] = get_args(AttentionLayers)
 
-#: Upper bounds of the intensities at multiplier 1.0: far beyond what helps (docs/steering.md measured 0.02
-#: and 3.0 as the defaults), and small enough that a curve's multiplier (<= 100) keeps every product finite.
+#: Upper bound of the activation intensity at multiplier 1.0: far beyond what helps (docs/steering.md measured
+#: 0.02 as the default), and small enough that a curve's multiplier (<= 100) keeps every product finite. The
+#: attention bias's bound is :data:`posrag.calibration.MAX_ATTENTION_BIAS`.
 MAX_BASE_INTENSITY = 10.0
-MAX_ATTENTION_BIAS = 100.0
 
 
 # ----------------------------------------------------------------------------- position-bias presets
@@ -94,27 +94,19 @@ def band_curve(calibration: SteeringCalibration) -> IntensityCurve:
     return IntensityCurve("step", calibration.curve_points(), name="calibrated")
 
 
-def _find_profile(model_name: str | None) -> BiasProfile | None:
-    if not model_name:
-        return None
-    try:
-        return profiles.load_profile(model_name)
-    except ConfigurationError:
-        return None
-
-
 def _warn_uncalibrated(model_name: str | None) -> None:
     name = model_name or "this model"
+    looked = f"{profiles.profile_path(model_name)} and posrag's shipped profiles" if model_name else "no file"
     with _WARNED_LOCK:
         if name in _WARNED:
             return
         _WARNED.add(name)
     flag = f" --model {model_name}" if model_name else " --model <path or id>"
     warnings.warn(
-        f"posrag has no steering calibration for {name!r}, so steering uses the conservative uncalibrated preset "
-        f"(attention bias {UNCALIBRATED.attention_bias}, half that on the last document). Measure settings that "
-        f"suit this model with `posrag calibrate{flag}` (minutes on a CPU), or pass SteeringConfig fields "
-        "explicitly.",
+        f"posrag has no steering calibration for {name!r} (looked at {looked}), so steering uses the "
+        f"conservative uncalibrated preset (attention bias {UNCALIBRATED.attention_bias}, half that on the last "
+        f"document). Measure settings that suit this model with `posrag calibrate{flag}` (minutes on a CPU), or "
+        "pass SteeringConfig fields explicitly.",
         UserWarning,
         stacklevel=3,
     )
@@ -145,8 +137,8 @@ def _optional(name: str, value: Any, check: Any, *args: Any, **kwargs: Any) -> A
 @dataclass(frozen=True)
 class SteeringConfig:
     """How to steer. Settings left unset (``attention_bias``, ``attention_layers``, ``curve`` with
-    ``position_bias``) follow the model's calibration when the LLM classes / :class:`~posrag.engine.Engine` resolve
-    the configuration (:meth:`resolve_for`): the attention bias by position band and the layers that
+    ``position_bias``) follow the model's calibration when :class:`~posrag.engine.Engine` (so the LLM classes)
+    resolves the configuration (:func:`resolve_steering`): the attention bias by position band and the layers that
     ``posrag calibrate`` measured for this model (shipped with posrag for the packaged Gemma 3 270M), else a
     conservative uncalibrated preset with a one-time warning. Settings you give are kept as given; the seed's
     curves stay available by name (``curve="step"``, ``position_bias="recency"`` ...).
@@ -221,7 +213,7 @@ class SteeringConfig:
         for name, value in numbers.items():
             object.__setattr__(self, name, value)
         curve = None if self.curve is None else resolve_curve(self.curve)
-        if self.needs_profile:  # resolved by the model that uses it (resolve_auto)
+        if self.needs_profile:  # resolved by the model that uses it (resolve_steering)
             object.__setattr__(self, "_preset", None)
             object.__setattr__(self, "_resolved_curve", curve)
             return
@@ -233,58 +225,17 @@ class SteeringConfig:
 
     @property
     def needs_profile(self) -> bool:
-        """``position_bias="auto"``, not yet resolved to a model's measured profile (see :meth:`resolve_auto`)."""
+        """``position_bias="auto"``, not yet resolved to a model's measured profile (see :func:`resolve_steering`)."""
         return isinstance(self.position_bias, str) and self.position_bias == "auto"
-
-    def resolve_auto(self, model_name: str | None) -> SteeringConfig:
-        """This configuration with ``position_bias="auto"`` replaced by ``model_name``'s profile.
-
-        The profile is the one ``posrag profile`` saved for this model, else the one shipped with posrag
-        (:func:`posrag.profiles.load_profile`). Any other ``position_bias`` is returned unchanged. A model
-        without a profile raises a clear error.
-        """
-        if not self.needs_profile:
-            return self
-        return replace(self, position_bias=profiles.resolve("auto", model_name))
 
     @property
     def needs_calibration(self) -> bool:
         """Whether a setting is left to the model's calibration (``attention_bias``, ``attention_layers``, or
-        both ``curve`` and ``position_bias`` unset): see :meth:`resolve_for`."""
+        both ``curve`` and ``position_bias`` unset): see :func:`resolve_steering`."""
         return (
             self.attention_bias is None
             or self.attention_layers is None
             or (self.curve is None and self.position_bias is None)
-        )
-
-    def resolve_for(self, model_name: str | None, *, warn: bool = True) -> SteeringConfig:
-        """This configuration with every setting left unset filled from ``model_name``'s calibration.
-
-        The calibration is the one ``posrag calibrate`` saved for this model, else the one shipped with posrag
-        (:func:`posrag.profiles.load_profile`). Unset ``attention_bias``, ``attention_layers`` and (when
-        ``position_bias`` is unset too) ``curve`` take the calibrated bias by band and layers; an unset
-        ``position_bias`` takes the model's measured profile (for the reorder strategy). A model without a
-        calibration gets the conservative uncalibrated preset (:data:`posrag.calibration.UNCALIBRATED`) and a
-        one-time warning naming ``posrag calibrate``. Settings you gave are never changed. ``position_bias="auto"``
-        is resolved too (:meth:`resolve_auto`).
-        """
-        config = self.resolve_auto(model_name)
-        if not config.needs_calibration:
-            return config
-        profile = _find_profile(model_name)
-        calibration = None if profile is None else profile.steering
-        if calibration is None:
-            calibration = UNCALIBRATED
-            if warn:
-                _warn_uncalibrated(model_name)
-        return replace(
-            config,
-            attention_bias=calibration.attention_bias if config.attention_bias is None else config.attention_bias,
-            attention_layers=(calibration.attention_layers or "all")
-            if config.attention_layers is None
-            else config.attention_layers,
-            curve=band_curve(calibration) if config.curve is None and config.position_bias is None else config.curve,
-            position_bias=(profile or DEFAULT_POSITION_BIAS) if config.position_bias is None else config.position_bias,
         )
 
     @property
@@ -303,7 +254,7 @@ class SteeringConfig:
         if self.needs_profile:
             raise ConfigurationError(
                 "position_bias='auto' is resolved by the model that uses it: pass this config to "
-                "posrag.engine.Engine (or posrag's LLM classes), or call config.resolve_auto(model_name) first."
+                "posrag.engine.Engine (or posrag's LLM classes), or call resolve_steering(config, model_name) first."
             )
 
     @property
@@ -354,9 +305,53 @@ class SteeringConfig:
         }
 
 
+def resolve_steering(
+    config: SteeringConfig | None,
+    model: str | os.PathLike[str] | profiles.ModelIdentity | None,
+    num_layers: int | None = None,
+    *,
+    warn: bool = True,
+) -> SteeringConfig:
+    """``config`` (default ``SteeringConfig()``) with what it leaves to the model filled from its profile.
+
+    The one place a model's stored profile (:func:`posrag.profiles.model_profile`: the user's, by the model's
+    identity, then the one shipped with posrag) becomes steering settings, called once by whatever steers the
+    model. ``position_bias="auto"`` becomes the model's measured profile (a model without one raises a clear
+    error). Unset ``attention_bias``, ``attention_layers`` and (when ``position_bias`` is unset too) ``curve``
+    take the calibrated bias by band and layers; an unset ``position_bias`` takes the model's profile (for the
+    reorder strategy). A model without a calibration, or whose calibration is for another layer count than
+    ``num_layers``, gets the conservative uncalibrated preset (:data:`posrag.calibration.UNCALIBRATED`) and a
+    one-time warning naming the files looked at and ``posrag calibrate``. Settings you gave are never changed.
+    """
+    config = SteeringConfig() if config is None else config
+    if not (config.needs_profile or config.needs_calibration):
+        return config
+    profile = None if not model else profiles.model_profile(model, num_layers=num_layers)
+    name = None if not model else os.fspath(model) if not isinstance(model, profiles.ModelIdentity) else model.name
+    if config.needs_profile:
+        if profile is None:
+            profiles.resolve("auto", name)  # raises the error that names where it looked
+        config = replace(config, position_bias=profile)
+    if not config.needs_calibration:
+        return config
+    calibration = None if profile is None else profile.steering
+    if calibration is None:
+        calibration = UNCALIBRATED
+        if warn:
+            _warn_uncalibrated(name)
+    return replace(
+        config,
+        attention_bias=calibration.attention_bias if config.attention_bias is None else config.attention_bias,
+        attention_layers=(calibration.attention_layers or "all")
+        if config.attention_layers is None
+        else config.attention_layers,
+        curve=band_curve(calibration) if config.curve is None and config.position_bias is None else config.curve,
+        position_bias=(profile or DEFAULT_POSITION_BIAS) if config.position_bias is None else config.position_bias,
+    )
+
+
 __all__ = [
     "BIAS_PRESETS",
-    "MAX_ATTENTION_BIAS",
     "MAX_BASE_INTENSITY",
     "UNSCORED_STEERING",
     "AttentionLayers",
@@ -368,4 +363,5 @@ __all__ = [
     "VectorSource",
     "band_curve",
     "bias_preset",
+    "resolve_steering",
 ]

@@ -71,6 +71,22 @@ def _finite(score: float | None) -> float | None:
     return None if score is None or not math.isfinite(float(score)) else float(score)
 
 
+def _unique(documents: Sequence[ScoredDocument]) -> tuple[list[ScoredDocument], int]:
+    """One document per text (first occurrence's place), with the best finite score any copy had; and how many
+    copies were merged. Two copies of one text are one place in the prompt, so they must rank as one."""
+    best: dict[str, ScoredDocument] = {}
+    for doc in documents:
+        key = locatable_text(doc)
+        kept = best.get(key)
+        if kept is None:
+            best[key] = doc
+            continue
+        new, old = _finite(doc.score), _finite(kept.score)
+        if new is not None and (old is None or new > old):
+            best[key] = ScoredDocument(kept.text, kept.metadata, doc.score, kept.id)
+    return list(best.values()), len(documents) - len(best)
+
+
 def select_targets(
     prompt: str,
     documents: Sequence[ScoredDocument],
@@ -84,15 +100,17 @@ def select_targets(
     ``query``: the request's question (default: the prompt's text after the last located document);
     ``relevance``: scores unscored documents (needed for ``config.unscored == "relevance"``).
     """
-    documents = [d for d in documents if locatable_text(d)]
+    documents, merged = _unique([d for d in documents if locatable_text(d)])
     spans = locate(prompt, documents)
     notes: list[str] = []
+    if merged:
+        notes.append(f"{merged} duplicate document(s) (same text) merged, keeping each text's best score")
     if not spans:
         if documents:
             notes.append(f"none of the request's {len(documents)} documents occurs in this prompt")
         return [], SelectionSummary(len(documents), 0, "none", notes=tuple(notes))
     if len(spans) < len(documents):
-        notes.append(f"{len(documents) - len(spans)} request document(s) not in this prompt (another call's)")
+        notes.append(f"{len(documents) - len(spans)} request document(s) not in this prompt")
 
     scores: list[float | None] = [_finite(d.score) for d in documents]
     source = "retriever"

@@ -65,11 +65,11 @@ def test_smollm2_answers_through_its_chat_template(smollm2):
 def test_the_model_object_alone_finds_its_shipped_calibration(smollm2, real_lm, recwarn):
     """Engine.from_model(lm.model, lm.tokenizer), no model name: the packaged Gemma 3 270M and the SmolLM2 GGUF
     are found by the name they were loaded by, not by the folder of their converted copy."""
-    from posrag.profiles import load_profile
+    from posrag.profiles import model_profile
 
     _, loaded = smollm2
     for lm in (real_lm, loaded):
-        shipped = load_profile(lm.name).steering
+        shipped = model_profile(lm.name).steering
         assert shipped is not None
         config = Engine.from_model(lm.model, lm.tokenizer).config
         assert config.attention_bias == shipped.attention_bias  # Gemma 5, SmolLM2 8; the uncalibrated preset is 2

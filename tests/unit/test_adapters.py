@@ -74,3 +74,17 @@ def test_explicit_documents_accepts_one_or_many_and_names_what_it_takes() -> Non
     assert [(d.text, d.score) for d in converted] == [("a", 1.0), ("b", 0.5), ("c", None)]
     with pytest.raises(ConfigurationError, match="holds a int; pass Nodes, posrag ScoredDocuments"):
         explicit_documents([3], converters, "Nodes")
+
+
+def test_one_stop_string_is_one_stop_sequence_not_its_characters() -> None:
+    assert generation_config(3, 0.0, 1.0, None, "abc").stop == ("abc",)  # before: ('a', 'b', 'c')
+    assert generation_config(3, 0.0, 1.0, "\n", ["abc"]).stop == ("\n", "abc")
+
+
+@pytest.mark.parametrize("documents", [5, {"a document text as a key": 0.9}, b"bytes of a document"])
+def test_documents_that_are_not_documents_are_refused_naming_the_value(documents: object) -> None:
+    from posrag.adapters import explicit_documents
+
+    # before: 5 raised a raw TypeError, a dict silently became its keys
+    with pytest.raises(ConfigurationError, match=rf"documents=.* is a {type(documents).__name__}; pass one document"):
+        explicit_documents(documents, {}, "Nodes")

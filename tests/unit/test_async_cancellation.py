@@ -140,3 +140,112 @@ def test_llama_index_astream_complete_cancellation(tm) -> None:
 
     llm = PosragLLM(model=(tm.model, tm.tokenizer), max_new_tokens=MAX_TOKENS, use_chat_template=False)
     _assert_stopped(_cancel_while_streaming(tm.model, lambda: llm.astream_complete(PROMPT)))
+
+
+# ----------------------------------------------------------------------------- non-streaming async calls
+
+SLOW_S = 0.004  # per forward pass, so that a call is still generating when it is cancelled or times out
+
+
+def _cancel_while_generating(model: torch.nn.Module, call: Callable[[], Any], *, timeout: bool = False) -> dict:
+    """Await ``call()`` in a task and cancel it (or let ``asyncio.wait_for`` time it out) mid-generation."""
+    forwards: list[int] = []
+    seen: dict[str, Any] = {}
+
+    def count(*_args: Any) -> None:
+        forwards.append(1)
+        time.sleep(SLOW_S)
+
+    async def main() -> None:
+        if timeout:
+            with pytest.raises((asyncio.TimeoutError, TimeoutError)):
+                await asyncio.wait_for(call(), timeout=0.3)
+        else:
+            task = asyncio.ensure_future(call())
+            while len(forwards) < 10:
+                await asyncio.sleep(0.01)
+                assert not task.done(), "the call ended before it could be cancelled"
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        seen["forwards_at_cancel"] = len(forwards)
+        seen["hooks_after"] = {k: v - (k == "forward") for k, v in hook_counts(model).items()}
+        seen["threads_after"] = _posrag_threads()
+
+    handle = model.register_forward_hook(count)
+    try:
+        asyncio.run(main())
+        time.sleep(0.3)
+        seen["forwards_later"] = len(forwards)
+        seen["hooks_later"] = {k: v - (k == "forward") for k, v in hook_counts(model).items()}
+        seen["threads_later"] = _posrag_threads()
+    finally:
+        handle.remove()
+    return seen
+
+
+def _assert_generation_stopped(seen: dict[str, Any], *, concurrent: int = 1) -> None:
+    # Before: every one of the MAX_TOKENS forward passes ran after the cancel, with the hooks on.
+    assert seen["forwards_at_cancel"] < MAX_TOKENS / 3
+    assert seen["hooks_later"] == NO_HOOKS and seen["threads_later"] == []
+    if concurrent == 1:  # done, hooks off, by the time CancelledError reaches the caller
+        assert seen["forwards_later"] == seen["forwards_at_cancel"]
+        assert seen["hooks_after"] == NO_HOOKS
+        assert seen["threads_after"] == []
+    else:  # asyncio.gather raises at the first cancelled call; each other call stops at its next token
+        assert seen["forwards_later"] - seen["forwards_at_cancel"] <= concurrent - 1
+
+
+def _steering_generator(tm: Any) -> tuple[Engine, list[SteeringTarget]]:
+    generator = Engine.from_model(tm.model, tm.tokenizer, SteeringConfig(mechanism="both"))
+    start = PROMPT.index("Paris")
+    return generator, [SteeringTarget(start, start + len("Paris is the capital of France."), relative_position=1.0)]
+
+
+def test_core_run_in_thread_cancellation_stops_steered_generation(tm) -> None:
+    from posrag.aio import run_in_thread
+
+    generator, targets = _steering_generator(tm)
+    config = GenerationConfig(max_new_tokens=MAX_TOKENS)
+    _assert_generation_stopped(
+        _cancel_while_generating(tm.model, lambda: run_in_thread(generator.generate, PROMPT, targets, config))
+    )
+
+
+def test_core_run_in_thread_passes_results_and_errors_through() -> None:
+    from posrag.aio import run_in_thread
+
+    def fail() -> None:
+        raise KeyError("boom")
+
+    assert asyncio.run(run_in_thread(sum, [1, 2, 3])) == 6
+    with pytest.raises(KeyError, match="boom"):
+        asyncio.run(run_in_thread(fail))
+
+
+@pytest.mark.parametrize("how", ["ainvoke", "wait_for", "abatch"])
+def test_langchain_non_streaming_calls_stop_when_cancelled(tm, how: str) -> None:
+    from langchain_posrag import ChatPosrag, PosragLLM
+
+    llm = PosragLLM(model=(tm.model, tm.tokenizer), max_tokens=MAX_TOKENS, use_chat_template=False)
+    if how == "ainvoke":
+        seen = _cancel_while_generating(tm.model, lambda: llm.ainvoke(PROMPT))
+    elif how == "wait_for":
+        chat = ChatPosrag(model=(tm.model, tm.tokenizer), max_tokens=MAX_TOKENS)
+        seen = _cancel_while_generating(tm.model, lambda: chat.ainvoke(PROMPT), timeout=True)
+    else:
+        seen = _cancel_while_generating(tm.model, lambda: llm.abatch([PROMPT, PROMPT]))
+    _assert_generation_stopped(seen, concurrent=2 if how == "abatch" else 1)
+
+
+@pytest.mark.parametrize("how", ["acomplete", "achat"])
+def test_llama_index_non_streaming_calls_stop_when_cancelled(tm, how: str) -> None:
+    from llama_index.core.llms import ChatMessage
+    from llama_index.llms.posrag import PosragLLM
+
+    llm = PosragLLM(model=(tm.model, tm.tokenizer), max_new_tokens=MAX_TOKENS, use_chat_template=False)
+    if how == "acomplete":
+        seen = _cancel_while_generating(tm.model, lambda: llm.acomplete(PROMPT))
+    else:
+        seen = _cancel_while_generating(tm.model, lambda: llm.achat([ChatMessage(role="user", content=PROMPT)]))
+    _assert_generation_stopped(seen)

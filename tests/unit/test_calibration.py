@@ -9,8 +9,8 @@ import pytest
 
 from posrag.calibration import BANDS, UNCALIBRATED, SteeringCalibration, band_of, probe_positions
 from posrag.errors import ConfigurationError
-from posrag.profiles import BiasProfile, load_profile, save_profile
-from posrag.steering import SteeringConfig, SteeringTarget, plan_steering
+from posrag.profiles import BiasProfile, model_profile, save_profile
+from posrag.steering import SteeringConfig, SteeringTarget, plan_steering, resolve_steering
 from posrag.steering.config import band_curve
 
 CALIBRATED = SteeringCalibration(
@@ -51,8 +51,11 @@ def test_probe_positions_of_twenty_documents_are_the_benchmarks() -> None:
     ("kwargs", "message"),
     [
         ({"band_bias": {"first": 1.0}}, "needs exactly the bands"),
-        ({"band_bias": {**CALIBRATED.band_bias, "middle": -1.0}}, r"band_bias\['middle'\]=-1.0 must lie in"),
-        ({"band_bias": {**CALIBRATED.band_bias, "late": float("nan")}}, "must be a finite number"),
+        (
+            {"band_bias": {**CALIBRATED.band_bias, "middle": -1.0}},
+            r"band_bias\['middle'\]=-1.0 must be a number in \[0, 100\]",
+        ),
+        ({"band_bias": {**CALIBRATED.band_bias, "late": float("nan")}}, r"band_bias\['late'\]=nan must be a number in"),
         ({"band_bias": CALIBRATED.band_bias, "attention_layers": ()}, "non-empty list of layer indices"),
         ({"band_bias": CALIBRATED.band_bias, "attention_layers": (1, -2)}, "non-empty list of layer indices"),
     ],
@@ -72,17 +75,17 @@ def test_band_curve_gives_each_band_its_bias() -> None:
 
 def test_the_steering_section_round_trips_through_the_profile_file(cache: Path) -> None:
     path = save_profile(_profile("round-trip"))
-    loaded = load_profile("round-trip")
+    loaded = model_profile("round-trip")
     assert path.parent == cache / "profiles"
     assert loaded.steering == CALIBRATED
-    assert load_profile("round-trip").to_dict()["steering"]["band_bias"] == dict(CALIBRATED.band_bias)
+    assert model_profile("round-trip").to_dict()["steering"]["band_bias"] == dict(CALIBRATED.band_bias)
 
 
 def test_unset_settings_follow_the_models_calibration(cache: Path) -> None:
     save_profile(_profile("calibrated-model"))
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a calibrated model warns about nothing
-        config = SteeringConfig().resolve_for("calibrated-model")
+        config = resolve_steering(SteeringConfig(), "calibrated-model")
     assert not config.needs_calibration
     assert config.attention_bias == 8.0 and config.attention_layers == (3, 4, 5)
     assert [config.resolved_curve(p) * 8.0 for p in (0.0, 0.2, 0.5, 0.8, 1.0)] == [0.0, 4.0, 8.0, 2.0, 0.0]
@@ -93,24 +96,24 @@ def test_unset_settings_follow_the_models_calibration(cache: Path) -> None:
 
 def test_settings_you_give_are_never_changed(cache: Path) -> None:
     save_profile(_profile("calibrated-model-2"))
-    config = SteeringConfig(attention_bias=1.5, attention_layers="all", position_bias="u_curve").resolve_for(
-        "calibrated-model-2"
+    config = resolve_steering(
+        SteeringConfig(attention_bias=1.5, attention_layers="all", position_bias="u_curve"), "calibrated-model-2"
     )
     assert config.attention_bias == 1.5 and config.attention_layers == "all"
     assert config.resolved_curve.name == "u_curve"
-    curve_only = SteeringConfig(curve="flat").resolve_for("calibrated-model-2")
+    curve_only = resolve_steering(SteeringConfig(curve="flat"), "calibrated-model-2")
     assert curve_only.resolved_curve.name == "flat" and curve_only.attention_bias == 8.0
 
 
 def test_a_model_without_calibration_gets_the_preset_and_one_warning(cache: Path) -> None:
     save_profile(_profile("curve-only-model", steering=None))  # `posrag profile` measures no steering
     with pytest.warns(UserWarning, match=r"posrag calibrate --model curve-only-model"):
-        config = SteeringConfig().resolve_for("curve-only-model")
+        config = resolve_steering(SteeringConfig(), "curve-only-model")
     assert config.attention_bias == UNCALIBRATED.attention_bias and config.attention_layers == "all"
     assert config.resolved_curve(1.0) * config.attention_bias == UNCALIBRATED.band_bias["last"]
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        SteeringConfig().resolve_for("curve-only-model")  # once per model
+        resolve_steering(SteeringConfig(), "curve-only-model")  # once per model
 
 
 def test_an_unresolved_config_plans_like_the_uncalibrated_preset() -> None:

@@ -161,6 +161,7 @@ def test_stop_sequences_cut_the_output() -> None:
     assert cut == full[: full.index(stop)]
     assert _llm(use_chat_template=False, max_tokens=16, stop=[stop]).invoke(PLAIN_PROMPT) == cut
     assert "".join(llm.stream(PLAIN_PROMPT, stop=[stop])) == cut
+    assert llm.invoke(PLAIN_PROMPT, stop=stop) == cut  # one string is one stop sequence (before: its characters)
 
 
 def test_async_matches_sync() -> None:
@@ -348,3 +349,18 @@ def test_chat_model_astream_matches_invoke_and_leaves_no_hooks() -> None:
     streamed, invoked = asyncio.run(run())
     assert streamed == invoked == chat.invoke(messages).text
     assert hook_counts(TINY.model) == {"forward": 0, "forward_pre": 0}
+
+
+@pytest.mark.parametrize("cls", [PosragLLM, ChatPosrag])
+def test_a_serialized_llm_over_an_int8_model_loads_back_int8(cls: type) -> None:
+    from posrag.models import load_causal_lm
+
+    def int8(llm: Any) -> bool:
+        return any("quantized" in type(m).__module__ for m in llm._generator.model.modules())
+
+    model = cls(model=load_causal_lm(tiny_dir(), quantize="int8", progress=False), max_tokens=3)
+    assert int8(model)
+    serialized = json.loads(dumps(model))
+    assert serialized["kwargs"]["model"] == {"model": tiny_dir(), "quantize": "int8"}
+    loaded = load(serialized, valid_namespaces=["langchain_posrag"], allowed_objects=[cls])
+    assert int8(loaded)  # before: the model loaded back by name alone, in fp32

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from posrag.documents import ScoredDocument
 from posrag.engine import Engine
 from posrag.errors import ConfigurationError
 from posrag.ordering import Reorderer, reorder
 from posrag.profiles import BiasProfile, save_profile
-from posrag.steering import SteeringConfig, SteeringTarget, plan_steering
+from posrag.steering import SteeringConfig, SteeringTarget, plan_steering, resolve_steering
 
 U_SHAPE = (1.0, 0.4, 0.3, 0.5, 1.0)  # reads both ends well: long_context ordering, most help mid-context
 RECENCY_SHAPE = (0.3, 0.35, 0.4, 0.7, 1.0)
@@ -36,26 +34,26 @@ def test_auto_steering_config_must_be_resolved_before_planning():
     config = SteeringConfig(position_bias="auto")
     assert config.needs_profile
     assert config.to_dict()["position_bias"] == "auto"
-    with pytest.raises(ConfigurationError, match="resolve_auto"):
+    with pytest.raises(ConfigurationError, match="resolve_steering"):
         plan_steering([SteeringTarget(0, 5, 0.5)], config, 18)
 
 
 def test_auto_resolves_to_the_models_saved_profile(cache):
     profile = _save("tiny-u", U_SHAPE)
-    config = SteeringConfig(position_bias="auto").resolve_auto("tiny-u")
+    config = resolve_steering(SteeringConfig(position_bias="auto"), "tiny-u")
     assert not config.needs_profile
-    assert config.reorder_strategy == profile.recommended_strategy == "long_context"
+    assert config.reorder_strategy == profile.reorder_strategy() == "long_context"
     curve = config.resolved_curve
     # Most help where the model reads worst (the middle), least at the ends it reads well.
     assert curve(0.5) > curve(0.0) and curve(0.5) > curve(1.0)
-    assert SteeringConfig(position_bias="recency").resolve_auto("tiny-u").position_bias == "recency"
+    assert resolve_steering(SteeringConfig(position_bias="recency"), "tiny-u").position_bias == "recency"
 
 
 def test_auto_without_a_profile_names_the_fix(cache):
     with pytest.raises(ConfigurationError, match="posrag profile"):
-        SteeringConfig(position_bias="auto").resolve_auto("never-profiled")
+        resolve_steering(SteeringConfig(position_bias="auto"), "never-profiled")
     with pytest.raises(ConfigurationError, match="name"):
-        SteeringConfig(position_bias="auto").resolve_auto(None)
+        resolve_steering(SteeringConfig(position_bias="auto"), None)
 
 
 def test_steered_generator_resolves_auto_by_model_name(cache, tiny_llama):
@@ -83,28 +81,30 @@ SHIPPED = (11 / 12, 1 / 12, 1 / 12, 1 / 12, 9 / 12)
 
 def test_the_packaged_model_works_with_auto_on_a_fresh_machine(cache):
     from posrag.models import DEFAULT_LLM
-    from posrag.profiles import load_profile, profile_path, shipped_profile_path
+    from posrag.profiles import model_profile, profile_path, shipped_profile_path
 
     assert not profile_path(DEFAULT_LLM).exists()  # nothing measured in this cache
-    shipped = load_profile(DEFAULT_LLM)
+    shipped = model_profile(DEFAULT_LLM)
     assert shipped.accuracy == pytest.approx(SHIPPED) and shipped.model == DEFAULT_LLM
     assert shipped.steering is not None  # and calibrated steering settings
-    assert shipped == load_profile(DEFAULT_LLM, shipped_profile_path(DEFAULT_LLM))
+    assert shipped == BiasProfile.load(shipped_profile_path(DEFAULT_LLM))
     reorderer = Reorderer("auto")  # model_name defaults to the packaged model
     assert (reorderer.strategy, reorderer.best_at) == ("long_context", "start")
-    config = SteeringConfig(position_bias="auto").resolve_auto(DEFAULT_LLM)
+    config = resolve_steering(SteeringConfig(position_bias="auto"), DEFAULT_LLM)
     assert config.position_bias == shipped and config.reorder_strategy == "long_context"
     assert config.resolved_curve.name == "measured"
 
 
 def test_a_users_saved_profile_wins_over_the_shipped_one(cache):
     from posrag.models import DEFAULT_LLM
-    from posrag.profiles import load_profile, shipped_profile_path
+    from posrag.profiles import model_profile, shipped_profile_path
 
     mine = _save(DEFAULT_LLM, RECENCY_SHAPE)
-    assert load_profile(DEFAULT_LLM) == mine
+    found = model_profile(DEFAULT_LLM)
+    assert found.accuracy == mine.accuracy  # the user's curve; the shipped calibration, which it does not replace
+    assert found.steering == BiasProfile.load(shipped_profile_path(DEFAULT_LLM)).steering is not None
     assert Reorderer("auto").strategy == "recency"
-    assert SteeringConfig(position_bias="auto").resolve_auto(DEFAULT_LLM).reorder_strategy == "recency"
+    assert resolve_steering(SteeringConfig(position_bias="auto"), DEFAULT_LLM).reorder_strategy == "recency"
     assert shipped_profile_path(DEFAULT_LLM).is_file()  # still there, just not used
 
 
@@ -126,25 +126,13 @@ def test_framework_adapters_accept_auto(cache):
 PRIMACY_U = (0.8, 0.15, 0.2, 0.3, 0.55)  # what `posrag profile` measured on the embedded Gemma 3 270M
 
 
-@given(st.lists(st.floats(0, 1), min_size=5, max_size=5))
-def test_steering_and_benchmark_profiles_classify_alike(accuracy):
-    from posrag.profiles import BiasProfile
-
-    bench = BiasProfile.measured(model="m", positions=(1, 5, 10, 15, 20), num_docs=20, accuracy=accuracy)
-    steering = bench.to_steering_profile()
-    assert isinstance(steering, BiasProfile)
-    assert steering.shape() == bench.classification
-    assert steering.reorder_strategy() == bench.recommended_strategy
-    assert steering.best_at() == bench.recommended_best_at
-
-
 def test_auto_puts_the_best_document_at_the_end_the_model_reads_better(cache):
     profile = _save("tiny-primacy-u", PRIMACY_U)
-    assert (profile.classification, profile.recommended_best_at) == ("u_curve", "start")
+    assert (profile.shape(), profile.best_at()) == ("u_curve", "start")
     ordered = Reorderer("auto", model_name="tiny-primacy-u")(DOCS)
     assert ordered[0].id == "0"  # the best-scored document first, where this model reads best
     assert [d.id for d in ordered] == [d.id for d in reorder(DOCS, "long_context", best_at="start")]
-    assert _save("tiny-u", U_SHAPE).recommended_best_at == "end"  # a tie goes to the end, as before
+    assert _save("tiny-u", U_SHAPE).best_at() == "end"  # a tie goes to the end, as before
 
 
 def test_benchmark_hybrid_auto_follows_the_profile(cache, tiny_gemma3):

@@ -122,3 +122,40 @@ def test_the_store_prefills_each_prefix_once_and_keeps_the_most_recent():
     assert "text" not in store and None not in store
     with pytest.raises(ConfigurationError, match="max_entries"):
         PrefixStore(model, max_entries=0)
+
+
+@pytest.mark.parametrize("wrong", ["default", "short"])
+def test_a_session_must_be_prepared_for_the_length_of_the_cache_it_continues(setup, wrong: str):
+    model, tokenizer = setup
+    prompt = PREFIX + QUESTION
+    start = prompt.index("Paris")
+    targets = [SteeringTarget(start, prompt.index("Germany.") + len("Germany."), 1.0, score=0.9, doc_id="2")]
+    generator = Engine.from_model(model, tokenizer, SteeringConfig(mechanism="attention", attention_bias=4.0))
+    inputs = encode_prompt(tokenizer, prompt, model.device)
+    cut = _prefix_length(tokenizer, prompt)
+    prefix = prefill(model, inputs["input_ids"][0, :cut])
+    past = {} if wrong == "default" else {"past_length": cut - 3}
+    # Before: past_length=0 gave unsteered logits while the trace said steered; others a raw size mismatch.
+    expected = rf"past_length={cut - 3 if past else 0} .* a cache of {cut}\. "
+    with (
+        pytest.raises(ConfigurationError, match=expected),
+        generator.session(prompt, targets, steer_from=len(PREFIX), **past) as (prepared, _),
+    ):
+        generate_from_inputs(model, tokenizer, prefix.inputs_for(prepared.inputs), GEN)
+    assert all(not m._forward_pre_hooks and not m._forward_hooks for m in model.modules())
+
+
+def test_a_prefix_cache_of_another_model_is_refused():
+    model, tokenizer = build("llama")
+    inputs = encode_prompt(tokenizer, PREFIX + QUESTION, model.device)
+    other, _ = build("llama")  # another model object of the same shapes
+    prefix = prefill(other, inputs["input_ids"][0, :10])
+    with pytest.raises(ConfigurationError, match="prefilled by another model"):
+        generate_from_inputs(model, tokenizer, prefix.inputs_for(inputs), GEN)
+    config = tiny_config("llama", vocab_size=len(tokenizer), num_layers=3)
+    deeper = AutoModelForCausalLM.from_config(config, attn_implementation="sdpa").eval()
+    cache = prefill(deeper, inputs["input_ids"][0, :10]).inputs_for(inputs)["cache"]
+    cache._posrag_model = None  # a cache of unknown origin: its layer count still tells
+    with pytest.raises(ConfigurationError, match="has 3 layers but the model has"):
+        generate_from_inputs(model, tokenizer, {**inputs, "cache": cache}, GEN)
+    assert generate_from_inputs(model, tokenizer, prefill(model, inputs["input_ids"][0, :10]).inputs_for(inputs), GEN)

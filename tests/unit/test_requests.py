@@ -96,3 +96,48 @@ def test_locate_finds_documents_in_prompt_order_and_skips_nested_texts() -> None
     assert [span.document for span in found] == [second, first]
     assert all(prompt[span.start : span.end] == span.document.text for span in found)
     assert [(span.position.index, span.position.total) for span in found] == [(0, 2), (1, 2)]
+
+
+def test_requests_nest_the_innermost_run_that_retrieved_is_the_request() -> None:
+    """An agent (root) calls a RAG tool twice: each call's LLM sees its own call's documents only."""
+    t = RequestTracker()
+    t.enter("agent", None)
+    for call, score in (("call-1", 0.92), ("call-2", 0.81)):
+        t.enter(f"{call}-tool", "agent")
+        t.enter(f"{call}-chain", f"{call}-tool")
+        t.enter(f"{call}-retriever", f"{call}-chain")
+        t.record(f"{call}-retriever", [doc(f"the document that {call} retrieved", score)], query=call)
+        t.exit(f"{call}-retriever")
+        t.enter(f"{call}-llm", f"{call}-chain")
+        seen = t.documents(f"{call}-llm")
+        assert seen is not None and seen.request_id == f"{call}-chain" and seen.query == call
+        assert [d.text for d in seen.documents] == [f"the document that {call} retrieved"]  # before: both calls'
+        assert t.request_of(f"{call}-llm") == f"{call}-chain"
+        for run in ("llm", "chain", "tool"):
+            t.exit(f"{call}-{run}")
+    everything = t.documents("agent")  # the agent's own LLM calls see what the whole run retrieved
+    assert everything is not None and [d.score for d in everything.documents] == [0.92, 0.81]
+    t.exit("agent")
+    assert t.open_runs() == 0 and len(t) == 0
+
+
+def test_a_roots_end_forgets_runs_under_it_that_never_ended() -> None:
+    t = RequestTracker()
+    for i in range(100):  # a cancelled call: its LLM and retriever runs never report their end
+        t.enter(f"root-{i}", None)
+        t.enter(f"llm-{i}", f"root-{i}")
+        t.record(f"llm-{i}", [doc(f"document of cancelled request {i}")])
+        t.exit(f"root-{i}")
+    assert t.open_runs() == 0 and len(t) == 0  # before: one run left per cancelled request
+
+
+def test_the_bound_never_forgets_the_request_in_use() -> None:
+    t = RequestTracker(max_runs=10)
+    t.enter("running", None)
+    t.record("running", [doc("the running request's document")])
+    for i in range(100):  # other requests that never end, while "running" keeps working
+        t.enter(f"stale-{i}", None)
+        t.enter(f"running-step-{i}", "running")
+        seen = t.documents(f"running-step-{i}")
+        assert seen is not None and [d.text for d in seen.documents] == ["the running request's document"], i
+    assert t.open_runs() <= 10

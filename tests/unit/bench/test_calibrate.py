@@ -13,8 +13,8 @@ from posrag.bench.calibrate import CalibrateConfig, Calibrator, _pick
 from posrag.calibration import BANDS
 from posrag.cli.main import app
 from posrag.errors import ConfigurationError
-from posrag.profiles import BiasProfile, load_profile
-from posrag.steering import SteeringConfig
+from posrag.profiles import BiasProfile, model_profile
+from posrag.steering import SteeringConfig, resolve_steering
 from posrag.testing import TinyModel, tiny_model
 
 SMALL = CalibrateConfig(questions=2, num_docs=5, biases=(2.0, 6.0), layer_groups=3, transfer_docs=(6,))
@@ -118,10 +118,10 @@ def test_the_cli_saves_a_profile_that_steering_then_follows(
     result = CliRunner().invoke(app, [*args, "--transfer-docs", "", "--no-progress", "--json"])
     assert result.exit_code == 0, result.output
     saved = json.loads(result.stdout)
-    profile = load_profile(saved["model"])
+    profile = model_profile(saved["model"])
     assert Path(saved["path"]).is_file() and profile.steering is not None
     assert isinstance(profile, BiasProfile)
-    config = SteeringConfig().resolve_for(saved["model"])
+    config = resolve_steering(SteeringConfig(), saved["model"])
     assert not config.needs_calibration
     assert config.attention_bias == profile.steering.attention_bias
     bad = CliRunner().invoke(app, ["calibrate", "--model", str(model_dir), "--biases", "two"])
@@ -140,3 +140,16 @@ def test_the_answer_is_scored_after_the_models_own_wording(tiny: TinyModel) -> N
     frame, ids = calibrator.continuation(framed)
     assert tiny.tokenizer.decode(frame[0]).strip() == "In the city of"
     assert tiny.tokenizer.decode(ids[0]).strip() == answer
+
+
+def test_a_resumed_checkpoint_never_appends_onto_a_truncated_last_line(tiny: TinyModel, tmp_path: Path) -> None:
+    checkpoint = tmp_path / "calibration.jsonl"
+    fingerprint = Calibrator(tiny.model, tiny.tokenizer, SMALL, model_name="tiny-calibration")._fingerprint()
+    whole = json.dumps({"fingerprint": fingerprint, "key": "before", "value": {"score": 0.5}})
+    checkpoint.write_text(whole + "\n" + whole[:25])  # the run was killed in the middle of writing a record
+    resumed = Calibrator(tiny.model, tiny.tokenizer, SMALL, model_name="tiny-calibration", checkpoint=checkpoint)
+    resumed._record("after", {"score": 0.7})  # what a resumed run's first measurement writes
+    lines = checkpoint.read_text().splitlines()
+    assert [json.loads(line)["key"] for line in lines] == ["before", "after"]  # before: the record glued to the cut
+    again = Calibrator(tiny.model, tiny.tokenizer, SMALL, model_name="tiny-calibration", checkpoint=checkpoint)
+    assert set(again._done) == {"before", "after"}

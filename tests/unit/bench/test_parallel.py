@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
+import time
 
+import psutil
 import pytest
 from typer.testing import CliRunner
 
@@ -63,3 +69,79 @@ def test_a_failing_job_stops_the_run_with_its_error(tmp_path):
     config = config_from_options(positions="1", conditions="baseline", regimes="oracle")
     with pytest.raises(Exception, match="no-such-model"):
         run_litm_parallel(config, jobs=2, data=data, model=str(tmp_path / "no-such-model"), progress=False)
+
+
+# ------------------------------------------------------------------ workers that die, parents that are stopped
+
+
+def _start_cli_run(tmp_path, tiny_dir, *extra):
+    """``posrag bench litm --jobs 2`` as a real process on a run long enough to be interrupted."""
+    data = tmp_path / "long.jsonl"
+    runner.invoke(app, ["bench", "make-synthetic", str(data), "--questions", "40", "--docs", "3"])
+    args = [
+        sys.executable, "-m", "posrag.cli.main", "bench", "litm", "--data", str(data), "--model", str(tiny_dir),
+        "--positions", "1,2,3", "--conditions", "baseline,steer-attention", "--regimes", "oracle",
+        "--max-new-tokens", "48", "--jobs", "2", "--threads", "1", "--json", str(tmp_path / "out.json"), *extra,
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def _workers_once_running(parent: psutil.Process, count: int) -> list[psutil.Process]:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        workers = [c for c in parent.children() if "resource_tracker" not in " ".join(c.cmdline())]
+        if len(workers) >= count and all(w.cpu_times().user > 1.0 for w in workers):  # past the imports
+            return workers
+        assert parent.is_running(), "the run ended before its workers started"
+        time.sleep(0.2)
+    raise AssertionError("the workers did not start")
+
+
+def _gone(processes: list[psutil.Process], timeout: float) -> bool:
+    _, alive = psutil.wait_procs(processes, timeout=timeout)
+    return not alive
+
+
+def test_a_killed_worker_fails_the_run_at_once_naming_its_exit_code_and_shard(tmp_path, tiny_dir):
+    process = _start_cli_run(tmp_path, tiny_dir, "--no-progress")
+    parent = psutil.Process(process.pid)
+    try:
+        workers = _workers_once_running(parent, 2)
+        everything = parent.children(recursive=True)
+        workers[0].kill()
+        _, err = process.communicate(timeout=10)  # before: the pool replaced the worker and waited forever
+    finally:
+        process.kill()
+    assert process.returncode != 0
+    assert "exit code -9" in err and "SIGKILL" in err and re.search(r"shard [01]/2", err), err
+    assert _gone(everything, timeout=10)
+    assert not (tmp_path / "out.json").exists()
+
+
+def test_sigterm_to_the_parent_ends_its_workers_and_helpers(tmp_path, tiny_dir):
+    process = _start_cli_run(tmp_path, tiny_dir)  # with the progress bar: its queue has helper threads/processes
+    parent = psutil.Process(process.pid)
+    try:
+        _workers_once_running(parent, 2)
+        everything = parent.children(recursive=True)
+        assert len(everything) >= 2
+        process.terminate()
+        process.communicate(timeout=10)
+    finally:
+        process.kill()
+    assert process.returncode != 0
+    assert _gone(everything, timeout=10), [p for p in everything if p.is_running()]
+
+
+def test_workers_end_themselves_when_their_parent_is_killed(tmp_path, tiny_dir):
+    process = _start_cli_run(tmp_path, tiny_dir, "--no-progress")
+    parent = psutil.Process(process.pid)
+    try:
+        _workers_once_running(parent, 2)
+        everything = parent.children(recursive=True)
+        process.kill()
+        process.communicate(timeout=10)
+    finally:
+        process.kill()
+    assert _gone(everything, timeout=10), [p for p in everything if p.is_running()]

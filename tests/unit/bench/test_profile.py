@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from posrag.bench.runner import profile_bias
 from posrag.bias import classify_bias
 from posrag.errors import ConfigurationError
-from posrag.profiles import BiasProfile, load_profile, model_slug, profile_path, save_profile
+from posrag.profiles import BiasProfile, model_identity, model_profile, profile_path, save_profile
 from posrag.profiles import resolve as resolve_position_bias
 
 POSITIONS = (1, 5, 10, 15, 20)
@@ -62,25 +62,24 @@ def test_classification_rejects_bad_curves():
 
 def test_profile_round_trips_and_recommends_a_strategy(cache):
     profile = BiasProfile.measured("gemma3-270m", POSITIONS, 20, (1.0, 0.6, 0.4, 0.6, 1.0), questions=20)
-    assert profile.classification == "u_curve" and profile.recommended_strategy == "long_context"
+    assert profile.shape() == "u_curve" and profile.reorder_strategy() == "long_context"
     path = save_profile(profile)
-    assert path == cache / "profiles" / "gemma3-270m.json"
-    assert load_profile("gemma3-270m") == profile
+    assert path == cache / "profiles" / f"{model_identity('gemma3-270m').key}.json"
+    assert model_profile("gemma3-270m").accuracy == profile.accuracy  # with the shipped calibration beside it
     assert BiasProfile.from_dict(json.loads(path.read_text())) == profile
     recency = BiasProfile.measured("m", POSITIONS, 20, (0.2, 0.3, 0.4, 0.7, 1.0))
     flat = BiasProfile.measured("m", POSITIONS, 20, (0.8,) * 5)
-    assert (recency.recommended_strategy, flat.recommended_strategy) == ("recency", "none")
+    assert (recency.reorder_strategy(), flat.reorder_strategy()) == ("recency", "none")
 
 
 def test_saved_profiles_are_steering_position_bias_files(cache):
-    from posrag.profiles import BiasProfile
     from posrag.steering import SteeringConfig
 
     profile = BiasProfile.measured("m", POSITIONS, 20, (1.0, 0.6, 0.4, 0.6, 1.0))
     path = save_profile(profile)
     steering_profile = BiasProfile.load(path)
     assert steering_profile.relative_positions == pytest.approx(RELATIVE)
-    assert steering_profile == profile.to_steering_profile()
+    assert steering_profile == profile
     config = SteeringConfig(position_bias=str(path))
     assert config.resolved_curve(0.5) > config.resolved_curve(0.0)  # steer the middle harder than the start
 
@@ -101,11 +100,11 @@ def test_resolve_position_bias(cache):
         resolve_position_bias("sideways", "m")
 
 
-def test_model_slugs_are_file_names():
-    assert model_slug("gemma3-270m") == "gemma3-270m"
-    slug = model_slug("/models/My Model/v1")
-    assert "/" not in slug and " " not in slug and slug != model_slug("/models/My Model/v2")
-    assert profile_path("x", "/tmp/p.json").name == "p.json"
+def test_model_keys_are_file_names(cache):
+    assert model_identity("gemma3-270m").key.startswith("gemma3-270m-")
+    key = model_identity("/models/My Model/v1").key
+    assert "/" not in key and " " not in key and key != model_identity("/models/My Model/v2").key
+    assert profile_path("x").name == f"{model_identity('x').key}.json"
 
 
 def test_bad_profiles_are_actionable(tmp_path):

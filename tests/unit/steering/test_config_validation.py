@@ -13,9 +13,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from posrag.calibration import MAX_ATTENTION_BIAS
 from posrag.errors import ConfigurationError
 from posrag.steering import IntensityCurve, SteeringConfig, SteeringTarget, plan_steering
-from posrag.steering.config import MAX_ATTENTION_BIAS, MAX_BASE_INTENSITY
+from posrag.steering.config import MAX_BASE_INTENSITY
 from posrag.steering.curves import MAX_MULTIPLIER
 
 

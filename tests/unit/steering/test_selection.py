@@ -96,3 +96,17 @@ def test_at_most_top_k_documents_are_steered_and_weights_stay_in_range(scores: l
     plans = plan_steering(targets, config, 4)
     assert sum(p.tier == "full" for p in plans) <= top_k
     assert all(0.0 <= t.weight <= 1.0 for t in targets)
+
+
+@pytest.mark.parametrize("order", [(0, 1), (1, 0)])
+def test_duplicate_documents_are_one_document_with_the_best_score(order: tuple[int, int]) -> None:
+    text = "Bravo document about mountains and hills."
+    copies = [ScoredDocument(text, score=0.4, id="low"), ScoredDocument(text, score=0.9, id="high")]
+    documents = [copies[i] for i in order] + [DOCS[2]]
+    targets, summary = select_targets(prompt_with(DOCS[2], copies[0]), documents, CONFIG)
+    steered = [t for t, p in zip(targets, plan_steering(targets, CONFIG, 4), strict=True) if p.tier == "full"]
+    assert [t.start_char for t in steered] == [prompt_with(DOCS[2], copies[0]).index(text)]  # before: nothing
+    assert [t.rank for t in targets if t.start_char == steered[0].start_char] == [0]
+    assert summary.request_documents == 2 and summary.located == 2
+    assert any("1 duplicate document(s) (same text) merged" in note for note in summary.notes)
+    assert not any("not in this prompt" in note or "another call" in note for note in summary.notes)

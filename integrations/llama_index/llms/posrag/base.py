@@ -16,7 +16,6 @@ documents in the prompt it is a plain local LLM.
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -43,7 +42,7 @@ from llama_index.core.schema import NodeWithScore
 
 from posrag import adapters
 from posrag.adapters import TRACE_KEY, generation_config, generation_info, stream_info
-from posrag.aio import iterate_in_thread
+from posrag.aio import iterate_in_thread, run_in_thread
 from posrag.chat import FormattedPrompt
 from posrag.documents import ScoredDocument
 from posrag.engine import Engine
@@ -182,7 +181,7 @@ class PosragLLM(CustomLLM):
     @llm_completion_callback()
     async def acomplete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
         # Generation is CPU/GPU-bound: a worker thread keeps the event loop free.
-        return await asyncio.to_thread(self._do_complete, prompt, self._with_request(kwargs))
+        return await run_in_thread(self._do_complete, prompt, self._with_request(kwargs))
 
     @llm_completion_callback()
     async def astream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseAsyncGen:
@@ -221,7 +220,7 @@ class PosragLLM(CustomLLM):
 
     @llm_chat_callback()
     async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
-        return await asyncio.to_thread(self._do_chat, messages, self._with_request(kwargs))
+        return await run_in_thread(self._do_chat, messages, self._with_request(kwargs))
 
     @llm_chat_callback()
     async def astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseAsyncGen:
