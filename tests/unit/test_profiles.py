@@ -242,7 +242,7 @@ def test_profile_and_calibrate_check_the_cache_is_writable_before_measuring(tmp_
     from typer.testing import CliRunner
 
     from posrag.bench import calibrate as calibrate_module
-    from posrag.bench import profile as profile_module
+    from posrag.bench import runner as profile_module
     from posrag.cli.main import app
     from posrag.testing import tiny_model
 
