@@ -10,6 +10,7 @@ call's options (:func:`generation_config`, :func:`check_call_options`), the trac
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -66,23 +67,91 @@ def generation_config(
     top_p: float,
     own_stop: Iterable[str] | None = None,
     call_stop: Iterable[str] | None = None,
+    strip_leading: bool = False,
 ) -> GenerationConfig:
-    """The generation settings of one call: the model's stop sequences and the call's, merged in order, once each."""
+    """The generation settings of one call: the model's stop sequences and the call's, merged in order, once each.
+
+    ``strip_leading``: drop the completion's leading whitespace before the stops apply, so ``stop=["\n"]`` does
+    not cut a completion that opens with a newline to nothing.
+    """
     from posrag.generation import GenerationConfig
 
     stops = tuple(dict.fromkeys([*(own_stop or ()), *(call_stop or ())]))
-    return GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, stop=stops)
+    return GenerationConfig(
+        max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, stop=stops, strip_leading=strip_leading
+    )
+
+
+#: What posrag cannot do that other LLM classes take, and what to use instead.
+UNSUPPORTED_OPTIONS = {
+    "top_k": "posrag samples with temperature and top_p; top_k is not supported (use top_p)",
+    "seed": "posrag decodes greedily by default (temperature=0, deterministic); seeds are not supported",
+    "n": "posrag returns one completion per call; call it once per completion",
+    "tools": "posrag's LLMs do not call tools; use a tool-calling model as the agent and posrag for the RAG step",
+}
+
+
+def _unknown(owner: str, what: str, unknown: Iterable[str], allowed: Iterable[str]) -> ConfigurationError:
+    allowed = tuple(allowed)
+    hints = []
+    for name in sorted(unknown):
+        if name in UNSUPPORTED_OPTIONS:
+            hints.append(f"{name!r}: {UNSUPPORTED_OPTIONS[name]}")
+        elif close := difflib.get_close_matches(name, allowed, n=1, cutoff=0.6):
+            hints.append(f"{name!r}: did you mean {close[0]!r}?")
+        else:
+            hints.append(f"{name!r}: not a setting of {owner}")
+    return ConfigurationError(
+        f"{owner} got unknown {what} ({'; '.join(hints)}). It accepts {', '.join(map(repr, allowed))}."
+    )
 
 
 def check_call_options(options: Mapping[str, Any], allowed: Iterable[str], owner: str) -> None:
-    """Reject per-call options the adapter would otherwise silently ignore (a misspelt ``max_token``, ``top_k``)."""
+    """Reject per-call options the adapter would otherwise silently ignore (a misspelt ``max_token``, ``top_k``),
+    naming the right one."""
     allowed = tuple(allowed)
-    unknown = sorted(set(options) - set(allowed))
+    unknown = set(options) - set(allowed)
     if unknown:
+        raise _unknown(owner, "call option(s)", unknown, allowed)
+
+
+#: The names both frameworks' users write for the longest completion: LangChain's and OpenAI's ``max_tokens``,
+#: LlamaIndex's and Hugging Face's ``max_new_tokens``. Each adapter accepts both, in its constructor and per call.
+MAX_TOKENS_NAMES = ("max_tokens", "max_new_tokens")
+
+
+def max_tokens_option(owner: str, options: Mapping[str, Any], default: int) -> int:
+    """The one maximum-length setting among ``options`` (either name, see :data:`MAX_TOKENS_NAMES`)."""
+    given = {name: options[name] for name in MAX_TOKENS_NAMES if options.get(name) is not None}
+    if len(set(given.values())) > 1:
         raise ConfigurationError(
-            f"{owner} got unknown call option(s) {', '.join(map(repr, unknown))}; it accepts "
-            f"{', '.join(map(repr, allowed))}. Set other settings on the model itself."
+            f"{owner} got both max_tokens={given['max_tokens']!r} and max_new_tokens={given['max_new_tokens']!r}; "
+            "they are one setting (the most new tokens to generate): pass one of them."
         )
+    return int(next(iter(given.values()), default))
+
+
+def constructor_settings(owner: str, data: Any, fields: Iterable[str], without_effect: Iterable[str] = ()) -> Any:
+    """A framework class's constructor arguments with the other framework's name for the maximum length mapped to
+    this class's field (``max_tokens`` ⇄ ``max_new_tokens``), and unknown names refused naming the right one (a
+    pydantic model would otherwise drop them silently). ``without_effect``: names the framework's standard
+    interface passes every model (a remote client's ``timeout``, ``max_retries``, ``api_key``), which mean nothing
+    for a local model: accepted and dropped."""
+    if not isinstance(data, dict):
+        return data
+    without_effect = set(without_effect)
+    data = {key: value for key, value in data.items() if key not in without_effect}
+    fields = tuple(fields)
+    own = next(name for name in MAX_TOKENS_NAMES if name in fields)
+    other = next(name for name in MAX_TOKENS_NAMES if name != own)
+    if other in data:
+        data = dict(data)
+        value = data.pop(other)
+        data[own] = max_tokens_option(owner, {own: data.get(own), other: value}, value)
+    unknown = set(data) - set(fields)
+    if unknown:
+        raise _unknown(owner, "setting(s)", unknown, [*fields, other])
+    return data
 
 
 def explicit_documents(
@@ -178,13 +247,16 @@ def model_reference(model: Any) -> str | None:
 
 
 __all__ = [
+    "MAX_TOKENS_NAMES",
     "SELECTION_KEY",
     "TRACE_KEY",
     "ReorderSettings",
     "check_call_options",
+    "constructor_settings",
     "explicit_documents",
     "generation_config",
     "generation_info",
+    "max_tokens_option",
     "model_reference",
     "steering_from_kwargs",
     "steering_kwargs",

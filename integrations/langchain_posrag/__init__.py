@@ -25,6 +25,7 @@ from langchain_posrag.document_transformers import PositionReorder
 if TYPE_CHECKING:
     from langchain_posrag.chat_models import ChatPosrag
     from langchain_posrag.llms import PosragLLM
+    from langchain_posrag.prompts import RAG_CHAT_PROMPT, RAG_PROMPT, format_documents
     from langchain_posrag.retrievers import PosragRetriever
     from langchain_posrag.tools import PositionExplorerTool
 
@@ -33,6 +34,9 @@ _LAZY = {
     "PositionExplorerTool": "langchain_posrag.tools",
     "PosragLLM": "langchain_posrag.llms",
     "PosragRetriever": "langchain_posrag.retrievers",
+    "RAG_CHAT_PROMPT": "langchain_posrag.prompts",
+    "RAG_PROMPT": "langchain_posrag.prompts",
+    "format_documents": "langchain_posrag.prompts",
 }
 
 
@@ -49,9 +53,12 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "RAG_CHAT_PROMPT",
+    "RAG_PROMPT",
     "ChatPosrag",
     "PositionExplorerTool",
     "PositionReorder",
     "PosragLLM",
     "PosragRetriever",
+    "format_documents",
 ]

@@ -34,7 +34,7 @@ class ChatPosrag(PosragModelSettings, BaseChatModel):
 
     _generator: SteeredGenerator = PrivateAttr()
     # LangChain passes ``stream`` through to ``_generate``/``_stream`` (``invoke(..., stream=True)``).
-    _call_options: ClassVar[tuple[str, ...]] = ("max_tokens", "temperature", "top_p", "stream", "documents", "query")
+    _call_options: ClassVar[tuple[str, ...]] = (*PosragModelSettings._call_options, "stream")
 
     @property
     def _llm_type(self) -> str:

@@ -437,6 +437,7 @@ class SteeredGenerator:
         ``None`` or none located: a plain generation. ``steer=False`` generates plainly (an empty trace).
         """
         targets, selection = self.select(prompt, documents, query=query) if steer else ([], None)
+        generation = _with_turn_stops(generation, prompt)
         result = self.generate(prompt.text, targets, generation, add_special_tokens=prompt.add_special_tokens)
         return replace(result, trace=self._in_caller_coordinates(result.trace, prompt), selection=selection)
 
@@ -456,13 +457,21 @@ class SteeredGenerator:
         header = SteeredGeneration(
             "", self._in_caller_coordinates(prepared.trace, prompt), prepared.encoded.num_tokens, 0, selection
         )
-        return header, self._stream_prepared(prepared, generation)
+        return header, self._stream_prepared(prepared, _with_turn_stops(generation, prompt))
 
     def _stream_prepared(self, prepared: PreparedSteering, generation: GenerationConfig | None) -> Iterator[str]:
         around = self._hooks(prepared) if prepared.active else None
         # The worker thread enters ``around`` itself: it registers the hooks, activates the scope for its own
         # forward passes and removes the hooks when generation ends; closing this iterator cancels and joins it.
         yield from stream_from_inputs(self.model, self.tokenizer, prepared.inputs, generation, around=around)
+
+
+def _with_turn_stops(generation: GenerationConfig | None, prompt: FormattedPrompt) -> GenerationConfig | None:
+    """``generation`` with the prompt format's end-of-turn stops added (a chat prompt without a template)."""
+    if not prompt.stop:
+        return generation
+    generation = generation or GenerationConfig()
+    return replace(generation, stop=tuple(dict.fromkeys([*generation.stop, *prompt.stop])))
 
 
 __all__ = [

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from llama_index.callbacks.posrag import node_to_document, request_documents
 from llama_index.core.base.llms.types import (
@@ -33,16 +33,25 @@ from llama_index.core.base.llms.types import (
     LLMMetadata,
     MessageRole,
 )
-from llama_index.core.bridge.pydantic import Field, PrivateAttr
+from llama_index.core.bridge.pydantic import Field, PrivateAttr, model_validator
 from llama_index.core.instrumentation.event_handlers import BaseEventHandler
 from llama_index.core.instrumentation.events import BaseEvent
 from llama_index.core.instrumentation.events.llm import LLMChatEndEvent, LLMCompletionEndEvent
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from llama_index.core.llms.custom import CustomLLM
+from llama_index.core.prompts import PromptTemplate, PromptType
 from llama_index.core.schema import NodeWithScore
 
-from posrag import adapters, architectures
-from posrag.adapters import TRACE_KEY, generation_config, generation_info, stream_info
+from posrag import adapters, architectures, prompts
+from posrag.adapters import (
+    TRACE_KEY,
+    check_call_options,
+    constructor_settings,
+    generation_config,
+    generation_info,
+    max_tokens_option,
+    stream_info,
+)
 from posrag.aio import iterate_in_thread
 from posrag.documents import ScoredDocument
 from posrag.generation import GenerationConfig
@@ -54,6 +63,10 @@ from posrag.steering import (
     format_messages,
     resolve_model,
 )
+
+#: posrag's RAG prompt (the one its pipeline and benchmark ask with) as a LlamaIndex question-answering template:
+#: ``index.as_query_engine(llm=PosragLLM(...), text_qa_template=RAG_PROMPT)``.
+RAG_PROMPT = PromptTemplate(prompts.template_text("context_str", "query_str"), prompt_type=PromptType.QUESTION_ANSWER)
 
 
 class PosragLLM(CustomLLM):
@@ -68,10 +81,15 @@ class PosragLLM(CustomLLM):
     model: Any = Field(default=None, exclude=True, description="Model directory / id, LoadedModel or pair.")
     model_name: str | None = Field(default=None, description="Name reported in metadata (default: the model's).")
     steering: SteeringConfig | None = Field(default_factory=SteeringConfig)
-    max_new_tokens: int = Field(default=256, ge=1, description="Maximum number of new tokens.")
+    max_new_tokens: int = Field(default=256, ge=1, description="Maximum number of new tokens (or max_tokens=).")
     temperature: float = Field(default=0.0, ge=0.0, description="0 = greedy (deterministic).")
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
     stop: list[str] = Field(default_factory=list, description="Stop sequences.")
+    strip_leading: bool = Field(
+        default=False,
+        description="Drop the completion's leading whitespace before stops apply (so stop=['\\n'] does not cut an "
+        "answer that opens with a newline to nothing).",
+    )
     use_chat_template: bool | None = Field(default=None)
     context_window: int | None = Field(default=None, description="Default: the model's position limit.")
     embedder: Any = Field(
@@ -80,6 +98,16 @@ class PosragLLM(CustomLLM):
         description="Scores unscored nodes against the query (default: the packaged all-MiniLM-L6-v2).",
     )
     _generator: SteeredGenerator = PrivateAttr()
+
+    #: Options one call may override (``llm.complete(prompt, max_new_tokens=...)``); any other raises.
+    CALL_OPTIONS: ClassVar[tuple[str, ...]] = (
+        "max_new_tokens", "max_tokens", "temperature", "top_p", "stop", "strip_leading", "documents", "query"
+    )  # fmt: skip
+
+    @model_validator(mode="before")
+    @classmethod
+    def _settings_by_either_name(cls, data: Any) -> Any:
+        return constructor_settings(cls.__name__, data, cls.model_fields)
 
     def __init__(self, **data: Any) -> None:
         super().__init__(**data)
@@ -112,12 +140,15 @@ class PosragLLM(CustomLLM):
     # ------------------------------------------------------------------------- helpers
 
     def _config(self, kwargs: dict[str, Any]) -> GenerationConfig:
+        owner = type(self).__name__
+        check_call_options(kwargs, self.CALL_OPTIONS, owner)
         return generation_config(
-            int(kwargs.get("max_new_tokens", self.max_new_tokens)),
+            max_tokens_option(owner, kwargs, self.max_new_tokens),
             float(kwargs.get("temperature", self.temperature)),
             float(kwargs.get("top_p", self.top_p)),
             self.stop,
             kwargs.get("stop"),
+            bool(kwargs.get("strip_leading", self.strip_leading)),
         )
 
     def _response(self, result: SteeredGeneration) -> CompletionResponse:
@@ -158,12 +189,16 @@ class PosragLLM(CustomLLM):
     @staticmethod
     def _pieces(extra: dict[str, Any], pieces: Any) -> CompletionResponseGen:
         text = ""
+        empty = True
         try:
             for piece in pieces:
                 text += piece
+                empty = False
                 yield CompletionResponse(text=text, delta=piece, additional_kwargs=extra)
         finally:
             pieces.close()  # type: ignore[attr-defined]
+        if empty:  # nothing generated: one empty response, which LlamaIndex's end event needs, with the trace
+            yield CompletionResponse(text="", delta="", additional_kwargs=extra)
 
     def _messages(self, messages: Sequence[ChatMessage]) -> FormattedPrompt:
         dicts = [{"role": m.role.value, "content": m.content or ""} for m in messages]
@@ -269,4 +304,4 @@ class PosragTraceHandler(BaseEventHandler):
                     self.traces.append(extra[TRACE_KEY])
 
 
-__all__ = ["TRACE_KEY", "PosragLLM", "PosragTraceHandler"]
+__all__ = ["RAG_PROMPT", "TRACE_KEY", "PosragLLM", "PosragTraceHandler"]
