@@ -24,6 +24,7 @@ from langchain_posrag.document_transformers import PositionReorder
 
 if TYPE_CHECKING:
     from langchain_posrag.chat_models import ChatPosrag
+    from langchain_posrag.embeddings import PosragEmbeddings
     from langchain_posrag.llms import PosragLLM
     from langchain_posrag.prompts import RAG_CHAT_PROMPT, RAG_PROMPT, format_documents
     from langchain_posrag.retrievers import PosragRetriever
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 _LAZY = {
     "ChatPosrag": "langchain_posrag.chat_models",
     "PositionExplorerTool": "langchain_posrag.tools",
+    "PosragEmbeddings": "langchain_posrag.embeddings",
     "PosragLLM": "langchain_posrag.llms",
     "PosragRetriever": "langchain_posrag.retrievers",
     "RAG_CHAT_PROMPT": "langchain_posrag.prompts",
@@ -58,6 +60,7 @@ __all__ = [
     "ChatPosrag",
     "PositionExplorerTool",
     "PositionReorder",
+    "PosragEmbeddings",
     "PosragLLM",
     "PosragRetriever",
     "format_documents",
