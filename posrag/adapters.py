@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from posrag.documents import ScoredDocument
-from posrag.errors import ConfigurationError
+from posrag.errors import ConfigurationError, UnsupportedFeatureError
 from posrag.ordering import BestAt, Reorderer, ScoreDirection, StrategyOrAuto, UnscoredPolicy
 
 if TYPE_CHECKING:
@@ -89,6 +89,17 @@ UNSUPPORTED_OPTIONS = {
     "n": "posrag returns one completion per call; call it once per completion",
     "tools": "posrag's LLMs do not call tools; use a tool-calling model as the agent and posrag for the RAG step",
 }
+
+
+def no_tools(owner: str, feature: str) -> UnsupportedFeatureError:
+    """The error of a tool-calling or structured-output request to posrag's LLMs, with the pattern that works."""
+    return UnsupportedFeatureError(
+        f"{owner} does not support {feature}: posrag's models are small local LMs that answer from retrieved "
+        "documents, without tool calls. Use a tool-calling model as the agent and posrag for the RAG step: wrap "
+        "your posrag chain or query engine as a tool (LangChain: chain.as_tool(name=..., description=...); "
+        "LlamaIndex: QueryEngineTool.from_defaults(query_engine, name=..., description=...)) and give that tool "
+        "to the agent. For structured answers, parse the text (an output parser) instead."
+    )
 
 
 def _unknown(owner: str, what: str, unknown: Iterable[str], allowed: Iterable[str]) -> ConfigurationError:
@@ -258,6 +269,7 @@ __all__ = [
     "generation_info",
     "max_tokens_option",
     "model_reference",
+    "no_tools",
     "steering_from_kwargs",
     "steering_kwargs",
     "stream_info",

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -188,6 +189,12 @@ def _converted_path(name: str, *, progress: bool, verify: bool = False) -> Path 
     return None
 
 
+def _looks_like_a_path(name: str) -> bool:
+    """A name that can only be a filesystem path: absolute, relative (``./``, ``../``, ``~``),
+    a ``.gguf`` file, or more than one ``/`` (a hub id is ``organisation/name``)."""
+    return Path(name).is_absolute() or name.startswith((".", "~")) or name.endswith(".gguf") or name.count("/") > 1
+
+
 def _load_uncached(
     name: str, *, device: str | torch.device, dtype: torch.dtype, allow_download: bool | None, progress: bool
 ) -> LoadedModel:
@@ -219,6 +226,11 @@ def _load_uncached(
                 "Point posrag at the directory that holds config.json and the weights (or at a .gguf file)."
             )
         source, load_from = f"local directory ({local})", str(local)
+    elif _looks_like_a_path(name):
+        raise ModelNotFoundError(
+            f"No model at {local} ({local.absolute()}): nothing exists there. Check the path (a model directory "
+            "holding config.json, or a .gguf file); a hub id is written 'organisation/name'."
+        )
     else:
         source, load_from = "hub id", name
         kwargs["local_files_only"] = not _allow_download(allow_download)
@@ -362,9 +374,10 @@ ModelSpec = Any
 
 
 def resolve_model(model: ModelSpec = None) -> tuple[Any, Any, str]:
-    """``(model, tokenizer, name)`` from a LoadedModel, a ``(model, tokenizer)`` pair, a path/id or ``None``."""
+    """``(model, tokenizer, name)`` from a LoadedModel, a ``(model, tokenizer)`` pair, a path/id or ``None``
+    (prepared on first use with a progress bar on a terminal, a log line otherwise)."""
     if model is None or isinstance(model, (str, os.PathLike)):
-        model = load_causal_lm(model, progress=False)
+        model = load_causal_lm(model, progress=bool(getattr(sys.stderr, "isatty", bool)()))
     if isinstance(model, LoadedModel):
         return model.model, model.tokenizer, model.name
     if isinstance(model, tuple) and len(model) == 2:

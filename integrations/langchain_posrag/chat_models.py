@@ -19,7 +19,7 @@ from langchain_core.runnables.config import run_in_executor
 from pydantic import PrivateAttr
 
 from langchain_posrag.llms import PosragModelSettings, iterate_in_executor
-from posrag.adapters import generation_info, stream_info
+from posrag.adapters import generation_info, no_tools, stream_info
 from posrag.steering import FormattedPrompt, SteeredGenerator, format_messages
 
 _ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool", "function": "tool"}
@@ -64,6 +64,14 @@ class ChatPosrag(PosragModelSettings, BaseChatModel):
         if stops := stop or self.stop:
             params["ls_stop"] = list(stops)
         return params
+
+    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> Any:
+        """Not supported: posrag's models do not call tools (the error says how to use posrag in an agent)."""
+        raise no_tools(type(self).__name__, "tool calling (bind_tools, create_react_agent, create_agent)")
+
+    def with_structured_output(self, schema: Any, **kwargs: Any) -> Any:
+        """Not supported: posrag's models write text (the error says what to use instead)."""
+        raise no_tools(type(self).__name__, "structured output (with_structured_output)")
 
     def _prompt(self, messages: Sequence[BaseMessage]) -> FormattedPrompt:
         return format_messages(self._generator.tokenizer, _to_dicts(messages), self.use_chat_template)
