@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 TRACE_KEY = "posrag_trace"
 #: Key under which the adapters report which of the request's documents a call located and steered, and why not.
 SELECTION_KEY = "posrag_selection"
+#: Metadata key a reorder step writes on each document: what it ranked by (``"score"`` or ``"retriever_order"``).
+RANKED_BY_KEY = "posrag_ranked_by"
 
 
 class ReorderSettings(BaseModel):
@@ -59,6 +61,19 @@ class ReorderSettings(BaseModel):
 
     def build_reorderer(self) -> Reorderer:
         return Reorderer(self.strategy, self.score_direction, self.unscored, self.best_at, self.model_name)
+
+    def plan(self, reorderer: Reorderer, scores: Sequence[float | None]) -> tuple[list[int], list[float | None], str]:
+        """The new order of documents with ``scores``, the scores it ranked by, and what they are
+        (:data:`RANKED_BY_KEY`): ``"score"``, or ``"retriever_order"`` when no document has a score (a standard
+        vector-store retriever puts none in metadata, but returns the best first: that order is the ranking, so
+        reordering is never a silent no-op). ``unscored="error"`` still refuses unscored documents."""
+        scores = list(scores)
+        if scores and self.unscored != "error" and all(s is None for s in scores):
+            n = len(scores)
+            similarity = self.score_direction == "similarity"
+            scores = [float(n - i) if similarity else float(i) for i in range(n)]
+            return reorderer.plan(scores), scores, "retriever_order"
+        return reorderer.plan(scores), scores, "score"
 
 
 def generation_config(
@@ -259,6 +274,7 @@ def model_reference(model: Any) -> str | None:
 
 __all__ = [
     "MAX_TOKENS_NAMES",
+    "RANKED_BY_KEY",
     "SELECTION_KEY",
     "TRACE_KEY",
     "ReorderSettings",

@@ -109,7 +109,7 @@ class SteeredGenerator:
         # Unset settings: the model's calibration (`posrag calibrate`, or the one shipped with posrag).
         self.config = (config or SteeringConfig()).resolve_for(name)
         self._embedder = embedder
-        self._warned_unlocated = False
+        self._warned_unlocated: set[str] = set()
         self.layers = architectures.decoder_layers(model)
         self.num_layers = len(self.layers)
         self.hidden_size = architectures.hidden_size(model)
@@ -400,17 +400,28 @@ class SteeredGenerator:
         return list(embedding_relevance(query, texts, self._embedder).scores)
 
     def _warn_unlocated(self, summary: SelectionSummary) -> None:
+        """Say why a steered call steered nothing, with the advice for that cause; once per model and cause, so
+        a document-free call (a chat engine's condense step) does not silence the warning a later call needs."""
+        cause = "absent" if summary.request_documents == 0 else "not_in_prompt"
         with _WARNED_LOCK:
-            if self._warned_unlocated:
+            if cause in self._warned_unlocated:
                 return
-            self._warned_unlocated = True
-        reason = summary.notes[0] if summary.notes else "no documents reached it from its request"
-        logger.warning(
-            "posrag: a steered LLM got a prompt with no located request document (%s), so it generated without "
-            "steering. Retrieve in the same chain / query engine as the LLM call, or pass the documents "
-            "explicitly (documents=[...]). This warning is shown once per model.",
-            reason,
-        )
+            self._warned_unlocated.add(cause)
+        if cause == "absent":
+            logger.warning(
+                "posrag: a steered LLM call had no documents from its request, so it generated without steering. "
+                "Run the retriever in the same chain / query engine / graph run as the LLM call (posrag follows the "
+                "framework's run tree), or pass the documents explicitly (documents=[...]). This warning is shown "
+                "once per model."
+            )
+        else:
+            logger.warning(
+                "posrag: none of the %d documents of a steered LLM call's request occurs in its prompt, so it "
+                "generated without steering. Put each document's text into the prompt unchanged (format_documents "
+                "or page_content / node text as retrieved), not rewritten or cut. This warning is shown once per "
+                "model.",
+                summary.request_documents,
+            )
 
     def _in_caller_coordinates(
         self, trace: Sequence[SteeringTraceEntry], prompt: FormattedPrompt
