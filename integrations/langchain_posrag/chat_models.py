@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LangSmithParams
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables.config import run_in_executor
 from pydantic import PrivateAttr
@@ -92,7 +92,12 @@ class ChatPosrag(PosragModelSettings, BaseChatModel):
             query=query,
         )
         info = generation_info(result, str(self.model_name))
-        message = AIMessage(content=result.text, response_metadata=info)
+        usage = UsageMetadata(
+            input_tokens=result.prompt_tokens,
+            output_tokens=result.generated_tokens,
+            total_tokens=result.prompt_tokens + result.generated_tokens,
+        )
+        message = AIMessage(content=result.text, response_metadata=info, usage_metadata=usage)
         return ChatResult(generations=[ChatGeneration(message=message, generation_info=info)])
 
     async def _agenerate(

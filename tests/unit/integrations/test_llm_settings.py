@@ -33,7 +33,10 @@ def _tokens(info: dict[str, Any]) -> int:
 def test_langchain_classes_take_max_new_tokens_too_and_honour_it_in_the_constructor_and_per_call() -> None:
     chat = ChatPosrag(model=TINY, steering=None, max_new_tokens=3)
     assert chat.max_tokens == 3
-    assert _tokens(chat.invoke(PROMPT).response_metadata) == 3
+    message = chat.invoke(PROMPT)
+    assert _tokens(message.response_metadata) == 3
+    assert message.usage_metadata is not None and message.usage_metadata["output_tokens"] == 3
+    assert message.usage_metadata["total_tokens"] == 3 + message.response_metadata["prompt_tokens"]
     assert _tokens(chat.invoke(PROMPT, max_new_tokens=2).response_metadata) == 2
     llm = LCLLM(model=TINY, steering=None, max_tokens=4)
     assert _tokens(llm.generate([PROMPT], max_new_tokens=2).generations[0][0].generation_info or {}) == 2
