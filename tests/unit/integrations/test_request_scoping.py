@@ -295,10 +295,13 @@ def test_every_response_mode_steers_only_the_querys_best_node(mode: str, li_trac
     )
     for question, best in QUESTIONS.items():
         li_traces.clear()
-        engine.query(question)
+        response = engine.query(question)
         assert li_traces, mode
         all_steered = [d for trace in li_traces for d in steered(trace)]
         assert set(all_steered) == {best}, (mode, question, li_traces)
+        # the query's own response reports every LLM call of that query, and only those
+        assert response.metadata["posrag_trace"] == li_traces
+        assert len(response.metadata["posrag_selection"]) == len(li_traces)
 
 
 def test_a_split_compact_context_steers_only_the_best_node_across_its_calls(li_traces: list) -> None:

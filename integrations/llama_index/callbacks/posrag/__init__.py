@@ -9,7 +9,15 @@ from llama_index.callbacks.posrag.base import (  # noqa: E402
     current_request_id,
     install,
     node_to_document,
+    record_call,
     request_documents,
 )
 
-__all__ = ["PosragRequestSpanHandler", "current_request_id", "install", "node_to_document", "request_documents"]
+__all__ = [
+    "PosragRequestSpanHandler",
+    "current_request_id",
+    "install",
+    "node_to_document",
+    "record_call",
+    "request_documents",
+]

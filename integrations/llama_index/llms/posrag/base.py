@@ -8,9 +8,10 @@ The nodes that any retriever or postprocessor of the *same query* saw (LlamaInde
 tree, see :mod:`llama_index.callbacks.posrag`) are found in the prompt the LLM receives; the best of them, per
 query and not per LLM call (refine, tree_summarize and a split compact steer only the query's best), is
 steered toward (position-graduated, see :mod:`posrag.steering`), and the trace is reported in the
-``CompletionResponse``'s ``additional_kwargs["posrag_trace"]`` with ``["posrag_selection"]`` (the query
-engine's ``Response`` does not carry LLM metadata: read it from LlamaIndex instrumentation, e.g.
-:class:`PosragTraceHandler`). ``complete(prompt, documents=[...])`` steers toward nodes of your own. Without
+``CompletionResponse``'s ``additional_kwargs["posrag_trace"]`` with ``["posrag_selection"]``; a query
+engine's or chat engine's response carries them for all its LLM calls in ``response.metadata`` (one entry per
+call; a streaming response's chunks carry their own), and :class:`PosragTraceHandler` collects them from
+LlamaIndex instrumentation. ``complete(prompt, documents=[...])`` steers toward nodes of your own. Without
 documents in the prompt it is a plain local LLM.
 """
 
@@ -21,7 +22,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from llama_index.callbacks.posrag import node_to_document, request_documents
+from llama_index.callbacks.posrag import node_to_document, record_call, request_documents
 from llama_index.core.base.llms.types import (
     ChatMessage,
     ChatResponse,
@@ -152,9 +153,9 @@ class PosragLLM(CustomLLM):
         )
 
     def _response(self, result: SteeredGeneration) -> CompletionResponse:
-        return CompletionResponse(
-            text=result.text, additional_kwargs=generation_info(result, self.model_name), raw=result.to_dict()
-        )
+        info = generation_info(result, self.model_name)
+        record_call(info)  # the query's Response reports it in its metadata
+        return CompletionResponse(text=result.text, additional_kwargs=info, raw=result.to_dict())
 
     def _documents(self, kwargs: dict[str, Any]) -> tuple[list[ScoredDocument] | None, str | None]:
         """The documents this call steers among: ``documents=`` given to the call, else the nodes of the call's
