@@ -164,3 +164,23 @@ def test_llama_index_chat_engine_example_two_turns(li_traces: list) -> None:
     texts = {n.node.node_id: n.node.get_content() for answer in (first, second) for n in answer.source_nodes}
     answering = [steered(trace) for trace in li_traces if steered(trace)]
     assert len(answering) == 2 and all(GOLD_TEXT in texts[doc_id] for ids in answering for doc_id in ids)
+
+
+# ----------------------------------------------------------------------------- the README, as written
+
+
+def _readme_block(heading: str) -> str:
+    readme = (EXAMPLES.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split(f"### {heading}\n", 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_readmes_snippets_answer_right_as_written(capsys: pytest.CaptureFixture[str], li_traces: list) -> None:
+    namespace: dict[str, Any] = {"__name__": "readme"}
+    exec(_readme_block("LangChain (LCEL)"), namespace)  # defines `texts`, which the LlamaIndex snippet reuses
+    exec(_readme_block("LlamaIndex"), namespace)
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].strip() == ANSWER and ANSWER in printed[1]
+    (trace,) = namespace["response"].metadata["posrag_trace"]
+    (steered_id,) = steered(trace)
+    assert GOLD_TEXT in namespace["index"].docstore.get_node(steered_id).get_content()
