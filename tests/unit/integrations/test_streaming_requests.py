@@ -193,3 +193,56 @@ def test_langgraph_retrieve_then_generate_streamed_as_messages_steers_each_reque
             pass
 
     assert _aeach(amessages) == EXPECTED
+
+
+# ----------------------------------------------------------------------------- LlamaIndex
+
+
+def test_llama_index_streaming_queries_and_chat_engines_steer_the_requests_best_node() -> None:
+    """Streaming query engines (sync and async) and condense-plus-context chat engines (stream_chat and
+    astream_chat): the answering LLM call steers the request's best node, as the non-streaming call does."""
+    from llama_index.core.chat_engine import CondensePlusContextChatEngine
+    from llama_index.core.instrumentation import get_dispatcher
+    from llama_index.core.query_engine import RetrieverQueryEngine
+    from llama_index.llms.posrag import PosragLLM as LILLM
+    from llama_index.llms.posrag import PosragTraceHandler
+    from llama_index.retrievers.posrag import PosragRetriever as LIRetriever
+
+    llm = LILLM(model=TINY, embedder=EMBEDDER, steering=STEERING, max_new_tokens=2, use_chat_template=False,
+                context_window=4096)  # fmt: skip
+    retriever = LIRetriever(INDEX, similarity_top_k=3)
+    engine = RetrieverQueryEngine.from_args(retriever, llm=llm, streaming=True)
+    handler = PosragTraceHandler()
+    get_dispatcher().add_event_handler(handler)
+
+    def answering() -> list[list[str]]:
+        """What the calls that had documents steered (a chat engine's condense call has none), then forget."""
+        out = [steered(trace) for trace in handler.traces if trace]
+        handler.traces.clear()
+        return out
+
+    async def aquery(question: str) -> None:
+        response = await engine.aquery(question)
+        async for _ in response.async_response_gen():
+            pass
+
+    async def achat(chat: Any, question: str) -> None:
+        response = await chat.astream_chat(question)
+        async for _ in response.async_response_gen():
+            pass
+
+    try:
+        for question, best in QUESTIONS.items():
+            "".join(engine.query(question).response_gen)
+            assert answering() == [[best]]
+            asyncio.run(aquery(question))
+            assert answering() == [[best]]
+            chat = CondensePlusContextChatEngine.from_defaults(retriever, llm=llm)
+            "".join(chat.stream_chat(question).response_gen)
+            assert answering() == [[best]]
+            # a fresh conversation: a second turn would retrieve for the tiny model's condensed question
+            asyncio.run(achat(CondensePlusContextChatEngine.from_defaults(retriever, llm=llm), question))
+            assert answering() == [[best]]
+    finally:
+        get_dispatcher().event_handlers.remove(handler)
+    assert hook_counts(TINY.model) == {"forward": 0, "forward_pre": 0}
