@@ -63,3 +63,17 @@ def test_first_time_preparation_from_a_framework_class_logs_a_line_without_a_ter
     with caplog.at_level(logging.WARNING, logger="posrag"):
         ChatPosrag(model=str(path), steering=None)
     assert any("preparing tiny-llama.gguf once" in r.getMessage() for r in caplog.records)
+
+
+def test_the_exploration_tools_share_the_model_their_llm_loaded() -> None:
+    from langchain_posrag import PositionExplorerTool
+    from llama_index.llms.posrag import PosragLLM as LILLM
+    from llama_index.tools.posrag import PositionExplorerToolSpec
+
+    tiny = tiny_model("llama", num_layers=1)
+    chat = ChatPosrag(model=tiny, steering=None)
+    assert PositionExplorerTool.for_llm(chat).generator.model is tiny.model
+    spec = PositionExplorerToolSpec.for_llm(LILLM(model=tiny, steering=None))
+    assert spec.generator.model is tiny.model and spec.generator.tokenizer is tiny.tokenizer
+    with pytest.raises(ValueError, match="for_llm\\(\\) takes a posrag LLM"):
+        PositionExplorerTool.for_llm(object())
