@@ -94,3 +94,23 @@ def test_posrags_rag_prompt_is_each_frameworks_ready_template() -> None:
     assert message.content == expected
     context = format_documents(documents)
     assert LI_RAG_PROMPT.format(context_str=context, query_str="Who built it?") == expected
+
+
+def test_a_chat_prompts_end_of_turn_stops_apply_to_complete_and_stream() -> None:
+    """A chat prompt without a template ends the answer at the next role line (``FormattedPrompt.stop``)."""
+    from dataclasses import replace
+
+    from posrag.chat import TURN_STOPS, format_messages
+    from posrag.generation import GenerationConfig
+
+    generator = ChatPosrag(model=TINY, steering=None).generator
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": PROMPT}]
+    prompt = format_messages(generator.tokenizer, messages, False)
+    assert prompt.stop == TURN_STOPS
+    config = GenerationConfig(max_new_tokens=6)
+    full = generator.complete(replace(prompt, stop=()), config, steer=False).text
+    assert len(full) > 1
+    turn = replace(prompt, stop=(full[1:],))  # as if the model began a new role line after its first character
+    assert generator.complete(turn, config, steer=False).text == full[:1]
+    _, pieces = generator.stream_complete(turn, config, steer=False)
+    assert "".join(pieces) == full[:1]
