@@ -10,14 +10,15 @@ call's options (:func:`generation_config`, :func:`check_call_options`), the trac
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from posrag.documents import ScoredDocument
-from posrag.errors import ConfigurationError
+from posrag.errors import ConfigurationError, UnsupportedFeatureError
 from posrag.ordering import BestAt, Reorderer, StrategyOrAuto, UnscoredPolicy
 from posrag.ranking import ScoreDirection
 
@@ -30,6 +31,8 @@ if TYPE_CHECKING:
 TRACE_KEY = "posrag_trace"
 #: Key under which the adapters report which of the request's documents a call located and steered, and why not.
 SELECTION_KEY = "posrag_selection"
+#: Metadata key a reorder step writes on each document: what it ranked by (``"score"`` or ``"retriever_order"``).
+RANKED_BY_KEY = "posrag_ranked_by"
 
 
 class ReorderSettings(BaseModel):
@@ -60,6 +63,19 @@ class ReorderSettings(BaseModel):
     def build_reorderer(self) -> Reorderer:
         return Reorderer(self.strategy, self.score_direction, self.unscored, self.best_at, self.model_name)
 
+    def plan(self, reorderer: Reorderer, scores: Sequence[float | None]) -> tuple[list[int], list[float | None], str]:
+        """The new order of documents with ``scores``, the scores it ranked by, and what they are
+        (:data:`RANKED_BY_KEY`): ``"score"``, or ``"retriever_order"`` when no document has a score (a standard
+        vector-store retriever puts none in metadata, but returns the best first: that order is the ranking, so
+        reordering is never a silent no-op). ``unscored="error"`` still refuses unscored documents."""
+        scores = list(scores)
+        if scores and self.unscored != "error" and all(s is None for s in scores):
+            n = len(scores)
+            similarity = self.score_direction == "similarity"
+            scores = [float(n - i) if similarity else float(i) for i in range(n)]
+            return reorderer.plan(scores), scores, "retriever_order"
+        return reorderer.plan(scores), scores, "score"
+
 
 def _stop_strings(stop: str | Iterable[str] | None) -> tuple[str, ...]:
     """``stop=`` as given to a call: one string is one stop sequence (not its characters); ``None`` is none."""
@@ -74,23 +90,102 @@ def generation_config(
     top_p: float,
     own_stop: str | Iterable[str] | None = None,
     call_stop: str | Iterable[str] | None = None,
+    strip_leading: bool = False,
 ) -> GenerationConfig:
-    """The generation settings of one call: the model's stop sequences and the call's, merged in order, once each."""
+    """The generation settings of one call: the model's stop sequences and the call's, merged in order, once each.
+
+    ``strip_leading``: drop the completion's leading whitespace before the stops apply, so ``stop=["\n"]`` does
+    not cut a completion that opens with a newline to nothing.
+    """
     from posrag.generation import GenerationConfig
 
     stops = tuple(dict.fromkeys([*_stop_strings(own_stop), *_stop_strings(call_stop)]))
-    return GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, stop=stops)
+    return GenerationConfig(
+        max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, stop=stops, strip_leading=strip_leading
+    )
+
+
+#: What posrag cannot do that other LLM classes take, and what to use instead.
+UNSUPPORTED_OPTIONS = {
+    "top_k": "posrag samples with temperature and top_p; top_k is not supported (use top_p)",
+    "seed": "posrag decodes greedily by default (temperature=0, deterministic); seeds are not supported",
+    "n": "posrag returns one completion per call; call it once per completion",
+    "tools": "posrag's LLMs do not call tools; use a tool-calling model as the agent and posrag for the RAG step",
+}
+
+
+def no_tools(owner: str, feature: str) -> UnsupportedFeatureError:
+    """The error of a tool-calling or structured-output request to posrag's LLMs, with the pattern that works."""
+    return UnsupportedFeatureError(
+        f"{owner} does not support {feature}: posrag's models are small local LMs that answer from retrieved "
+        "documents, without tool calls. Use a tool-calling model as the agent and posrag for the RAG step: wrap "
+        "your posrag chain or query engine as a tool (LangChain: chain.as_tool(name=..., description=...); "
+        "LlamaIndex: QueryEngineTool.from_defaults(query_engine, name=..., description=...)) and give that tool "
+        "to the agent. For structured answers, parse the text (an output parser) instead."
+    )
+
+
+def _unknown(owner: str, what: str, unknown: Iterable[str], allowed: Iterable[str]) -> ConfigurationError:
+    allowed = tuple(allowed)
+    hints = []
+    for name in sorted(unknown):
+        if name in UNSUPPORTED_OPTIONS:
+            hints.append(f"{name!r}: {UNSUPPORTED_OPTIONS[name]}")
+        elif close := difflib.get_close_matches(name, allowed, n=1, cutoff=0.6):
+            hints.append(f"{name!r}: did you mean {close[0]!r}?")
+        else:
+            hints.append(f"{name!r}: not a setting of {owner}")
+    return ConfigurationError(
+        f"{owner} got unknown {what} ({'; '.join(hints)}). It accepts {', '.join(map(repr, allowed))}."
+    )
 
 
 def check_call_options(options: Mapping[str, Any], allowed: Iterable[str], owner: str) -> None:
-    """Reject per-call options the adapter would otherwise silently ignore (a misspelt ``max_token``, ``top_k``)."""
+    """Reject per-call options the adapter would otherwise silently ignore (a misspelt ``max_token``, ``top_k``),
+    naming the right one."""
     allowed = tuple(allowed)
-    unknown = sorted(set(options) - set(allowed))
+    unknown = set(options) - set(allowed)
     if unknown:
+        raise _unknown(owner, "call option(s)", unknown, allowed)
+
+
+#: The names both frameworks' users write for the longest completion: LangChain's and OpenAI's ``max_tokens``,
+#: LlamaIndex's and Hugging Face's ``max_new_tokens``. Each adapter accepts both, in its constructor and per call.
+MAX_TOKENS_NAMES = ("max_tokens", "max_new_tokens")
+
+
+def max_tokens_option(owner: str, options: Mapping[str, Any], default: int) -> int:
+    """The one maximum-length setting among ``options`` (either name, see :data:`MAX_TOKENS_NAMES`)."""
+    given = {name: options[name] for name in MAX_TOKENS_NAMES if options.get(name) is not None}
+    if len(set(given.values())) > 1:
         raise ConfigurationError(
-            f"{owner} got unknown call option(s) {', '.join(map(repr, unknown))}; it accepts "
-            f"{', '.join(map(repr, allowed))}. Set other settings on the model itself."
+            f"{owner} got both max_tokens={given['max_tokens']!r} and max_new_tokens={given['max_new_tokens']!r}; "
+            "they are one setting (the most new tokens to generate): pass one of them."
         )
+    return int(next(iter(given.values()), default))
+
+
+def constructor_settings(owner: str, data: Any, fields: Iterable[str], without_effect: Iterable[str] = ()) -> Any:
+    """A framework class's constructor arguments with the other framework's name for the maximum length mapped to
+    this class's field (``max_tokens`` ⇄ ``max_new_tokens``), and unknown names refused naming the right one (a
+    pydantic model would otherwise drop them silently). ``without_effect``: names the framework's standard
+    interface passes every model (a remote client's ``timeout``, ``max_retries``, ``api_key``), which mean nothing
+    for a local model: accepted and dropped."""
+    if not isinstance(data, dict):
+        return data
+    without_effect = set(without_effect)
+    data = {key: value for key, value in data.items() if key not in without_effect}
+    fields = tuple(fields)
+    own = next(name for name in MAX_TOKENS_NAMES if name in fields)
+    other = next(name for name in MAX_TOKENS_NAMES if name != own)
+    if other in data:
+        data = dict(data)
+        value = data.pop(other)
+        data[own] = max_tokens_option(owner, {own: data.get(own), other: value}, value)
+    unknown = set(data) - set(fields)
+    if unknown:
+        raise _unknown(owner, "setting(s)", unknown, [*fields, other])
+    return data
 
 
 def explicit_documents(
@@ -196,14 +291,19 @@ def model_reference(model: Any) -> str | dict[str, str] | None:
 
 
 __all__ = [
+    "MAX_TOKENS_NAMES",
+    "RANKED_BY_KEY",
     "SELECTION_KEY",
     "TRACE_KEY",
     "ReorderSettings",
     "check_call_options",
+    "constructor_settings",
     "explicit_documents",
     "generation_config",
     "generation_info",
+    "max_tokens_option",
     "model_reference",
+    "no_tools",
     "steering_from_kwargs",
     "steering_kwargs",
     "stream_info",

@@ -21,11 +21,14 @@ class FormattedPrompt:
     ``segments``: where the caller's own texts lie in ``text``, as ``(start, end)`` character ranges: the
     completion prompt (one segment), or each chat message's content in order (a message the template dropped
     or rewrote is ``None``). Steering traces are reported in the caller's coordinates through them.
+    ``stop``: where the model's turn ends, for a format whose end of turn is no token (``Role: content`` lines:
+    the next role line), added to the call's own stops so a chat answer does not go on to invent the next turns.
     """
 
     text: str
     add_special_tokens: bool
     segments: tuple[tuple[int, int] | None, ...] = ()
+    stop: tuple[str, ...] = ()
 
     def to_caller(self, start: int, end: int) -> tuple[int | None, int, int]:
         """``(segment index, start, end)`` of a character range of ``text`` in the caller's coordinates: within
@@ -51,11 +54,16 @@ def _segments(text: str, parts: Sequence[str]) -> tuple[tuple[int, int] | None, 
     return tuple(found)
 
 
+#: The end of a turn in ``Role: content`` lines: the next role line (a chat template ends turns with a token).
+TURN_STOPS = ("\nUser:", "\nSystem:", "\nAssistant:")
+
+
 def format_messages(
     tokenizer: Any, messages: Sequence[Mapping[str, str]], use_chat_template: bool | None
 ) -> FormattedPrompt:
     """Chat messages as one prompt: the tokenizer's chat template if it has one (and it is not turned off),
-    else ``Role: content`` lines ending in ``Assistant:`` (a lone user message is passed through as is)."""
+    else ``Role: content`` lines ending in ``Assistant:`` (a lone user message is passed through as is); without
+    a template the answer ends at the next role line (:data:`TURN_STOPS`)."""
     contents = [m.get("content") or "" for m in messages]
     if use_chat_template is not False and has_chat_template(tokenizer):
         text = apply_chat_template(tokenizer, messages)
@@ -64,10 +72,10 @@ def format_messages(
         apply_chat_template(tokenizer, messages)  # raises the actionable "no chat template" error
     if len(messages) == 1 and messages[0].get("role") == "user":
         content = messages[0]["content"]
-        return FormattedPrompt(content, add_special_tokens=True, segments=((0, len(content)),))
+        return FormattedPrompt(content, add_special_tokens=True, segments=((0, len(content)),), stop=TURN_STOPS)
     lines = [f"{m.get('role', 'user').capitalize()}: {m['content']}" for m in messages]
     text = "\n\n".join([*lines, "Assistant:"])
-    return FormattedPrompt(text, add_special_tokens=True, segments=_segments(text, contents))
+    return FormattedPrompt(text, add_special_tokens=True, segments=_segments(text, contents), stop=TURN_STOPS)
 
 
 def format_completion(tokenizer: Any, prompt: str, use_chat_template: bool | None = False) -> FormattedPrompt:
@@ -78,4 +86,4 @@ def format_completion(tokenizer: Any, prompt: str, use_chat_template: bool | Non
     return format_messages(tokenizer, [{"role": "user", "content": prompt}], use_chat_template)
 
 
-__all__ = ["FormattedPrompt", "format_completion", "format_messages"]
+__all__ = ["TURN_STOPS", "FormattedPrompt", "format_completion", "format_messages"]

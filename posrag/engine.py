@@ -62,7 +62,7 @@ class Engine:
         self.config = resolve_steering(steering, backend.model_name, backend.layout.num_layers)
         backend.check(self.config)
         self._embedder = embedder
-        self._warned_unlocated = False
+        self._warned_unlocated: set[str] = set()
 
     @classmethod
     def from_model(
@@ -87,14 +87,14 @@ class Engine:
         backend: BackendName = "torch",
         steering: SteeringConfig | None = None,
         embedder: Any = None,
-        progress: bool = False,
+        progress: bool | None = None,
     ) -> Engine:
         """Load ``model`` (``None``: the packaged default; a path, a cached hub id, a ``LoadedModel`` or a
         ``(model, tokenizer)`` pair) on ``backend``.
 
         ``"auto"`` is the torch backend: llama.cpp becomes the default for GGUF files only once its accuracy
         parity with the torch backend is shown (``docs/backends.md``). ``progress``: a progress bar while a
-        model is prepared for the first time.
+        model is prepared for the first time (``None``: on a terminal, a log line otherwise).
         """
         if backend not in BACKENDS:
             raise ConfigurationError(f"backend={backend!r} is not one of {', '.join(map(repr, BACKENDS))}.")
@@ -108,7 +108,7 @@ class Engine:
             return cls(LlamaCppBackend.load(model, progress=progress), steering, embedder=embedder)
         from posrag.models import resolve_model
 
-        hf_model, tokenizer, name = resolve_model(model, progress=bool(progress))
+        hf_model, tokenizer, name = resolve_model(model, progress=progress)
         return cls.from_model(hf_model, tokenizer, steering, model_name=name, embedder=embedder)
 
     # ------------------------------------------------------------------------- the model
@@ -298,17 +298,28 @@ class Engine:
         return [align_dimension(e, self.backend.layout.hidden_size) for e in embeddings]
 
     def _warn_unlocated(self, summary: SelectionSummary) -> None:
+        """Say why a steered call steered nothing, with the advice for that cause; once per model and cause, so
+        a document-free call (a chat engine's condense step) does not silence the warning a later call needs."""
+        cause = "absent" if summary.request_documents == 0 else "not_in_prompt"
         with _WARNED_LOCK:
-            if self._warned_unlocated:
+            if cause in self._warned_unlocated:
                 return
-            self._warned_unlocated = True
-        reason = summary.notes[0] if summary.notes else "no documents reached it from its request"
-        logger.warning(
-            "posrag: a steered LLM got a prompt with no located request document (%s), so it generated without "
-            "steering. Retrieve in the same chain / query engine as the LLM call, or pass the documents "
-            "explicitly (documents=[...]). This warning is shown once per model.",
-            reason,
-        )
+            self._warned_unlocated.add(cause)
+        if cause == "absent":
+            logger.warning(
+                "posrag: a steered LLM call had no documents from its request, so it generated without steering. "
+                "Run the retriever in the same chain / query engine / graph run as the LLM call (posrag follows the "
+                "framework's run tree), or pass the documents explicitly (documents=[...]). This warning is shown "
+                "once per model."
+            )
+        else:
+            logger.warning(
+                "posrag: none of the %d documents of a steered LLM call's request occurs in its prompt, so it "
+                "generated without steering. Put each document's text into the prompt unchanged (format_documents "
+                "or page_content / node text as retrieved), not rewritten or cut. This warning is shown once per "
+                "model.",
+                summary.request_documents,
+            )
 
     @staticmethod
     def _in_caller_coordinates(
@@ -336,6 +347,7 @@ class Engine:
         ``None`` or none located: a plain generation. ``steer=False`` generates plainly (an empty trace).
         """
         targets, selection = self.select(prompt, documents, query=query) if steer else ([], None)
+        generation = _with_turn_stops(generation, prompt)
         result = self.generate(prompt.text, targets, generation, add_special_tokens=prompt.add_special_tokens)
         return replace(result, trace=self._in_caller_coordinates(result.trace, prompt), selection=selection)
 
@@ -355,7 +367,15 @@ class Engine:
         header = SteeredGeneration(
             "", self._in_caller_coordinates(plan.trace, prompt), plan.encoded.num_tokens, 0, selection
         )
-        return header, self.backend.stream(plan, generation)
+        return header, self.backend.stream(plan, _with_turn_stops(generation, prompt))
+
+
+def _with_turn_stops(generation: GenerationConfig | None, prompt: FormattedPrompt) -> GenerationConfig | None:
+    """``generation`` with the prompt format's end-of-turn stops added (a chat prompt without a template)."""
+    if not prompt.stop:
+        return generation
+    generation = generation or GenerationConfig()
+    return replace(generation, stop=tuple(dict.fromkeys([*generation.stop, *prompt.stop])))
 
 
 __all__ = ["BACKENDS", "BackendName", "Engine"]

@@ -34,6 +34,11 @@ class MissingDependencyError(PosragError, ImportError):
     """An optional dependency is not installed; the message carries the install hint."""
 
 
+class UnsupportedFeatureError(PosragError, NotImplementedError):
+    """A framework feature posrag's LLMs do not offer (tool calling, structured output); the message says what
+    to use instead."""
+
+
 __all__ = [
     "ConfigurationError",
     "IndexCorruptedError",
@@ -42,4 +47,5 @@ __all__ = [
     "PositionOutOfRangeError",
     "PosragError",
     "UnsupportedArchitectureError",
+    "UnsupportedFeatureError",
 ]

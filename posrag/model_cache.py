@@ -171,6 +171,8 @@ def _convert_gguf_file(gguf_path: Path, out_dir: Path, *, progress: bool, label:
     from tqdm.auto import tqdm
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    if not progress:  # no progress bar (not a terminal): still say why the first load takes a minute
+        logger.warning("posrag: preparing %s once (about a minute on a CPU), into %s", label, out_dir.parent)
     steps = tqdm(total=3, desc=f"posrag: preparing {label} (once)", disable=not progress, unit="step", leave=True)
     with steps:
         steps.set_postfix_str("tokenizer")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
@@ -192,6 +193,12 @@ def _converted_path(name: str, *, progress: bool, verify: bool = False) -> Path 
     return None
 
 
+def _looks_like_a_path(name: str) -> bool:
+    """A name that can only be a filesystem path: absolute, relative (``./``, ``../``, ``~``),
+    a ``.gguf`` file, or more than one ``/`` (a hub id is ``organisation/name``)."""
+    return Path(name).is_absolute() or name.startswith((".", "~")) or name.endswith(".gguf") or name.count("/") > 1
+
+
 def _load_uncached(
     name: str, *, device: str | torch.device, dtype: torch.dtype, allow_download: bool | None, progress: bool
 ) -> LoadedModel:
@@ -223,6 +230,11 @@ def _load_uncached(
                 "Point posrag at the directory that holds config.json and the weights (or at a .gguf file)."
             )
         source, load_from = f"local directory ({local})", str(local)
+    elif _looks_like_a_path(name):
+        raise ModelNotFoundError(
+            f"No model at {local} ({local.absolute()}): nothing exists there. Check the path (a model directory "
+            "holding config.json, or a .gguf file); a hub id is written 'organisation/name'."
+        )
     else:
         source, load_from = "hub id", name
         kwargs["local_files_only"] = not _allow_download(allow_download)
@@ -365,10 +377,13 @@ __all__ = [
 ModelSpec = Any
 
 
-def resolve_model(model: ModelSpec = None, *, progress: bool = False) -> tuple[Any, Any, str]:
+def resolve_model(model: ModelSpec = None, *, progress: bool | None = None) -> tuple[Any, Any, str]:
     """``(model, tokenizer, name)`` from a LoadedModel, a ``(model, tokenizer)`` pair, a path/id, a
     ``{"model": path/id, "quantize": ...}`` reference (what a serialized LLM over a quantized model records) or
-    ``None``."""
+    ``None``. ``progress``: a model prepared on first use shows a progress bar (``None``: on a terminal, a log line
+    otherwise)."""
+    if progress is None:
+        progress = bool(getattr(sys.stderr, "isatty", bool)())
     if isinstance(model, Mapping) and set(model) <= {"model", "quantize"} and "model" in model:
         model = load_causal_lm(model["model"], quantize=model.get("quantize"), progress=progress)
     if model is None or isinstance(model, (str, os.PathLike)):

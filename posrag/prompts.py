@@ -9,7 +9,7 @@ without searching for them.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from posrag.documents import DocumentSpan, ScoredDocument, enumerate_positions
 from posrag.errors import ConfigurationError
@@ -84,6 +84,22 @@ def build_prompt(
     return RAGPrompt(text="".join(parts), question=question, spans=tuple(spans))
 
 
+def template_text(
+    context: str = "context", question: str = "question", template: PromptTemplate = DEFAULT_TEMPLATE
+) -> str:
+    """posrag's RAG prompt (the one the pipeline, the demo and the benchmark ask with) as a framework template
+    string with ``{context}`` and ``{question}`` placeholders under the names given (LangChain's ``context`` /
+    ``question``, LlamaIndex's ``context_str`` / ``query_str``); fill ``context`` with :func:`format_documents`."""
+    footer = template.footer.replace("{question}", "\x00QUESTION\x00")
+    text = f"{template.header}\x00CONTEXT\x00{footer}".replace("{", "{{").replace("}", "}}")
+    return text.replace("\x00CONTEXT\x00", "{" + context + "}").replace("\x00QUESTION\x00", "{" + question + "}")
+
+
+def format_documents(documents: Sequence[ScoredDocument], template: PromptTemplate = DEFAULT_TEMPLATE) -> str:
+    """``documents`` (in their final order) listed as :func:`build_prompt` lists them, for :func:`template_text`."""
+    return build_prompt("-", documents, replace(template, header="", footer="")).text
+
+
 __all__ = [
     "DEFAULT_TEMPLATE",
     "LITM_INSTRUCTION",
@@ -91,4 +107,6 @@ __all__ = [
     "PromptTemplate",
     "RAGPrompt",
     "build_prompt",
+    "format_documents",
+    "template_text",
 ]

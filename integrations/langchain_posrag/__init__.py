@@ -24,15 +24,21 @@ from langchain_posrag.document_transformers import PositionReorder
 
 if TYPE_CHECKING:
     from langchain_posrag.chat_models import ChatPosrag
+    from langchain_posrag.embeddings import PosragEmbeddings
     from langchain_posrag.llms import PosragLLM
+    from langchain_posrag.prompts import RAG_CHAT_PROMPT, RAG_PROMPT, format_documents
     from langchain_posrag.retrievers import PosragRetriever
     from langchain_posrag.tools import PositionExplorerTool
 
 _LAZY = {
     "ChatPosrag": "langchain_posrag.chat_models",
     "PositionExplorerTool": "langchain_posrag.tools",
+    "PosragEmbeddings": "langchain_posrag.embeddings",
     "PosragLLM": "langchain_posrag.llms",
     "PosragRetriever": "langchain_posrag.retrievers",
+    "RAG_CHAT_PROMPT": "langchain_posrag.prompts",
+    "RAG_PROMPT": "langchain_posrag.prompts",
+    "format_documents": "langchain_posrag.prompts",
 }
 
 
@@ -49,9 +55,13 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "RAG_CHAT_PROMPT",
+    "RAG_PROMPT",
     "ChatPosrag",
     "PositionExplorerTool",
     "PositionReorder",
+    "PosragEmbeddings",
     "PosragLLM",
     "PosragRetriever",
+    "format_documents",
 ]

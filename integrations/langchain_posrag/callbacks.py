@@ -20,6 +20,7 @@ from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.documents import Document
+from langchain_core.runnables.config import ensure_config
 from langchain_core.tracers.context import register_configure_hook
 
 from posrag.documents import SIMILARITY_KEY, ScoredDocument
@@ -59,9 +60,14 @@ def _documents_in(value: Any) -> list[Document]:
 
 
 class PosragRequestHandler(BaseCallbackHandler):
-    """Feeds LangChain's run tree and emitted documents to :data:`tracker`. Installed for every run."""
+    """Feeds LangChain's run tree and emitted documents to :data:`tracker`. Installed for every run.
 
-    run_inline = True  # called in order, on the caller's thread, also from async callback managers
+    Not ``run_inline``: langchain-core's ``AsyncCallbackManager.on_llm_start`` calls only the inline handlers
+    when there are any, so an inline handler installed on every manager would hide LLM starts from every
+    other handler in the process. Async managers run it in a worker thread and await it before the run
+    continues, so the documents a step emits are recorded before the next step starts.
+    """
+
     raise_error = False
 
     def __init__(self, request_tracker: RequestTracker | None = None) -> None:
@@ -117,9 +123,26 @@ _handler_var: ContextVar[PosragRequestHandler | None] = ContextVar("posrag_reque
 register_configure_hook(_handler_var, inheritable=True)
 
 
+def parent_run(run_manager: Any) -> UUID | None:
+    """The run an LLM call runs under (``None``: the call is a request of its own).
+
+    The run manager's parent; without a run manager (langchain-core's ``BaseChatModel.stream``/``astream`` and
+    its streaming ``invoke`` call ``_stream`` without one) the parent named by the config the call runs under:
+    the callback manager LangChain hands a runnable's children through its child-config context variable
+    (what :func:`~langchain_core.runnables.config.ensure_config` reads), across threads, ``async`` and
+    LangGraph nodes. The parent is used rather than the LLM run itself, whose start handlers may not see
+    (another handler can make an async callback manager skip them).
+    """
+    if run_manager is not None:
+        return getattr(run_manager, "parent_run_id", None)
+    callbacks = ensure_config().get("callbacks")
+    return getattr(callbacks, "parent_run_id", None)
+
+
 def request_documents(run_manager: Any) -> RequestDocuments | None:
-    """The documents of the request that the LLM run behind ``run_manager`` belongs to (``None``: none)."""
-    run_id = getattr(run_manager, "run_id", None)
+    """The documents of the request that the LLM run behind ``run_manager`` belongs to (``None``: none); with
+    no run manager, the request of the run the call runs under (see :func:`parent_run`)."""
+    run_id = parent_run(run_manager)
     return tracker.documents(run_id) if tracker.request_of(run_id) is not None else None
 
 
@@ -131,6 +154,7 @@ def record_documents(run_manager: Any, documents: Iterable[ScoredDocument], *, q
 __all__ = [
     "SCORE_KEYS",
     "PosragRequestHandler",
+    "parent_run",
     "record_documents",
     "request_documents",
     "request_handler",

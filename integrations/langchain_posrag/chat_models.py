@@ -13,12 +13,12 @@ from typing import Any, ClassVar
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models import BaseChatModel, LangSmithParams
-from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from pydantic import PrivateAttr
 
 from langchain_posrag.llms import PosragModelSettings, iterate_in_executor
-from posrag.adapters import generation_info, stream_info
+from posrag.adapters import generation_info, no_tools, stream_info
 from posrag.aio import run_in_thread
 from posrag.chat import FormattedPrompt
 from posrag.engine import Engine
@@ -35,7 +35,7 @@ class ChatPosrag(PosragModelSettings, BaseChatModel):
 
     _generator: Engine = PrivateAttr()
     # LangChain passes ``stream`` through to ``_generate``/``_stream`` (``invoke(..., stream=True)``).
-    _call_options: ClassVar[tuple[str, ...]] = ("max_tokens", "temperature", "top_p", "stream", "documents", "query")
+    _call_options: ClassVar[tuple[str, ...]] = (*PosragModelSettings._call_options, "stream")
 
     @property
     def _llm_type(self) -> str:
@@ -66,6 +66,14 @@ class ChatPosrag(PosragModelSettings, BaseChatModel):
             params["ls_stop"] = list(stops)
         return params
 
+    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> Any:
+        """Not supported: posrag's models do not call tools (the error says how to use posrag in an agent)."""
+        raise no_tools(type(self).__name__, "tool calling (bind_tools, create_react_agent, create_agent)")
+
+    def with_structured_output(self, schema: Any, **kwargs: Any) -> Any:
+        """Not supported: posrag's models write text (the error says what to use instead)."""
+        raise no_tools(type(self).__name__, "structured output (with_structured_output)")
+
     def _prompt(self, messages: Sequence[BaseMessage]) -> FormattedPrompt:
         return self._generator.format_messages(_to_dicts(messages), self.use_chat_template)
 
@@ -85,7 +93,12 @@ class ChatPosrag(PosragModelSettings, BaseChatModel):
             query=query,
         )
         info = generation_info(result, str(self.model_name))
-        message = AIMessage(content=result.text, response_metadata=info)
+        usage = UsageMetadata(
+            input_tokens=result.prompt_tokens,
+            output_tokens=result.generated_tokens,
+            total_tokens=result.prompt_tokens + result.generated_tokens,
+        )
+        message = AIMessage(content=result.text, response_metadata=info, usage_metadata=usage)
         return ChatResult(generations=[ChatGeneration(message=message, generation_info=info)])
 
     async def _agenerate(

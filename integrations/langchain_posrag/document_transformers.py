@@ -9,7 +9,7 @@ from langchain_core.documents import BaseDocumentTransformer, Document
 from langchain_core.runnables import RunnableConfig, RunnableSerializable
 from pydantic import ConfigDict, Field, PrivateAttr
 
-from posrag.adapters import ReorderSettings
+from posrag.adapters import RANKED_BY_KEY, ReorderSettings
 from posrag.documents import SCORE_KEY, SIMILARITY_KEY, PositionInfo
 from posrag.ordering import Reorderer, as_similarity
 
@@ -21,7 +21,9 @@ class PositionReorder(
 
     Works as a document transformer (``transform_documents``) and inside LCEL:
     ``retriever | PositionReorder() | format_docs | prompt | llm``. Scores are read from
-    ``metadata[score_key]`` (posrag's retriever writes ``"score"``); a document without one is unscored.
+    ``metadata[score_key]`` (posrag's retriever writes ``"score"``); a document without one is unscored. When no
+    document has a score (a standard ``vectorstore.as_retriever()``), the retriever's own order is the ranking;
+    ``posrag_ranked_by`` says which (``"score"`` or ``"retriever_order"``).
     Returned documents are copies with ``posrag_position``, ``posrag_total``, ``posrag_relative_position``
     and ``posrag_similarity`` (the score, higher = better whatever ``score_direction``: what posrag's LLM ranks
     the request's documents by) added to their metadata; the input is not modified.
@@ -47,7 +49,7 @@ class PositionReorder(
         return None if value is None else float(value)
 
     def transform_documents(self, documents: Sequence[Document], **kwargs: Any) -> list[Document]:
-        order = self._reorderer.plan([self._score(d) for d in documents])
+        order, scores, ranked_by = self.plan(self._reorderer, [self._score(d) for d in documents])
         total = len(order)
         out = [
             Document(
@@ -55,7 +57,8 @@ class PositionReorder(
                 metadata={
                     **documents[old].metadata,
                     **PositionInfo(new, total).to_metadata(),
-                    SIMILARITY_KEY: as_similarity(self._score(documents[old]), self.score_direction),
+                    SIMILARITY_KEY: as_similarity(scores[old], self.score_direction),
+                    RANKED_BY_KEY: ranked_by,
                 },
                 id=documents[old].id,
             )

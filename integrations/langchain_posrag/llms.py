@@ -34,8 +34,10 @@ from posrag import adapters
 from posrag.adapters import (
     TRACE_KEY,
     check_call_options,
+    constructor_settings,
     generation_config,
     generation_info,
+    max_tokens_option,
     model_reference,
     steering_from_kwargs,
     steering_kwargs,
@@ -62,6 +64,11 @@ async def iterate_in_executor(
             yield chunk
 
 
+#: What LangChain's standard chat-model interface passes every model (``langchain-tests``' standard parameters),
+#: settings of a remote client that a local model has no use for: accepted, without effect.
+REMOTE_CLIENT_SETTINGS = ("timeout", "max_retries", "api_key", "base_url")
+
+
 class PosragModelSettings(BaseModel):
     """What :class:`PosragLLM` and :class:`~langchain_posrag.chat_models.ChatPosrag` share: the model, the
     steering configuration, generation settings, and the steered generator built from them."""
@@ -69,10 +76,15 @@ class PosragModelSettings(BaseModel):
     model: Any = Field(default=None, exclude=True, repr=False, description="Model directory / id, LoadedModel or pair.")
     model_name: str | None = Field(default=None, description="Name reported in traces (default: the model's).")
     steering: SteeringConfig | None = Field(default_factory=SteeringConfig)
-    max_tokens: int = Field(default=256, ge=1, description="Maximum number of new tokens.")
+    max_tokens: int = Field(default=256, ge=1, description="Maximum number of new tokens (or max_new_tokens=).")
     temperature: float = Field(default=0.0, ge=0.0, description="0 = greedy (deterministic).")
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
     stop: list[str] | None = Field(default=None, description="Stop sequences, on top of any passed per call.")
+    strip_leading: bool = Field(
+        default=False,
+        description="Drop the completion's leading whitespace before stops apply (so stop=['\\n'] does not cut an "
+        "answer that opens with a newline to nothing).",
+    )
     use_chat_template: bool | None = Field(default=None, description="None: use it when the tokenizer has one.")
     streaming: bool = Field(default=False, description="Stream by default in invoke().")
     embedder: Any = Field(
@@ -86,7 +98,15 @@ class PosragModelSettings(BaseModel):
     # LangChain's (it records package versions). Subclasses declare ``_generator``.
 
     #: Options one call may override (``llm.invoke(prompt, max_tokens=...)``); any other raises.
-    _call_options: ClassVar[tuple[str, ...]] = ("max_tokens", "temperature", "top_p", "documents", "query")
+    _call_options: ClassVar[tuple[str, ...]] = (
+        "max_tokens", "max_new_tokens", "temperature", "top_p", "strip_leading", "documents", "query"
+    )  # fmt: skip
+
+    @model_validator(mode="before")
+    @classmethod
+    def _settings_by_either_name(cls, data: Any) -> Any:
+        names = [*cls.model_fields, *(f.alias for f in cls.model_fields.values() if f.alias)]
+        return constructor_settings(cls.__name__, data, names, REMOTE_CLIENT_SETTINGS)
 
     @field_validator("steering", mode="before")
     @classmethod
@@ -115,6 +135,7 @@ class PosragModelSettings(BaseModel):
             "max_tokens": self.max_tokens,
             "temperature": self.temperature,
             "top_p": self.top_p,
+            "strip_leading": self.strip_leading,
             "use_chat_template": self.use_chat_template,
         }
 
@@ -171,13 +192,15 @@ class PosragModelSettings(BaseModel):
     # --------------------------------------------------------------- one call's settings
 
     def _config(self, stop: list[str] | None, kwargs: dict[str, Any]) -> GenerationConfig:
-        check_call_options(kwargs, self._call_options, type(self).__name__)
+        owner = type(self).__name__
+        check_call_options(kwargs, self._call_options, owner)
         return generation_config(
-            int(kwargs.get("max_tokens", self.max_tokens)),
+            max_tokens_option(owner, kwargs, self.max_tokens),
             float(kwargs.get("temperature", self.temperature)),
             float(kwargs.get("top_p", self.top_p)),
             self.stop,
             stop,
+            bool(kwargs.get("strip_leading", self.strip_leading)),
         )
 
 

@@ -19,6 +19,7 @@ from posrag.retroactive.agent import (
     ToolLimits,
     args_schema,
     explore_for_agent,
+    shared_generator,
     validation_message,
 )
 
@@ -49,6 +50,12 @@ class PositionExplorerTool(BaseTool):
             max_gaps=self.max_gaps, max_gap=self.max_gap, max_prompt_tokens=self.max_prompt_tokens
         )
         self.args_schema = args_schema(self._limits)
+
+    @classmethod
+    def for_llm(cls, llm: Any, **kwargs: Any) -> PositionExplorerTool:
+        """The tool over the model a posrag LLM already loaded (``PosragLLM`` / ``ChatPosrag``): one copy in memory.
+        (The packaged default is shared anyway: posrag loads each model once per process.)"""
+        return cls(generator=shared_generator(llm), **kwargs)
 
     def _generator(self) -> RetroactivePositionGenerator:
         if self.generator is None:

@@ -6,6 +6,7 @@ import torch (``from langchain_posrag import PosragRetriever`` stays light until
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 
@@ -23,4 +24,17 @@ def embedder_name(embedder: Any) -> str:
     return name(embedder)
 
 
-__all__ = ["embedder_name", "load_embedder"]
+def embed(embedder: Any, texts: Sequence[str], *, batch_size: int = 32) -> list[list[float]]:
+    """Unit-length embeddings of ``texts`` as plain lists (what the frameworks' embedding classes return), as a
+    :class:`~posrag.retrieval.DocumentIndex` embeds them."""
+    import numpy as np
+
+    raw = embedder.encode(
+        list(texts), batch_size=batch_size, show_progress_bar=False, normalize_embeddings=True, convert_to_numpy=True
+    )
+    vectors = np.asarray(raw, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return (vectors / np.where(norms > 0, norms, 1.0)).tolist()
+
+
+__all__ = ["embed", "embedder_name", "load_embedder"]

@@ -182,6 +182,20 @@ def explore_for_agent(
     return compact(result, top_k)
 
 
+def shared_generator(llm: Any) -> Any:
+    """A :class:`~posrag.retroactive.RetroactivePositionGenerator` over the model and tokenizer a posrag LLM
+    (either framework's: anything with a ``generator`` holding ``model`` and ``tokenizer``) already loaded."""
+    from posrag.retroactive.generator import RetroactivePositionGenerator
+
+    steered = getattr(llm, "generator", None)
+    if steered is None or not hasattr(steered, "model") or not hasattr(steered, "tokenizer"):
+        raise ConfigurationError(
+            f"for_llm() takes a posrag LLM (PosragLLM, ChatPosrag), got {type(llm).__name__}. For another model "
+            "pass generator=RetroactivePositionGenerator(model, tokenizer)."
+        )
+    return RetroactivePositionGenerator(steered.model, steered.tokenizer)
+
+
 __all__ = [
     "MAX_CHARS_PER_TOKEN",
     "TOOL_DESCRIPTION",
@@ -192,6 +206,7 @@ __all__ = [
     "compact",
     "explore_for_agent",
     "parse_tool_call",
+    "shared_generator",
     "validate_tool_call",
     "validation_message",
 ]

@@ -30,8 +30,11 @@ def test_stop_sequences_merge_in_order_once_each() -> None:
 
 def test_unknown_call_options_are_named_with_the_accepted_ones() -> None:
     check_call_options({"max_tokens": 3}, ("max_tokens", "top_p"), "PosragLLM")
-    with pytest.raises(ConfigurationError, match=r"PosragLLM got unknown call option\(s\) 'max_token', 'seed'"):
-        check_call_options({"max_token": 3, "seed": 1}, ("max_tokens", "top_p"), "PosragLLM")
+    with pytest.raises(
+        ConfigurationError, match=r"unknown call option\(s\) \('max_token': did you mean 'max_tokens'"
+    ) as e:
+        check_call_options({"max_token": 3, "seed": 1, "top_k": 3}, ("max_tokens", "top_p"), "PosragLLM")
+    assert "'seed': posrag decodes greedily" in str(e.value) and "top_k is not supported (use top_p)" in str(e.value)
 
 
 def test_model_reference_names_what_loads_the_model_again() -> None:

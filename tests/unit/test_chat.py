@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from posrag.chat import FormattedPrompt, format_completion, format_messages
+from posrag.chat import TURN_STOPS, FormattedPrompt, format_completion, format_messages
 from posrag.errors import ConfigurationError
 from posrag.models import LoadedModel, resolve_model
 
@@ -17,12 +17,16 @@ def test_messages_without_a_chat_template_become_role_lines() -> None:
     messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi?"}]
     formatted = format_messages(PLAIN, messages, None)
     assert formatted == FormattedPrompt(
-        "System: Be brief.\n\nUser: Hi?\n\nAssistant:", add_special_tokens=True, segments=((8, 17), (25, 28))
+        "System: Be brief.\n\nUser: Hi?\n\nAssistant:",
+        add_special_tokens=True,
+        segments=((8, 17), (25, 28)),
+        stop=TURN_STOPS,  # the answer ends where the next role line would start
     )
     # the caller's messages are found in the text the model reads: traces map back to them
     assert [formatted.text[s:e] for s, e in formatted.segments] == ["Be brief.", "Hi?"]
     assert formatted.to_caller(27, 28) == (1, 2, 3)
-    assert format_messages(PLAIN, [{"role": "user", "content": "Hi?"}], None) == FormattedPrompt("Hi?", True, ((0, 3),))
+    lone = FormattedPrompt("Hi?", True, ((0, 3),), stop=TURN_STOPS)
+    assert format_messages(PLAIN, [{"role": "user", "content": "Hi?"}], None) == lone
     with pytest.raises(ConfigurationError, match="no chat template"):
         format_messages(PLAIN, messages, True)
 

@@ -236,6 +236,15 @@ class TestChatPosragStandard(ChatModelUnitTests):
     def chat_model_params(self) -> dict[str, Any]:
         return {"model": tiny_dir()}
 
+    # bind_tools / with_structured_output are overridden only to raise an error that says what to do instead.
+    @property
+    def has_tool_calling(self) -> bool:
+        return False
+
+    @property
+    def has_structured_output(self) -> bool:
+        return False
+
     @pytest.fixture
     def snapshot(self, snapshot: SnapshotAssertion) -> SnapshotAssertion:
         """The standard ``test_serdes`` snapshot, with this run's temporary model directory replaced."""

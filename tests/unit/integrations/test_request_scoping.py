@@ -223,13 +223,20 @@ def test_map_reduce_calls_steer_only_the_requests_best_document() -> None:
     assert sorted(d for info in traces.infos.values() for d in steered(info["posrag_trace"])) == ["paris"]
 
 
-def test_a_warning_once_when_a_steered_llm_finds_no_request_document(caplog: pytest.LogCaptureFixture) -> None:
+def test_a_warning_per_cause_with_the_advice_for_that_cause(caplog: pytest.LogCaptureFixture) -> None:
+    """A document-free call (no retriever in its request) does not silence the warning of a later call whose
+    request's documents are not in its prompt; each says what to do about its own cause."""
     llm = _llm()
     with caplog.at_level(logging.WARNING, logger="posrag"):
         llm.invoke("Question: what is the capital of France?\nAnswer:")
         llm.invoke("Question: and of Germany?\nAnswer:")
-    warnings = [r for r in caplog.records if "no located request document" in r.getMessage()]
-    assert len(warnings) == 1 and "documents=[...]" in warnings[0].getMessage()
+        rewritten = RunnableLambda(lambda docs: " / ".join(d.page_content.upper() for d in docs))
+        chain = {"context": LCRetriever(index=INDEX, k=3) | rewritten, "question": RunnablePassthrough()} | PROMPT | llm
+        chain.invoke("capital of France Seine")
+    messages = [r.getMessage() for r in caplog.records if "generated without steering" in r.getMessage()]
+    assert len(messages) == 2
+    assert "had no documents from its request" in messages[0] and "documents=[...]" in messages[0]
+    assert "none of the 3 documents" in messages[1] and "unchanged" in messages[1]
 
 
 def test_chat_traces_are_in_the_callers_message_coordinates() -> None:
@@ -288,10 +295,13 @@ def test_every_response_mode_steers_only_the_querys_best_node(mode: str, li_trac
     )
     for question, best in QUESTIONS.items():
         li_traces.clear()
-        engine.query(question)
+        response = engine.query(question)
         assert li_traces, mode
         all_steered = [d for trace in li_traces for d in steered(trace)]
         assert set(all_steered) == {best}, (mode, question, li_traces)
+        # the query's own response reports every LLM call of that query, and only those
+        assert response.metadata["posrag_trace"] == li_traces
+        assert len(response.metadata["posrag_selection"]) == len(li_traces)
 
 
 def test_a_split_compact_context_steers_only_the_best_node_across_its_calls(li_traces: list) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import inspect
 import math
 import threading
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterator
 from contextvars import ContextVar
 from typing import Any
@@ -24,6 +25,7 @@ from llama_index.core.instrumentation.span import SimpleSpan, active_span_id
 from llama_index.core.instrumentation.span_handlers import BaseSpanHandler
 from llama_index.core.schema import NodeWithScore, QueryBundle
 
+from posrag.adapters import SELECTION_KEY, TRACE_KEY
 from posrag.documents import SIMILARITY_KEY, ScoredDocument
 from posrag.requests import RequestDocuments, RequestTracker
 
@@ -36,6 +38,36 @@ _QUERY_ARGUMENTS = ("query_bundle", "str_or_query_bundle", "query", "query_str")
 #: streaming synthesizers call the LLM lazily, from the consumer's own context, after the query's span ended;
 #: the query's response generator is wrapped to carry its request's documents to that call.
 _streaming_request: ContextVar[RequestDocuments | None] = ContextVar("posrag_streaming_request", default=None)
+
+
+#: What posrag's LLM calls of each open request reported (trace and selection), by request id, put on the
+#: request's response when its root span ends (``Response.metadata``). Bounded; dropped when the request ends.
+_calls: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
+_calls_lock = threading.Lock()
+_MAX_OPEN_REQUESTS = 4096
+
+
+def record_call(info: dict[str, Any]) -> None:
+    """Remember what one posrag LLM call reported (``additional_kwargs``) for the request it runs in."""
+    request = current_request_id()
+    if request is None or TRACE_KEY not in info:
+        return
+    with _calls_lock:
+        _calls.setdefault(request, []).append({TRACE_KEY: info[TRACE_KEY], SELECTION_KEY: info.get(SELECTION_KEY)})
+        while len(_calls) > _MAX_OPEN_REQUESTS:
+            _calls.popitem(last=False)
+
+
+def _report_calls(request_id: str, result: Any) -> None:
+    """A request's response gets the traces and selections of its posrag LLM calls in its ``metadata``."""
+    with _calls_lock:
+        calls = _calls.pop(request_id, None)
+    if calls and hasattr(result, "metadata") and isinstance(result.metadata, (dict, type(None))):
+        result.metadata = {
+            **(result.metadata or {}),
+            TRACE_KEY: [c[TRACE_KEY] for c in calls],
+            SELECTION_KEY: [c[SELECTION_KEY] for c in calls],
+        }
 
 
 def _carry(request: RequestDocuments, generator: Iterator[Any]) -> Iterator[Any]:
@@ -133,12 +165,15 @@ class PosragRequestSpanHandler(BaseSpanHandler[SimpleSpan]):
             tracker.record(id_, (node_to_document(n) for n in nodes))
         if tracker.request_of(id_) == id_:  # a request ends: a stream it returns still needs its documents
             _carry_into_stream(result, tracker.documents(id_))
+            _report_calls(id_, result)
         tracker.exit(id_)
 
     def prepare_to_drop_span(
         self, id_: str, bound_args: inspect.BoundArguments, instance: Any | None = None,
         err: BaseException | None = None, **kwargs: Any,
     ) -> None:  # fmt: skip
+        with _calls_lock:
+            _calls.pop(id_, None)
         tracker.exit(id_)
 
 
@@ -178,6 +213,7 @@ __all__ = [
     "current_request_id",
     "install",
     "node_to_document",
+    "record_call",
     "request_documents",
     "tracker",
 ]

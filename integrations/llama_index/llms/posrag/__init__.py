@@ -1,5 +1,9 @@
 """posrag's LlamaIndex LLM: a local Hugging Face causal LM with position-graduated steering."""
 
-from llama_index.llms.posrag.base import TRACE_KEY, PosragLLM, PosragTraceHandler
+from posrag._extras import require
 
-__all__ = ["TRACE_KEY", "PosragLLM", "PosragTraceHandler"]
+require("llama_index.core", "llama_index.llms.posrag")
+
+from llama_index.llms.posrag.base import RAG_PROMPT, TRACE_KEY, PosragLLM, PosragTraceHandler  # noqa: E402
+
+__all__ = ["RAG_PROMPT", "TRACE_KEY", "PosragLLM", "PosragTraceHandler"]

@@ -8,9 +8,10 @@ The nodes that any retriever or postprocessor of the *same query* saw (LlamaInde
 tree, see :mod:`llama_index.callbacks.posrag`) are found in the prompt the LLM receives; the best of them, per
 query and not per LLM call (refine, tree_summarize and a split compact steer only the query's best), is
 steered toward (position-graduated, see :mod:`posrag.steering`), and the trace is reported in the
-``CompletionResponse``'s ``additional_kwargs["posrag_trace"]`` with ``["posrag_selection"]`` (the query
-engine's ``Response`` does not carry LLM metadata: read it from LlamaIndex instrumentation, e.g.
-:class:`PosragTraceHandler`). ``complete(prompt, documents=[...])`` steers toward nodes of your own. Without
+``CompletionResponse``'s ``additional_kwargs["posrag_trace"]`` with ``["posrag_selection"]``; a query
+engine's or chat engine's response carries them for all its LLM calls in ``response.metadata`` (one entry per
+call; a streaming response's chunks carry their own), and :class:`PosragTraceHandler` collects them from
+LlamaIndex instrumentation. ``complete(prompt, documents=[...])`` steers toward nodes of your own. Without
 documents in the prompt it is a plain local LLM.
 """
 
@@ -18,9 +19,9 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
-from llama_index.callbacks.posrag import node_to_document, request_documents
+from llama_index.callbacks.posrag import node_to_document, record_call, request_documents
 from llama_index.core.base.llms.types import (
     ChatMessage,
     ChatResponse,
@@ -32,22 +33,35 @@ from llama_index.core.base.llms.types import (
     LLMMetadata,
     MessageRole,
 )
-from llama_index.core.bridge.pydantic import Field, PrivateAttr
+from llama_index.core.bridge.pydantic import Field, PrivateAttr, model_validator
 from llama_index.core.instrumentation.event_handlers import BaseEventHandler
 from llama_index.core.instrumentation.events import BaseEvent
 from llama_index.core.instrumentation.events.llm import LLMChatEndEvent, LLMCompletionEndEvent
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from llama_index.core.llms.custom import CustomLLM
+from llama_index.core.prompts import PromptTemplate, PromptType
 from llama_index.core.schema import NodeWithScore
 
-from posrag import adapters
-from posrag.adapters import TRACE_KEY, generation_config, generation_info, stream_info
+from posrag import adapters, prompts
+from posrag.adapters import (
+    TRACE_KEY,
+    check_call_options,
+    constructor_settings,
+    generation_config,
+    generation_info,
+    max_tokens_option,
+    stream_info,
+)
 from posrag.aio import iterate_in_thread, run_in_thread
 from posrag.chat import FormattedPrompt
 from posrag.documents import ScoredDocument
 from posrag.engine import Engine
 from posrag.generation import GenerationConfig
 from posrag.steering import SteeredGeneration, SteeringConfig
+
+#: posrag's RAG prompt (the one its pipeline and benchmark ask with) as a LlamaIndex question-answering template:
+#: ``index.as_query_engine(llm=PosragLLM(...), text_qa_template=RAG_PROMPT)``.
+RAG_PROMPT = PromptTemplate(prompts.template_text("context_str", "query_str"), prompt_type=PromptType.QUESTION_ANSWER)
 
 
 class PosragLLM(CustomLLM):
@@ -62,10 +76,15 @@ class PosragLLM(CustomLLM):
     model: Any = Field(default=None, exclude=True, description="Model directory / id, LoadedModel or pair.")
     model_name: str | None = Field(default=None, description="Name reported in metadata (default: the model's).")
     steering: SteeringConfig | None = Field(default_factory=SteeringConfig)
-    max_new_tokens: int = Field(default=256, ge=1, description="Maximum number of new tokens.")
+    max_new_tokens: int = Field(default=256, ge=1, description="Maximum number of new tokens (or max_tokens=).")
     temperature: float = Field(default=0.0, ge=0.0, description="0 = greedy (deterministic).")
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
     stop: list[str] = Field(default_factory=list, description="Stop sequences.")
+    strip_leading: bool = Field(
+        default=False,
+        description="Drop the completion's leading whitespace before stops apply (so stop=['\\n'] does not cut an "
+        "answer that opens with a newline to nothing).",
+    )
     use_chat_template: bool | None = Field(default=None)
     context_window: int | None = Field(default=None, description="Default: the model's position limit.")
     embedder: Any = Field(
@@ -74,6 +93,16 @@ class PosragLLM(CustomLLM):
         description="Scores unscored nodes against the query (default: the packaged all-MiniLM-L6-v2).",
     )
     _generator: Engine = PrivateAttr()
+
+    #: Options one call may override (``llm.complete(prompt, max_new_tokens=...)``); any other raises.
+    CALL_OPTIONS: ClassVar[tuple[str, ...]] = (
+        "max_new_tokens", "max_tokens", "temperature", "top_p", "stop", "strip_leading", "documents", "query"
+    )  # fmt: skip
+
+    @model_validator(mode="before")
+    @classmethod
+    def _settings_by_either_name(cls, data: Any) -> Any:
+        return constructor_settings(cls.__name__, data, cls.model_fields)
 
     def __init__(self, **data: Any) -> None:
         super().__init__(**data)
@@ -103,18 +132,21 @@ class PosragLLM(CustomLLM):
     # ------------------------------------------------------------------------- helpers
 
     def _config(self, kwargs: dict[str, Any]) -> GenerationConfig:
+        owner = type(self).__name__
+        check_call_options(kwargs, self.CALL_OPTIONS, owner)
         return generation_config(
-            int(kwargs.get("max_new_tokens", self.max_new_tokens)),
+            max_tokens_option(owner, kwargs, self.max_new_tokens),
             float(kwargs.get("temperature", self.temperature)),
             float(kwargs.get("top_p", self.top_p)),
             self.stop,
             kwargs.get("stop"),
+            bool(kwargs.get("strip_leading", self.strip_leading)),
         )
 
     def _response(self, result: SteeredGeneration) -> CompletionResponse:
-        return CompletionResponse(
-            text=result.text, additional_kwargs=generation_info(result, self.model_name), raw=result.to_dict()
-        )
+        info = generation_info(result, self.model_name)
+        record_call(info)  # the query's Response reports it in its metadata
+        return CompletionResponse(text=result.text, additional_kwargs=info, raw=result.to_dict())
 
     def _documents(self, kwargs: dict[str, Any]) -> tuple[list[ScoredDocument] | None, str | None]:
         """The documents this call steers among: ``documents=`` given to the call, else the nodes of the call's
@@ -149,12 +181,16 @@ class PosragLLM(CustomLLM):
     @staticmethod
     def _pieces(extra: dict[str, Any], pieces: Any) -> CompletionResponseGen:
         text = ""
+        empty = True
         try:
             for piece in pieces:
                 text += piece
+                empty = False
                 yield CompletionResponse(text=text, delta=piece, additional_kwargs=extra)
         finally:
             pieces.close()  # type: ignore[attr-defined]
+        if empty:  # nothing generated: one empty response, which LlamaIndex's end event needs, with the trace
+            yield CompletionResponse(text="", delta="", additional_kwargs=extra)
 
     def _messages(self, messages: Sequence[ChatMessage]) -> FormattedPrompt:
         dicts = [{"role": m.role.value, "content": m.content or ""} for m in messages]
@@ -260,4 +296,4 @@ class PosragTraceHandler(BaseEventHandler):
                     self.traces.append(extra[TRACE_KEY])
 
 
-__all__ = ["TRACE_KEY", "PosragLLM", "PosragTraceHandler"]
+__all__ = ["RAG_PROMPT", "TRACE_KEY", "PosragLLM", "PosragTraceHandler"]

@@ -15,6 +15,7 @@ from posrag.retroactive.agent import (
     args_schema,
     explore_for_agent,
     parse_tool_call,
+    shared_generator,
 )
 
 
@@ -32,6 +33,12 @@ class PositionExplorerToolSpec(BaseToolSpec):
     def __init__(self, generator: Any = None, limits: ToolLimits | None = None) -> None:
         self._generator = generator
         self.limits = limits or ToolLimits()
+
+    @classmethod
+    def for_llm(cls, llm: Any, limits: ToolLimits | None = None) -> PositionExplorerToolSpec:
+        """The tool spec over the model a posrag ``PosragLLM`` already loaded: one copy in memory. (The packaged
+        default is shared anyway: posrag loads each model once per process.)"""
+        return cls(generator=shared_generator(llm), limits=limits)
 
     @property
     def generator(self) -> Any:
