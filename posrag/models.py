@@ -10,6 +10,10 @@ Anything else is a local model directory, a local ``.gguf`` file (converted once
 hub id that is already in the local Hugging Face cache; downloading is off unless asked for
 (``allow_download=True`` or ``POSRAG_ALLOW_DOWNLOAD=1``). :func:`find_smollm2` locates the SmolLM2-135M-Instruct
 GGUF that ``benchmarks/fetch_smollm2.py`` extracts, for the tests and benchmarks of a second model family.
+
+This module is longer than 400 lines because every way a model argument becomes a loaded model (defaults,
+paths, GGUF files, cached ids, serialized references, the offline guard) is one concept and reads best in one
+place; the converted-model cache and quantization already live apart.
 """
 
 from __future__ import annotations
