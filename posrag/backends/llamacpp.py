@@ -36,8 +36,13 @@ from posrag.backends.llamacpp_callback import (
     node_name,
     softmax_scale,
 )
-from posrag.errors import ConfigurationError, MissingDependencyError, ModelNotFoundError, PosragError
-from posrag.errors import PositionOutOfRangeError
+from posrag.errors import (
+    ConfigurationError,
+    MissingDependencyError,
+    ModelNotFoundError,
+    PositionOutOfRangeError,
+    PosragError,
+)
 from posrag.generation import GenerationConfig
 from posrag.steering.activation import ActivationTarget
 from posrag.steering.attention import AttentionTarget
@@ -126,6 +131,20 @@ class LlamaRequest:
     activation: Mapping[int, Sequence[ActivationTarget]]
     attention: Mapping[int, Sequence[AttentionTarget]]
     center: bool = True
+
+    @classmethod
+    def from_plan(cls, plan: Any, *, center: bool = True) -> LlamaRequest:
+        """From a request plan (``encoded.input_ids``, ``steer_from``, ``context``, ``activation``, ``attention``)."""
+        ids = plan.encoded.input_ids
+        ids = ids.reshape(-1).tolist() if hasattr(ids, "reshape") else list(ids)
+        return cls(
+            tuple(int(i) for i in ids),
+            int(plan.steer_from),
+            (int(plan.context[0]), int(plan.context[1])),
+            dict(plan.activation),
+            dict(plan.attention),
+            center,
+        )
 
 
 class _Context:
@@ -311,6 +330,18 @@ class LlamaCppBackend:
             center=request.center,
             taps=taps,
         )
+
+    def prompt_logits(
+        self, request: LlamaRequest, *, taps: Mapping[str, Callable[[np.ndarray, int], None]] | None = None
+    ) -> np.ndarray:
+        """The next-token logits after the (steered) prompt, a copy; ``taps`` observe nodes on the way."""
+        steering = self.steering_for(request, taps)
+        with self._context() as context:
+            self.api.llama_kv_cache_clear(context.ctx)
+            context.handler = steering.evaluate if steering.active else None
+            logits = self._decode(context, list(request.input_ids), 0, steering).copy()
+            self.api.llama_kv_cache_clear(context.ctx)
+        return logits
 
     def tokens(
         self,

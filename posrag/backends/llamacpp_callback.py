@@ -44,7 +44,7 @@ _GGML_MAX_DIMS = 4
 class GgmlTensor(ctypes.Structure):
     """The head of ``struct ggml_tensor`` (ggml.h of the ik_llama.cpp build the binding ships)."""
 
-    _fields_ = [  # noqa: RUF012 - ctypes layout
+    _fields_ = [
         ("type", ctypes.c_int),
         ("backend", ctypes.c_int),
         ("buffer", ctypes.c_void_p),
