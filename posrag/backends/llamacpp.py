@@ -28,17 +28,21 @@ from typing import Any
 import numpy as np
 
 from posrag.aio import stop_requested
+from posrag.backends.decoding import completion, next_token, pieces
+from posrag.backends.llamacpp_binding import (
+    LlamaContext,
+    binding,
+    layout_of,
+    packaged_gguf,
+    quiet_logs,
+    tokenizer_and_config,
+)
 from posrag.backends.llamacpp_callback import (
-    ATTENTION_NODE,
-    SOFTMAX_NODE,
-    GgmlTensor,
     RequestSteering,
-    node_name,
-    softmax_scale,
+    ScaleProbe,
 )
 from posrag.errors import (
     ConfigurationError,
-    MissingDependencyError,
     ModelNotFoundError,
     PositionOutOfRangeError,
     PosragError,
@@ -46,68 +50,6 @@ from posrag.errors import (
 from posrag.generation import GenerationConfig
 from posrag.steering.activation import ActivationTarget
 from posrag.steering.attention import AttentionTarget
-
-INSTALL_HINT = "pip install 'posrag[llamacpp]'  (the ik-llama-cpp-python wheel)"
-_LOG_CALLBACK = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
-
-
-def binding() -> Any:
-    """The ctypes API of ``ik-llama-cpp-python``, or :class:`MissingDependencyError` with the install hint."""
-    try:
-        from ik_llama_cpp import _ctypes_api as api
-    except ImportError as exc:
-        raise MissingDependencyError(f"The llama.cpp backend needs the llamacpp extra: {INSTALL_HINT}.") from exc
-    except OSError as exc:  # the wheel is there but its shared library does not load (glibc, architecture)
-        raise MissingDependencyError(
-            f"ik-llama-cpp-python is installed but its library does not load here ({exc}); it needs glibc >= 2.28 "
-            "on x86-64 Linux. Use backend='torch' on this machine."
-        ) from exc
-    _declare(api)
-    return api
-
-
-def _declare(api: Any) -> None:
-    """ctypes signatures of the C functions the wheel's module does not declare (idempotent)."""
-    lib = api._lib
-    ctx, model = ctypes.c_void_p, ctypes.c_void_p
-    for name, argtypes, restype in (
-        ("llama_n_layer", [model], ctypes.c_int32),
-        ("llama_n_vocab", [model], ctypes.c_int32),
-        ("llama_n_ctx_train", [model], ctypes.c_int32),
-        ("llama_kv_cache_seq_rm", [ctx, ctypes.c_int32, ctypes.c_int32, ctypes.c_int32], ctypes.c_bool),
-        ("llama_state_seq_get_size", [ctx, ctypes.c_int32, ctypes.c_uint32], ctypes.c_size_t),
-        (
-            "llama_state_seq_get_data",
-            [ctx, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int32, ctypes.c_uint32],
-            ctypes.c_size_t,
-        ),
-        (
-            "llama_state_seq_set_data",
-            [ctx, ctypes.c_char_p, ctypes.c_size_t, ctypes.c_int32, ctypes.c_uint32],
-            ctypes.c_size_t,
-        ),
-        ("llama_log_set", [_LOG_CALLBACK, ctypes.c_void_p], None),
-    ):
-        function = getattr(lib, name)
-        function.argtypes, function.restype = argtypes, restype
-
-
-def _silent(level: int, text: bytes, user_data: Any) -> None:
-    return None
-
-
-_QUIET = _LOG_CALLBACK(_silent)
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Per-layer attention kind and the sliding window, as the planner needs them to filter reachable layers."""
-
-    layer_types: tuple[str, ...]
-    sliding_window: int | None
-
-    def window(self, layer: int) -> int | None:
-        return self.sliding_window if self.layer_types[layer] == "sliding_attention" else None
 
 
 @dataclass(frozen=True)
@@ -147,29 +89,6 @@ class LlamaRequest:
         )
 
 
-class _Context:
-    """One llama.cpp context of the pool, whose callback acts for the request that holds it."""
-
-    def __init__(self, api: Any, model: int, params: Any, batch_size: int) -> None:
-        self.api = api
-        self.handler: Callable[[int, bool], bool] | None = None
-        self._callback = api.ggml_backend_sched_eval_callback(self._evaluate)  # referenced as long as the context
-        params.cb_eval = self._callback
-        self.ctx = api.llama_init_from_model(model, params)
-        if not self.ctx:
-            raise PosragError("llama.cpp could not create a context (out of memory?); lower n_ctx or max_contexts.")
-        self.batch = api.llama_batch_init(batch_size, 0, 1)
-
-    def _evaluate(self, address: int, ask: bool, user_data: Any) -> bool:
-        handler = self.handler
-        return handler(address, ask) if handler is not None else not ask
-
-    def free(self) -> None:
-        self.api.llama_batch_free(self.batch)
-        self.api.llama_free(self.ctx)
-        self.ctx = None
-
-
 class LlamaCppBackend:
     """A GGUF model loaded in llama.cpp (ik_llama.cpp), generating planned requests with posrag's steering.
 
@@ -194,7 +113,7 @@ class LlamaCppBackend:
     ) -> None:
         self.api = api = binding()
         if not verbose:
-            api._lib.llama_log_set(_QUIET, None)
+            quiet_logs(api)
         api.llama_backend_init()
         self.path = Path(path) if path is not None else packaged_gguf()
         if not self.path.is_file():
@@ -209,27 +128,27 @@ class LlamaCppBackend:
         self.n_ubatch = min(n_ubatch, n_ctx)
         self.num_layers = int(api._lib.llama_n_layer(self._model))
         self.n_vocab = int(api._lib.llama_n_vocab(self._model))
-        self.layout = _layout(self.config, self.num_layers)
+        self.layout = layout_of(self.config, self.num_layers)
         self._max_contexts = max_contexts
-        self._idle: queue.LifoQueue[_Context] = queue.LifoQueue()
+        self._idle: queue.LifoQueue[LlamaContext] = queue.LifoQueue()
         self._created = 0
         self._lock = threading.Lock()
-        self._contexts: list[_Context] = []
+        self._contexts: list[LlamaContext] = []
         self.scales, self._unscalable = self._read_softmax_scales()
 
     # ------------------------------------------------------------------------- the pool
 
-    def _new_context(self) -> _Context:
+    def _new_context(self) -> LlamaContext:
         params = self.api.llama_context_default_params()
         params.n_ctx = self.n_ctx
         params.n_batch = params.n_ubatch = self.n_ubatch  # one ubatch per llama_decode: the callback knows its rows
         params.n_seq_max = 1
         params.n_threads = params.n_threads_batch = self.n_threads
         params.flash_attn = False  # the score node kq-<layer> exists only without flash attention
-        return _Context(self.api, self._model, params, self.n_ubatch)
+        return LlamaContext(self.api, self._model, params, self.n_ubatch)
 
     @contextmanager
-    def _context(self) -> Iterator[_Context]:
+    def _context(self) -> Iterator[LlamaContext]:
         """A context of the pool held exclusively for the block (created while under ``max_contexts``)."""
         try:
             context = self._idle.get_nowait()
@@ -272,7 +191,7 @@ class LlamaCppBackend:
     # ------------------------------------------------------------------------- decoding
 
     def _decode(
-        self, context: _Context, tokens: Sequence[int], first_position: int, steering: RequestSteering | None
+        self, context: LlamaContext, tokens: Sequence[int], first_position: int, steering: RequestSteering | None
     ) -> np.ndarray:
         """Run ``tokens`` from ``first_position`` (one ubatch per call); the last token's logits (a view)."""
         api, batch = self.api, context.batch
@@ -297,19 +216,12 @@ class LlamaCppBackend:
         pointer = api.llama_get_logits_ith(context.ctx, rows - 1)
         return np.ctypeslib.as_array(pointer, shape=(self.n_vocab,))
 
-    def _next_token(self, logits: np.ndarray, generation: GenerationConfig, produced: int, rng: np.random.Generator) -> int:
-        if generation.temperature > 0:
-            token = _sample(logits, generation.temperature, generation.top_p, rng)
-        else:
-            token = int(np.argmax(logits))
-        if produced < generation.min_new_tokens and self.api.llama_token_is_eog(self._model, token):
-            masked = logits.copy()
-            while self.api.llama_token_is_eog(self._model, token):
-                masked[token] = -np.inf
-                token = int(np.argmax(masked))
-        return token
+    def _is_eog(self, token: int) -> bool:
+        return bool(self.api.llama_token_is_eog(self._model, token))
 
-    def steering_for(self, request: LlamaRequest, taps: Mapping[str, Callable[[np.ndarray, int], None]] | None = None) -> RequestSteering:
+    def steering_for(
+        self, request: LlamaRequest, taps: Mapping[str, Callable[[np.ndarray, int], None]] | None = None
+    ) -> RequestSteering:
         """The callback state of one request (checked against what this model can honour)."""
         for layer, targets in request.activation.items():
             if layer == self.num_layers - 1 and any(t.vector is None for t in targets):
@@ -372,7 +284,7 @@ class LlamaCppBackend:
             logits = self._decode(context, ids[past:], past, steering)
             position = len(ids)
             for produced in range(generation.max_new_tokens):
-                token = self._next_token(logits, generation, produced, rng)
+                token = next_token(logits, generation, produced, rng, self._is_eog)
                 yield token
                 if self.api.llama_token_is_eog(self._model, token) or produced + 1 == generation.max_new_tokens:
                     return
@@ -386,49 +298,14 @@ class LlamaCppBackend:
     ) -> tuple[str, int]:
         """The completion (stops applied) and the number of new tokens."""
         generation = generation or GenerationConfig()
-        new: list[int] = []
-        text = ""
-        stream = self.tokens(request, generation, prefix=prefix)
-        try:
-            for token in stream:
-                new.append(token)
-                if generation.stop:
-                    text = self._text(new)
-                    if generation.apply_stop(text)[1]:
-                        break
-        finally:
-            stream.close()
-        return generation.apply_stop(self._text(new))[0], len(new)
+        return completion(self.tokens(request, generation, prefix=prefix), self.tokenizer, generation)
 
     def stream(
         self, request: LlamaRequest, generation: GenerationConfig | None = None, *, prefix: LlamaPrefix | None = None
     ) -> Iterator[str]:
         """Yield the completion piece by piece (stops applied across pieces); closing it stops generation."""
         generation = generation or GenerationConfig()
-        hold = max((len(s) - 1 for s in generation.stop), default=0)
-        new: list[int] = []
-        emitted = ""
-        stream = self.tokens(request, generation, prefix=prefix)
-        try:
-            for token in stream:
-                new.append(token)
-                text, stopped = generation.apply_stop(self._text(new))
-                if text.endswith("\ufffd") and not stopped:
-                    continue  # an incomplete UTF-8 sequence: wait for the next token
-                safe = text if stopped else text[: max(len(emitted), len(text) - hold)]
-                if len(safe) > len(emitted):
-                    yield safe[len(emitted) :]
-                    emitted = safe
-                if stopped:
-                    return
-            text, _ = generation.apply_stop(self._text(new))
-            if len(text) > len(emitted):
-                yield text[len(emitted) :]
-        finally:
-            stream.close()
-
-    def _text(self, tokens: Sequence[int]) -> str:
-        return str(self.tokenizer.decode(list(tokens), skip_special_tokens=True))
+        return pieces(self.tokens(request, generation, prefix=prefix), self.tokenizer, generation)
 
     def prefill(self, input_ids: Sequence[int]) -> LlamaPrefix:
         """Prefill ``input_ids`` once, unsteered, and keep its KV cache for requests that continue it."""
@@ -449,7 +326,9 @@ class LlamaCppBackend:
         if prefix is None:
             return 0
         if tuple(request.input_ids[: len(prefix)]) != prefix.input_ids:
-            raise ConfigurationError("The prompt does not start with the prefilled prefix; prefill this prompt's prefix.")
+            raise ConfigurationError(
+                "The prompt does not start with the prefilled prefix; prefill this prompt's prefix."
+            )
         if len(prefix) > request.steer_from:
             raise ConfigurationError(
                 f"The prefix ({len(prefix)} tokens) reaches past the first steered token ({request.steer_from}); "
@@ -487,101 +366,16 @@ class LlamaCppBackend:
                 "'shifted', or backend='torch'."
             )
 
-    # ------------------------------------------------------------------------- the score scale
-
     def _read_softmax_scales(self) -> tuple[dict[int, float], str | None]:
-        """Each layer's softmax scale, read from the graph of a one-token decode, and whether ``kq`` feeds the
-        softmax directly (a softcap or another op between them would squash an additive bias: refused)."""
-        scales: dict[int, float] = {}
-        addresses: dict[int, int] = {}
-        sources: dict[int, int] = {}
-        prefixes = (b"kq-", b"kq_soft_max_ext-")
-
-        def probe(address: int, ask: bool) -> bool:
-            name = node_name(address)
-            if ask:
-                return name.startswith(prefixes)
-            tensor = GgmlTensor.from_address(address)
-            layer = int(name.rsplit(b"-", 1)[1])
-            if name.startswith(b"kq-"):
-                addresses[layer] = address
-            else:
-                scales[layer] = softmax_scale(tensor)
-                sources[layer] = int(tensor.src[0] or 0)
-            return True
-
+        """Each layer's softmax scale read from the graph of a one-token decode (:class:`ScaleProbe`)."""
+        probe = ScaleProbe()
         with self._context() as context:
             self.api.llama_kv_cache_clear(context.ctx)
-            context.handler = probe
+            context.handler = probe.evaluate
             bos = self.tokenizer.bos_token_id
             self._decode(context, [bos if bos is not None else 0], 0, None)
             self.api.llama_kv_cache_clear(context.ctx)
-        missing = sorted(set(range(self.num_layers)) - set(scales) - set(addresses))
-        if missing or len(scales) != self.num_layers:
-            return scales, (
-                f"llama.cpp's graph for {self.path.name} has no {ATTENTION_NODE.format('<layer>')} / "
-                f"{SOFTMAX_NODE.format('<layer>')} nodes for every layer, so attention-bias steering cannot run on "
-                "the llama.cpp backend; use SteeringConfig(mechanism='activation') or backend='torch'."
-            )
-        indirect = [layer for layer in scales if sources[layer] != addresses.get(layer)]
-        if indirect:
-            return scales, (
-                f"In llama.cpp's graph for {self.path.name} the attention scores pass through another operation "
-                f"(a softcap?) between kq and the softmax on layers {indirect}, which would squash an additive "
-                "bias; use SteeringConfig(mechanism='activation') or backend='torch'."
-            )
-        return scales, None
+        return probe.scales, probe.refusal(self.num_layers, self.path.name)
 
 
-def _sample(logits: np.ndarray, temperature: float, top_p: float, rng: np.random.Generator) -> int:
-    scaled = logits.astype(np.float64) / temperature
-    if top_p < 1.0:
-        order = np.argsort(-scaled)
-        probabilities = np.exp(scaled[order] - scaled[order[0]])
-        probabilities /= probabilities.sum()
-        keep = int(np.searchsorted(np.cumsum(probabilities), top_p)) + 1
-        chosen = probabilities[:keep] / probabilities[:keep].sum()
-        return int(order[rng.choice(keep, p=chosen)])
-    probabilities = np.exp(scaled - scaled.max())
-    return int(rng.choice(len(probabilities), p=probabilities / probabilities.sum()))
-
-
-def _layout(config: Any, num_layers: int) -> Layout:
-    types = getattr(config, "layer_types", None)
-    window = getattr(config, "sliding_window", None)
-    if not types:
-        kind = "sliding_attention" if window and config.model_type not in ("llama", "gpt2", "qwen2") else "full_attention"
-        types = [kind] * num_layers
-    return Layout(tuple(types), int(window) if window and "sliding_attention" in types else None)
-
-
-def packaged_gguf() -> Path:
-    """The packaged Gemma 3 270M GGUF file, assembled once into posrag's cache from its package."""
-    from posrag.model_cache import _gemma_package, cache_dir
-
-    package = _gemma_package()
-    return Path(package.assemble(cache_dir() / "gguf" / package.MODEL_NAME))
-
-
-def tokenizer_and_config(path: Path, tokenizer: Any = None) -> tuple[Any, Any]:
-    """The Hugging Face tokenizer and config of a GGUF file: from posrag's converted copy when there is one."""
-    from transformers import AutoConfig, AutoTokenizer
-
-    from posrag.model_cache import _gemma_package, _is_complete, cache_dir, default_llm_path, gguf_cache_target
-
-    package = _gemma_package()
-    if path == cache_dir() / "gguf" / package.MODEL_NAME:
-        source: dict[str, Any] = {"pretrained_model_name_or_path": str(default_llm_path(progress=False))}
-    else:
-        target = gguf_cache_target(path)
-        converted = target.is_dir() and _is_complete(target)
-        source = (
-            {"pretrained_model_name_or_path": str(target)}
-            if converted
-            else {"pretrained_model_name_or_path": str(path.parent), "gguf_file": path.name}
-        )
-    config = AutoConfig.from_pretrained(**source)
-    return (tokenizer if tokenizer is not None else AutoTokenizer.from_pretrained(**source)), config
-
-
-__all__ = ["INSTALL_HINT", "Layout", "LlamaCppBackend", "LlamaPrefix", "LlamaRequest", "binding", "packaged_gguf"]
+__all__ = ["LlamaCppBackend", "LlamaPrefix", "LlamaRequest"]

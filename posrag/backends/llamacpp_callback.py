@@ -165,8 +165,8 @@ class LayerActivation:
         if self._started_at is None or self._started_at > first_needed:
             raise PosragError(
                 "Activation steering reads the documents' hidden states during the prefill, but this request's "
-                f"first pass started at position {self._started_at}, after position {first_needed}; it cannot continue a reused prefix. Run the "
-                "whole prompt, or steer with mechanism='attention'."
+                f"first pass started at position {self._started_at}, after position {first_needed}; it cannot "
+                "continue a reused prefix. Run the whole prompt, or steer with mechanism='attention'."
             )
         context_count = self.context[1] - self.context[0]
         baseline = self._context_sum / context_count if self.center and context_count > 0 else None
@@ -211,7 +211,9 @@ class RequestSteering:
                 continue
             if layer not in scales:
                 raise PosragError(f"No softmax scale known for layer {layer}; the model has layers {sorted(scales)}.")
-            self._handlers[ATTENTION_NODE.format(layer).encode()] = self._attention(bias_by_position(targets, scales[layer]))
+            self._handlers[ATTENTION_NODE.format(layer).encode()] = self._attention(
+                bias_by_position(targets, scales[layer])
+            )
         for layer, act_targets in activation.items():
             if act_targets:
                 self._handlers[LAYER_OUTPUT_NODE.format(layer).encode()] = self._activation(
@@ -261,6 +263,48 @@ class RequestSteering:
         return True
 
 
+class ScaleProbe:
+    """A callback handler for one decode that reads each layer's softmax scale and checks that ``kq`` feeds the
+    softmax directly (a softcap or another operation between them would squash an additive bias)."""
+
+    def __init__(self) -> None:
+        self.scales: dict[int, float] = {}
+        self._scores: dict[int, int] = {}
+        self._sources: dict[int, int] = {}
+
+    def evaluate(self, address: int, ask: bool) -> bool:
+        name = node_name(address)
+        is_scores = name.startswith(b"kq-")
+        if ask:
+            return is_scores or name.startswith(b"kq_soft_max_ext-")
+        layer = int(name.rsplit(b"-", 1)[1])
+        if is_scores:
+            self._scores[layer] = address
+        else:
+            tensor = GgmlTensor.from_address(address)
+            self.scales[layer] = softmax_scale(tensor)
+            self._sources[layer] = int(tensor.src[0] or 0)
+        return True
+
+    def refusal(self, num_layers: int, model: str) -> str | None:
+        """Why attention-bias steering cannot run on this graph, or ``None`` when it can."""
+        missing = [layer for layer in range(num_layers) if layer not in self.scales or layer not in self._scores]
+        if missing:
+            return (
+                f"llama.cpp's graph for {model} has no {ATTENTION_NODE.format('<layer>')} / "
+                f"{SOFTMAX_NODE.format('<layer>')} nodes on layers {missing}, so attention-bias steering cannot run "
+                "on the llama.cpp backend; use SteeringConfig(mechanism='activation') or backend='torch'."
+            )
+        indirect = [layer for layer in range(num_layers) if self._sources[layer] != self._scores[layer]]
+        if indirect:
+            return (
+                f"In llama.cpp's graph for {model} the attention scores pass through another operation (a softcap?) "
+                f"between kq and the softmax on layers {indirect}, which would squash an additive bias; use "
+                "SteeringConfig(mechanism='activation') or backend='torch'."
+            )
+        return None
+
+
 __all__ = [
     "ATTENTION_NODE",
     "LAYER_OUTPUT_NODE",
@@ -268,6 +312,7 @@ __all__ = [
     "GgmlTensor",
     "LayerActivation",
     "RequestSteering",
+    "ScaleProbe",
     "add_attention_bias",
     "bias_by_position",
     "node_name",

@@ -75,7 +75,9 @@ def _request(backend: Any, prompt: str, steer_from: int, **layers: Any) -> Llama
 def _span(backend: Any, prompt: str, start: int, end: int) -> Any:
     from posrag.steering.spans import TokenSpan
 
-    return TokenSpan(len(backend.tokenizer(prompt[:start])["input_ids"]), len(backend.tokenizer(prompt[:end])["input_ids"]))
+    return TokenSpan(
+        len(backend.tokenizer(prompt[:start])["input_ids"]), len(backend.tokenizer(prompt[:end])["input_ids"])
+    )
 
 
 def test_a_callback_that_changes_nothing_keeps_the_logits_identical(backend: Any) -> None:

@@ -135,7 +135,10 @@ def test_request_asks_only_for_its_nodes_and_acts_on_them() -> None:
 
 def test_an_error_in_the_callback_is_kept_for_the_caller_and_computation_continues() -> None:
     steering = RequestSteering(
-        steer_from=0, context=(0, 0), activation={}, attention={0: [AttentionTarget(TokenSpan(0, 1), 1.0)]},
+        steer_from=0,
+        context=(0, 0),
+        activation={},
+        attention={0: [AttentionTarget(TokenSpan(0, 1), 1.0)]},
         scales={0: 1.0},
     )
     tensor = _tensor(np.zeros((2, 2), dtype=np.float32), b"kq-0")
@@ -145,7 +148,7 @@ def test_an_error_in_the_callback_is_kept_for_the_caller_and_computation_continu
 
 
 def test_missing_binding_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    from posrag.backends import llamacpp
+    from posrag.backends import llamacpp_binding as llamacpp
 
     monkeypatch.setitem(sys.modules, "ik_llama_cpp", None)
     with pytest.raises(MissingDependencyError, match=r"posrag\[llamacpp\]"):
