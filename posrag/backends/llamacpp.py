@@ -75,6 +75,24 @@ class LlamaRequest:
     center: bool = True
 
     @classmethod
+    def from_generator(
+        cls, generator: Any, prompt: str, targets: Sequence[Any], *, steer_from: int | None = None
+    ) -> LlamaRequest:
+        """Planned by a torch :class:`~posrag.steering.SteeredGenerator` of the same model (its planning steps,
+        without its hooks): the bridge until the engine's backend-agnostic request plan is used instead."""
+        from posrag.steering.planning import plan_steering
+
+        targets = list(targets)
+        encoded, spans = generator._token_spans(prompt, targets, True)
+        steer = generator._steer_token(prompt, encoded, targets, spans, steer_from)
+        plans = plan_steering(targets, generator.config, generator.num_layers)
+        vectors = generator._steering_vectors(prompt, plans)
+        _, activation, attention = generator._assign_layers(plans, spans, vectors, steer)
+        context = (generator._first_content_token(encoded), steer)
+        ids = tuple(int(i) for i in encoded.input_ids[0].tolist())
+        return cls(ids, steer, context, activation, attention, generator.config.center)
+
+    @classmethod
     def from_plan(cls, plan: Any, *, center: bool = True) -> LlamaRequest:
         """From a request plan (``encoded.input_ids``, ``steer_from``, ``context``, ``activation``, ``attention``)."""
         ids = plan.encoded.input_ids
@@ -95,7 +113,8 @@ class LlamaCppBackend:
     ``path``: a ``.gguf`` file (``None``: the packaged Gemma 3 270M). ``tokenizer``: the Hugging Face tokenizer
     of the same model (default: read from posrag's converted copy, else from the GGUF file). ``n_threads``:
     threads per decode (default: the process's CPU count). ``n_ctx``: positions per context (prompt + new
-    tokens). ``max_contexts``: how many requests run at once (each its own context; more wait).
+    tokens). ``max_contexts``: how many requests run at once (each its own context; more wait). ``steerable=False``
+    installs no graph callback: plain llama.cpp, for comparison; a steered request is then refused.
     """
 
     name = "llama.cpp"
@@ -109,6 +128,7 @@ class LlamaCppBackend:
         n_ctx: int = 4096,
         n_ubatch: int = 512,
         max_contexts: int = 2,
+        steerable: bool = True,
         verbose: bool = False,
     ) -> None:
         self.api = api = binding()
@@ -134,7 +154,11 @@ class LlamaCppBackend:
         self._created = 0
         self._lock = threading.Lock()
         self._contexts: list[LlamaContext] = []
-        self.scales, self._unscalable = self._read_softmax_scales()
+        self.steerable = steerable
+        self.scales: dict[int, float] = {}
+        self._unscalable: str | None = "the backend was loaded with steerable=False (no graph callback)"
+        if steerable:
+            self.scales, self._unscalable = self._read_softmax_scales()
 
     # ------------------------------------------------------------------------- the pool
 
@@ -145,7 +169,7 @@ class LlamaCppBackend:
         params.n_seq_max = 1
         params.n_threads = params.n_threads_batch = self.n_threads
         params.flash_attn = False  # the score node kq-<layer> exists only without flash attention
-        return LlamaContext(self.api, self._model, params, self.n_ubatch)
+        return LlamaContext(self.api, self._model, params, self.n_ubatch, callback=self.steerable)
 
     @contextmanager
     def _context(self) -> Iterator[LlamaContext]:
@@ -223,6 +247,11 @@ class LlamaCppBackend:
         self, request: LlamaRequest, taps: Mapping[str, Callable[[np.ndarray, int], None]] | None = None
     ) -> RequestSteering:
         """The callback state of one request (checked against what this model can honour)."""
+        if not self.steerable and (taps or any(request.activation.values()) or any(request.attention.values())):
+            raise ConfigurationError(
+                "This llama.cpp backend was loaded with steerable=False (no graph callback), so it cannot steer or "
+                "observe a request; load it with steerable=True."
+            )
         for layer, targets in request.activation.items():
             if layer == self.num_layers - 1 and any(t.vector is None for t in targets):
                 raise ConfigurationError(
@@ -357,6 +386,11 @@ class LlamaCppBackend:
         """Refuse a :class:`~posrag.steering.SteeringConfig` this backend cannot honour (the reason and the fix)."""
         if config is None:
             return
+        if not self.steerable and (config.uses_attention or config.uses_activation):
+            raise ConfigurationError(
+                f"mechanism={config.mechanism!r} needs the graph callback, but this llama.cpp backend was loaded with "
+                "steerable=False; load it with steerable=True."
+            )
         if config.uses_attention and self._unscalable:
             raise ConfigurationError(self._unscalable)
         if config.uses_activation and config.layer_policy == "all" and config.vector_source == "hidden_mean":

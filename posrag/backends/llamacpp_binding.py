@@ -84,11 +84,13 @@ class Layout:
 class LlamaContext:
     """One llama.cpp context of the pool, whose callback acts for the request that holds it."""
 
-    def __init__(self, api: Any, model: int, params: Any, batch_size: int) -> None:
+    def __init__(self, api: Any, model: int, params: Any, batch_size: int, *, callback: bool = True) -> None:
         self.api = api
         self.handler: Callable[[int, bool], bool] | None = None
-        self._callback = api.ggml_backend_sched_eval_callback(self._evaluate)  # referenced as long as the context
-        params.cb_eval = self._callback
+        self._callback = None
+        if callback:  # without one, llama.cpp evaluates the graph in one piece, as when nothing is steered
+            self._callback = api.ggml_backend_sched_eval_callback(self._evaluate)  # kept as long as the context
+            params.cb_eval = self._callback
         self.ctx = api.llama_init_from_model(model, params)
         if not self.ctx:
             raise PosragError("llama.cpp could not create a context (out of memory?); lower n_ctx or max_contexts.")

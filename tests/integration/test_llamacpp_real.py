@@ -21,7 +21,6 @@ from posrag.prompts import build_prompt
 from posrag.steering import SteeredGenerator, SteeringConfig, SteeringTarget
 from posrag.steering.activation import ActivationTarget, combined_steer
 from posrag.steering.attention import AttentionTarget
-from posrag.steering.planning import plan_steering
 
 try:
     from posrag.backends.llamacpp import LlamaCppBackend, LlamaRequest, binding
@@ -56,14 +55,7 @@ def _synthetic(seed: int, n_docs: int = 20, position: int = 15) -> tuple[str, St
 
 def plan(generator: SteeredGenerator, prompt: str, targets: Sequence[SteeringTarget], steer_from: int) -> LlamaRequest:
     """The torch backend's own planning of a request, handed to the llama.cpp backend."""
-    encoded, spans = generator._token_spans(prompt, targets, True)
-    steer = generator._steer_token(prompt, encoded, targets, spans, steer_from)
-    plans = plan_steering(list(targets), generator.config, generator.num_layers)
-    vectors = generator._steering_vectors(prompt, plans)
-    _, activation, attention = generator._assign_layers(plans, spans, vectors, steer)
-    context = (generator._first_content_token(encoded), steer)
-    ids = tuple(encoded.input_ids[0].tolist())
-    return LlamaRequest(ids, steer, context, activation, attention, generator.config.center)
+    return LlamaRequest.from_generator(generator, prompt, targets, steer_from=steer_from)
 
 
 def _request(backend: Any, prompt: str, steer_from: int, **layers: Any) -> LlamaRequest:
