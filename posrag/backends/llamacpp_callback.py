@@ -9,12 +9,12 @@ also upstream's, flash attention off):
 * ``kq-<layer>``: the raw attention scores, f32, ``ne = (n_kv, n_tokens, n_head)`` (key cell, query row,
   head). llama.cpp then computes ``soft_max_ext(kq, mask, scale)`` = softmax(scale·kq + mask), so a bias ``b``
   on the scaled scores (what the torch backend adds) is ``b / scale`` here. The scale is read from the softmax
-  node's parameters when the model is loaded (:func:`softmax_scales`), never assumed. Key cell ``i`` holds
+  node's parameters when the model is loaded (:class:`ScaleProbe`), never assumed. Key cell ``i`` holds
   position ``i`` because each request's sequence starts at 0 in a cleared cache; the mask added later keeps
   masked cells at -inf, so biasing the whole column is safe.
 * ``l_out-<layer>``: the decoder layer's output (the residual stream), f32, ``ne = (n_embd, n_rows)``: the same
-  tensor the torch backend's layer hook sees. Activation steering adds :func:`posrag.steering.activation.
-  combined_steer` (the very function the torch backend uses) to the rows from the question on; the
+  tensor the torch backend's layer hook sees. Activation steering adds :func:`steer` (the torch backend's
+  :func:`posrag.steering.activation.combined_steer` in numpy; tested equal) to the rows from the question on; the
   ``hidden_mean`` vectors are accumulated from the prefill rows over each document's span (and the context, for
   centering) as they pass, so a prefill split into several micro-batches gives the same vectors.
 
@@ -34,11 +34,12 @@ import numpy as np
 import torch
 
 from posrag.errors import PosragError
-from posrag.steering.activation import ActivationTarget, combined_steer
+from posrag.steering.activation import ActivationTarget
 from posrag.steering.attention import AttentionTarget
 
 _GGML_TYPE_F32 = 0
 _GGML_MAX_DIMS = 4
+_EPS = 1e-6  # as posrag.steering.activation
 
 
 class GgmlTensor(ctypes.Structure):
@@ -89,8 +90,14 @@ def tensor_array(tensor: GgmlTensor) -> np.ndarray:
         stride *= ne[dim]
     if not tensor.data:
         raise PosragError(f"llama.cpp node {name!r} has no host data; steering needs the CPU backend.")
-    buffer = (ctypes.c_float * (stride // 4)).from_address(tensor.data)
-    return np.ctypeslib.as_array(buffer).reshape(ne[::-1])
+    return np.asarray(_Pointer(tensor.data, tuple(ne[::-1])))
+
+
+class _Pointer:
+    """Exposes raw f32 memory to numpy without creating a ctypes array type per call."""
+
+    def __init__(self, address: int, shape: tuple[int, ...]) -> None:
+        self.__array_interface__ = {"data": (address, False), "shape": shape, "typestr": "<f4", "version": 3}
 
 
 def softmax_scale(tensor: GgmlTensor) -> float:
@@ -118,6 +125,25 @@ def add_attention_bias(scores: np.ndarray, first_position: int, steer_from: int,
         scores[..., start:, :columns] += bias[:columns]
 
 
+def steer(hidden: np.ndarray, vectors: np.ndarray, intensities: np.ndarray) -> np.ndarray:
+    """:func:`posrag.steering.activation.combined_steer` in numpy (the same formula, a tenth of torch's per-call
+    overhead on the one row of a decode step): ``max s · ‖h‖ · unit(Σ sₖ·uₖ)``, ``uₖ`` the unit of ``vₖ − proj_h vₖ``.
+
+    ``hidden`` (n, d), ``vectors`` (K, d), ``intensities`` (K,); for K = 1 this is ``orthogonal_steer``.
+    """
+    h_norm_sq = np.einsum("nd,nd->n", hidden, hidden)[:, None]  # (n, 1)
+    coefficients = (hidden @ vectors.T) / np.maximum(h_norm_sq, _EPS)  # (n, K)
+    perp = vectors[None] - coefficients[..., None] * hidden[:, None]  # (n, K, d)
+    perp_norm = np.linalg.norm(perp, axis=-1, keepdims=True)
+    units = np.where(perp_norm > _EPS, perp / np.maximum(perp_norm, _EPS), 0.0).astype(np.float32)
+    if len(vectors) == 1:
+        return (intensities[0] * np.sqrt(h_norm_sq) * units[:, 0]).astype(np.float32)
+    mix = np.einsum("k,nkd->nd", intensities, units)
+    mix_norm = np.linalg.norm(mix, axis=-1, keepdims=True)
+    unit = np.where(mix_norm > _EPS, mix / np.maximum(mix_norm, _EPS), 0.0)
+    return (intensities.max() * np.sqrt(h_norm_sq) * unit).astype(np.float32)
+
+
 @dataclass
 class LayerActivation:
     """Activation steering at one layer for one request: accumulates the ``hidden_mean`` vectors, then steers."""
@@ -126,14 +152,14 @@ class LayerActivation:
     steer_from: int
     context: tuple[int, int]
     center: bool
-    _sums: list[torch.Tensor] = field(default_factory=list)
-    _context_sum: torch.Tensor | None = None
+    _sums: np.ndarray | None = None  # (K, d), float64
+    _context_sum: np.ndarray | None = None
     _started_at: int | None = None
-    vectors: torch.Tensor | None = None
-    intensities: torch.Tensor = field(default_factory=lambda: torch.zeros(0))
+    vectors: np.ndarray | None = None
+    intensities: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
 
-    def __call__(self, hidden: torch.Tensor, first_position: int) -> None:
-        """``hidden``: (n_rows, d), row ``r`` at ``first_position + r``; steered in place."""
+    def __call__(self, hidden: np.ndarray, first_position: int) -> None:
+        """``hidden``: (n_rows, d) f32, row ``r`` at ``first_position + r``; steered in place."""
         rows = hidden.shape[0]
         if self.vectors is None:
             self._accumulate(hidden, first_position)
@@ -144,47 +170,48 @@ class LayerActivation:
         if start >= rows:
             return
         tail = hidden[start:]
-        tail += combined_steer(tail, self.vectors, self.intensities)  # type: ignore[arg-type]
+        tail += steer(tail, self.vectors, self.intensities)  # type: ignore[arg-type]
 
-    def _accumulate(self, hidden: torch.Tensor, first: int) -> None:
+    def _accumulate(self, hidden: np.ndarray, first: int) -> None:
         if self._started_at is None:
             self._started_at = first
-            self._sums = [torch.zeros(hidden.shape[1]) for _ in self.targets]
-            self._context_sum = torch.zeros(hidden.shape[1])
+            self._sums = np.zeros((len(self.targets), hidden.shape[1]))
+            self._context_sum = np.zeros(hidden.shape[1])
+        assert self._sums is not None and self._context_sum is not None
         last = first + hidden.shape[0]
         for k, target in enumerate(self.targets):
             lo, hi = max(target.span.start, first), min(target.span.end, last)
             if hi > lo:
-                self._sums[k] += hidden[lo - first : hi - first].sum(0)
+                self._sums[k] += hidden[lo - first : hi - first].sum(0, dtype=np.float64)
         lo, hi = max(self.context[0], first), min(self.context[1], last)
-        if hi > lo and self._context_sum is not None:
-            self._context_sum += hidden[lo - first : hi - first].sum(0)
+        if hi > lo:
+            self._context_sum += hidden[lo - first : hi - first].sum(0, dtype=np.float64)
 
     def _finish(self) -> None:
         first_needed = min([self.context[0], *(t.span.start for t in self.targets)])
-        if self._started_at is None or self._started_at > first_needed:
+        if self._started_at is None or self._started_at > first_needed or self._sums is None:
             raise PosragError(
                 "Activation steering reads the documents' hidden states during the prefill, but this request's "
                 f"first pass started at position {self._started_at}, after position {first_needed}; it cannot "
                 "continue a reused prefix. Run the whole prompt, or steer with mechanism='attention'."
             )
         context_count = self.context[1] - self.context[0]
-        baseline = self._context_sum / context_count if self.center and context_count > 0 else None
+        centered = self.center and context_count > 0 and self._context_sum is not None
+        baseline = self._context_sum / context_count if centered else 0.0  # type: ignore[operator]
         vectors = []
         for target, total in zip(self.targets, self._sums, strict=True):
             if target.vector is not None:
-                vectors.append(target.vector.to(torch.float32).reshape(-1))
+                vectors.append(target.vector.detach().to(torch.float32).reshape(-1).numpy())
                 continue
-            mean = total / max(len(target.span), 1)
-            vectors.append(mean - baseline if baseline is not None else mean)
-        self.vectors = torch.stack(vectors)
-        self.intensities = torch.tensor([t.intensity for t in self.targets], dtype=torch.float32)
+            vectors.append(total / max(len(target.span), 1) - baseline)
+        self.vectors = np.stack(vectors).astype(np.float32)
+        self.intensities = np.array([t.intensity for t in self.targets], dtype=np.float32)
 
 
 class RequestSteering:
     """One request's steering, as the nodes it acts on: what the callback does while this request runs.
 
-    ``scales``: each layer's softmax scale (:func:`softmax_scales`); ``taps``: extra read-only observers by node
+    ``scales``: each layer's softmax scale (:class:`ScaleProbe`); ``taps``: extra read-only observers by node
     name, called with the node's array and the position of its first row after steering (diagnostics, tests).
     The backend sets :attr:`first_position` / :attr:`batch_size` before each ``llama_decode``.
     """
@@ -237,7 +264,7 @@ class RequestSteering:
         def handle(hidden: np.ndarray) -> None:
             rows = hidden.reshape(-1, hidden.shape[-1])
             # The last layer keeps only the rows whose logits are wanted: the last ones of the batch.
-            layer(torch.from_numpy(rows), self.first_position + self.batch_size - rows.shape[0])
+            layer(rows, self.first_position + self.batch_size - rows.shape[0])
 
         return handle
 

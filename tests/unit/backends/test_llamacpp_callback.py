@@ -18,6 +18,7 @@ from posrag.backends.llamacpp_callback import (
     add_attention_bias,
     bias_by_position,
     softmax_scale,
+    steer,
     tensor_array,
 )
 from posrag.errors import MissingDependencyError, PosragError
@@ -55,11 +56,22 @@ def _targets() -> list[ActivationTarget]:
     return [ActivationTarget(TokenSpan(1, 4), 0.3), ActivationTarget(TokenSpan(5, 7), 0.6)]
 
 
+@pytest.mark.parametrize("k", [1, 3])
+def test_steer_is_the_torch_formula(k: int) -> None:
+    generator = torch.Generator().manual_seed(k)
+    hidden, vectors = torch.randn(5, 32, generator=generator), torch.randn(k, 32, generator=generator)
+    intensities = torch.tensor([0.3, 0.9, 0.5][:k])
+    hidden[1] = vectors[0] * 2  # a row parallel to a vector: its perpendicular part is zero
+    expected = combined_steer(hidden, vectors, intensities)
+    got = steer(hidden.numpy(), vectors.numpy(), intensities.numpy())
+    torch.testing.assert_close(torch.from_numpy(got), expected, rtol=1e-5, atol=1e-5)
+
+
 def test_activation_equals_the_torch_formula_and_micro_batches_do_not_matter() -> None:
     hidden = torch.randn(12, 16)
-    whole = hidden.clone()
+    whole = hidden.clone().numpy()
     LayerActivation(_targets(), steer_from=8, context=(1, 8), center=True)(whole, 0)
-    split = hidden.clone()
+    split = hidden.clone().numpy()
     layer = LayerActivation(_targets(), steer_from=8, context=(1, 8), center=True)
     for start in range(0, 12, 5):  # three micro-batches of the prefill
         layer(split[start : start + 5], start)
@@ -67,18 +79,19 @@ def test_activation_equals_the_torch_formula_and_micro_batches_do_not_matter() -
     vectors = torch.stack([hidden[1:4].mean(0) - baseline, hidden[5:7].mean(0) - baseline])
     expected = hidden.clone()
     expected[8:] += combined_steer(hidden[8:], vectors, torch.tensor([0.3, 0.6]))
-    torch.testing.assert_close(whole, expected, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(split, expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(torch.from_numpy(whole), expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(torch.from_numpy(split), expected, rtol=1e-5, atol=1e-5)
     step = torch.randn(1, 16)
-    stepped = step.clone()
+    stepped = step.clone().numpy()
     layer(stepped, 12)  # a decode step: steered with the vectors of the prefill
-    torch.testing.assert_close(stepped, step + combined_steer(step, vectors, torch.tensor([0.3, 0.6])))
+    expected_step = step + combined_steer(step, vectors, torch.tensor([0.3, 0.6]))
+    torch.testing.assert_close(torch.from_numpy(stepped), expected_step, rtol=1e-5, atol=1e-5)
 
 
 def test_activation_refuses_a_first_pass_that_skipped_the_documents() -> None:
     layer = LayerActivation(_targets(), steer_from=8, context=(1, 8), center=True)
     with pytest.raises(PosragError, match="reused prefix"):
-        layer(torch.randn(4, 16), 6)
+        layer(np.zeros((4, 16), dtype=np.float32), 6)
 
 
 def _tensor(array: np.ndarray, name: bytes, op_params: tuple[int, ...] = ()) -> GgmlTensor:
