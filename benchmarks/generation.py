@@ -67,12 +67,13 @@ from transformers.generation.streamers import BaseStreamer
 
 from posrag.bench.data import fit_documents, load_records, packaged_dataset
 from posrag.documents import ScoredDocument
+from posrag.engine import Engine
 from posrag.generation import GenerationConfig, encode_prompt
 from posrag.model_cache import _gemma_package, cache_dir
 from posrag.models import load_causal_lm
 from posrag.pipeline import steering_targets
 from posrag.prompts import RAGPrompt, build_prompt
-from posrag.steering import SteeredGenerator, SteeringConfig
+from posrag.steering import SteeringConfig
 
 POSRAG_ENGINES = ("plain", "attention", "activation")
 BACKEND = "llama.cpp backend"
@@ -215,7 +216,7 @@ def _now() -> tuple[float, float]:
 
 
 def posrag_run(
-    lm: Any, engine: str, generators: dict[str, SteeredGenerator], prompt: RAGPrompt, tokens: int
+    lm: Any, engine: str, generators: dict[str, Engine], prompt: RAGPrompt, tokens: int
 ) -> dict[str, Any]:
     """One greedy generation of exactly ``tokens`` tokens through posrag, plain or steered, clocked per token."""
     config = GenerationConfig(max_new_tokens=tokens, min_new_tokens=tokens)
@@ -335,7 +336,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     probes = {}
     for load, lm in loaded.items():
         generators = {
-            name: SteeredGenerator(lm.model, lm.tokenizer, SteeringConfig(mechanism=name), model_name=lm.name)  # type: ignore[arg-type]
+            name: Engine.from_model(lm.model, lm.tokenizer, SteeringConfig(mechanism=name), model_name=lm.name)  # type: ignore[arg-type]
             for name in POSRAG_ENGINES[1:]
         }
         for engine in POSRAG_ENGINES:

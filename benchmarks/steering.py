@@ -34,11 +34,12 @@ import torch
 
 from posrag.chat import format_completion
 from posrag.documents import ScoredDocument
+from posrag.engine import Engine
 from posrag.generation import GenerationConfig, generate_text
 from posrag.models import load_causal_lm, load_embedder
 from posrag.pipeline import steering_targets
 from posrag.prompts import build_prompt
-from posrag.steering import SteeredGenerator, SteeringConfig
+from posrag.steering import SteeringConfig
 
 VARIANTS = ("unsteered", "activation", "attention", "both", "selected", "relevance")
 MECHANISMS = ("activation", "attention", "both")
@@ -64,14 +65,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     targets = steering_targets(prompt)
     top_k = None if args.all_targets else 1
     generators = {
-        name: SteeredGenerator(
+        name: Engine.from_model(
             lm.model,
             lm.tokenizer,
             SteeringConfig(mechanism=name, top_k=top_k),  # type: ignore[arg-type]
         )
         for name in MECHANISMS
     }
-    selecting = SteeredGenerator(lm.model, lm.tokenizer, SteeringConfig(top_k=top_k), embedder=load_embedder())
+    selecting = Engine.from_model(lm.model, lm.tokenizer, SteeringConfig(top_k=top_k), embedder=load_embedder())
     formatted = format_completion(lm.tokenizer, prompt.text)
     scored = list(prompt.documents)
     unscored = [ScoredDocument(d.text, d.metadata, None, d.id) for d in scored]

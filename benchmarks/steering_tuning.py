@@ -19,10 +19,11 @@ import random
 import time
 
 from posrag.documents import ScoredDocument
+from posrag.engine import Engine
 from posrag.generation import GenerationConfig, generate_text
 from posrag.models import load_causal_lm
 from posrag.prompts import build_prompt
-from posrag.steering import SteeredGenerator, SteeringConfig
+from posrag.steering import SteeringConfig
 from posrag.steering.targets import targets_from_spans
 
 FIRST = [
@@ -175,7 +176,7 @@ def main() -> None:
                 if config is None:
                     text = generate_text(lm.model, lm.tokenizer, prompt, generation)
                 else:
-                    gen = SteeredGenerator(lm.model, lm.tokenizer, config)
+                    gen = Engine.from_model(lm.model, lm.tokenizer, config)
                     text = gen.generate(prompt, targets, generation, steer_from=question_start).text
                 hits += correct(text, answer)
             print(

@@ -183,11 +183,6 @@ def context_window(model: nn.Module) -> int | None:
     return None
 
 
-def supports_fractional_positions(model: nn.Module) -> bool:
-    """RoPE rotates by any real angle; learned absolute tables only have integer rows."""
-    return position_encoding(model) == "rope"
-
-
 def layer_types(model: nn.Module) -> list[str]:
     """Per-layer attention kind (``"full_attention"`` or ``"sliding_attention"``)."""
     types = getattr(model.config, "layer_types", None)
@@ -200,6 +195,25 @@ def layer_types(model: nn.Module) -> list[str]:
     return [kind] * num_layers(model)
 
 
+@dataclass(frozen=True)
+class ModelLayout:
+    """What planning needs to know of a model's layers, whatever runs it (torch module or GGUF file)."""
+
+    num_layers: int
+    hidden_size: int
+    layer_types: tuple[str, ...]
+    sliding_window: int | None
+
+    def window(self, layer: int) -> int | None:
+        """The attention window of ``layer``: the sliding window on sliding layers, ``None`` on full ones."""
+        return self.sliding_window if self.layer_types[layer] == "sliding_attention" else None
+
+
+def layout(model: nn.Module) -> ModelLayout:
+    """The :class:`ModelLayout` of a Hugging Face causal LM."""
+    return ModelLayout(num_layers(model), hidden_size(model), tuple(layer_types(model)), sliding_window(model))
+
+
 def sliding_window(model: nn.Module) -> int | None:
     """The sliding-window length of the model's sliding layers, ``None`` if it has none."""
     if "sliding_attention" not in layer_types(model):
@@ -210,6 +224,7 @@ def sliding_window(model: nn.Module) -> int | None:
 
 __all__ = [
     "ArchitectureSpec",
+    "ModelLayout",
     "PositionEncoding",
     "attention_modules",
     "context_window",
@@ -217,11 +232,11 @@ __all__ = [
     "get_spec",
     "hidden_size",
     "layer_types",
+    "layout",
     "max_positions",
     "num_layers",
     "position_encoding",
     "register_architecture",
     "sliding_window",
     "supported_model_types",
-    "supports_fractional_positions",
 ]

@@ -1,7 +1,7 @@
 """Chat messages and completion prompts as the text a model reads, and whether its special tokens are in it.
 
-The LLM front-ends (posrag's LangChain and LlamaIndex classes, :meth:`SteeredGenerator.complete
-<posrag.steering.SteeredGenerator.complete>`) format here: a tokenizer's chat template when it has one (and
+The LLM front-ends (posrag's LangChain and LlamaIndex classes, :meth:`Engine.complete
+<posrag.engine.Engine.complete>`) format here: a tokenizer's chat template when it has one (and
 it is not turned off), else plain ``Role: content`` lines. Pure string work; no model is loaded.
 """
 

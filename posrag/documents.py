@@ -3,7 +3,7 @@
 Adapters translate LangChain ``Document`` / LlamaIndex ``NodeWithScore`` to and from
 :class:`ScoredDocument`; the core only ever sees this type. :class:`PositionInfo` is the one place where a
 document's index becomes its relative position; :class:`DocumentSpan` is where its text sits in a prompt
-(built by :mod:`posrag.prompts`, found by :mod:`posrag.registry`, aimed at by :mod:`posrag.steering`).
+(built by :mod:`posrag.prompts`, found by :mod:`posrag.locate`, aimed at by :mod:`posrag.steering`).
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ class DocumentSpan:
     prompt's documents.
 
     :func:`posrag.prompts.build_prompt` records these while writing a prompt;
-    :meth:`posrag.registry.DocumentRegistry.locate` finds them in a prompt written elsewhere;
+    :meth:`posrag.locate.DocumentRegistry.locate` finds them in a prompt written elsewhere;
     :func:`posrag.steering.targets.targets_from_spans` turns them into steering targets.
     """
 

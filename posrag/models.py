@@ -240,7 +240,7 @@ def _load_uncached(
 
 def _finish(llm: Any, tokenizer: Any, name: str, source: str, device: str | torch.device) -> LoadedModel:
     # The name it was asked for, not the folder of its converted copy, so that what is looked up by the model's
-    # name (its calibration and profile) is found from the model object alone: SteeredGenerator(lm.model, ...).
+    # name (its calibration and profile) is found from the model object alone: Engine.from_model(lm.model, ...).
     llm.config.name_or_path = name
     llm.to(device)
     llm.eval()
@@ -361,10 +361,10 @@ __all__ = [
 ModelSpec = Any
 
 
-def resolve_model(model: ModelSpec = None) -> tuple[Any, Any, str]:
+def resolve_model(model: ModelSpec = None, *, progress: bool = False) -> tuple[Any, Any, str]:
     """``(model, tokenizer, name)`` from a LoadedModel, a ``(model, tokenizer)`` pair, a path/id or ``None``."""
     if model is None or isinstance(model, (str, os.PathLike)):
-        model = load_causal_lm(model, progress=False)
+        model = load_causal_lm(model, progress=progress)
     if isinstance(model, LoadedModel):
         return model.model, model.tokenizer, model.name
     if isinstance(model, tuple) and len(model) == 2:

@@ -14,11 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 from posrag.documents import ScoredDocument
 from posrag.errors import ConfigurationError
-from posrag.generation import GenerationConfig, generate_text, stream_text
+from posrag.generation import GenerationConfig
 from posrag.ordering import STRATEGIES, Reorderer, Strategy
 from posrag.prompts import DEFAULT_TEMPLATE, DocumentSpan, PromptTemplate, RAGPrompt, build_prompt
 
 if TYPE_CHECKING:
+    from posrag.engine import Engine
     from posrag.models import LoadedModel
     from posrag.retrieval import DocumentIndex
     from posrag.steering import SteeringConfig
@@ -80,6 +81,7 @@ class RAGPipeline:
         self.template = template
         self.generation = generation
         self.steering = steering
+        self._engine: Engine | None = None
 
     def prepare(self, question: str) -> tuple[RAGPrompt, dict[str, float]]:
         """Retrieve, reorder and build the prompt (everything but generation)."""
@@ -93,13 +95,9 @@ class RAGPipeline:
     def run(self, question: str) -> PipelineResult:
         prompt, timings = self.prepare(question)
         started = time.perf_counter()
-        steering_trace: tuple[dict[str, Any], ...] = ()
-        if self.steering is None:
-            answer = generate_text(self.llm.model, self.llm.tokenizer, prompt.text, self.generation)
-        else:
-            steered = self._steered_generator().generate(prompt.text, steering_targets(prompt), self.generation)
-            answer = steered.text
-            steering_trace = tuple(entry.to_dict() for entry in steered.trace)
+        result = self.engine.generate(prompt.text, self._targets(prompt), self.generation)
+        answer = result.text
+        steering_trace = tuple(entry.to_dict() for entry in result.trace)
         timings["generate_s"] = time.perf_counter() - started
         return PipelineResult(
             question=question,
@@ -118,17 +116,22 @@ class RAGPipeline:
     def stream(self, question: str) -> Iterator[str]:
         """Yield the answer piece by piece (plain or steered generation)."""
         prompt, _ = self.prepare(question)
-        if self.steering is None:
-            yield from stream_text(self.llm.model, self.llm.tokenizer, prompt.text, self.generation)
-            return
-        yield from self._steered_generator().stream(prompt.text, steering_targets(prompt), self.generation)
+        yield from self.engine.stream(prompt.text, self._targets(prompt), self.generation)
 
-    def _steered_generator(self) -> Any:
-        """A generator for this pipeline's steering, resolved against the model's calibration by its name."""
-        from posrag.steering import SteeredGenerator
+    @property
+    def engine(self) -> Engine:
+        """The engine this pipeline generates with, its steering resolved against the model's calibration (found
+        by the model's name); built on first use."""
+        if self._engine is None:
+            from posrag.engine import Engine
 
-        name = getattr(self.llm, "name", None)
-        return SteeredGenerator(self.llm.model, self.llm.tokenizer, self.steering, model_name=name)
+            name = getattr(self.llm, "name", None)
+            self._engine = Engine.from_model(self.llm.model, self.llm.tokenizer, self.steering, model_name=name)
+        return self._engine
+
+    def _targets(self, prompt: RAGPrompt) -> list[Any]:
+        """Every document of the prompt when steering, none (plain generation) otherwise."""
+        return steering_targets(prompt) if self.steering is not None else []
 
 
 def _check_constructor_args(

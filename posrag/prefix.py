@@ -12,7 +12,7 @@ computation up to floating-point summation order (transformers' chunked prefill)
 of the last bits, and identical greedy output except at a near tie of two tokens. Attention steering can
 continue a prefix when the prefix ends by the steered positions (the question), because its bias only changes
 rows from there on: pass ``past_length=prefix.length`` to
-:meth:`~posrag.steering.SteeredGenerator.session`. Activation steering changes the documents' hidden states
+:meth:`~posrag.engine.Engine.session`. Activation steering changes the documents' hidden states
 during the prefill, so it cannot continue an unsteered prefix (the generator refuses).
 
 The copy is per generation (``copy.deepcopy`` of the cache): cropping a grown cache back is not possible on

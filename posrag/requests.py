@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from posrag.documents import ScoredDocument
-from posrag.registry import MIN_LOCATABLE_CHARS, locatable_text
+from posrag.locate import MIN_LOCATABLE_CHARS, locatable_text
 
 RunId = Hashable
 

@@ -20,7 +20,8 @@ from pydantic import PrivateAttr
 
 from langchain_posrag.llms import PosragModelSettings, iterate_in_executor
 from posrag.adapters import generation_info, stream_info
-from posrag.steering import FormattedPrompt, SteeredGenerator, format_messages
+from posrag.chat import FormattedPrompt
+from posrag.engine import Engine
 
 _ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool", "function": "tool"}
 
@@ -32,7 +33,7 @@ def _to_dicts(messages: Sequence[BaseMessage]) -> list[dict[str, str]]:
 class ChatPosrag(PosragModelSettings, BaseChatModel):
     """A local chat model with position-graduated steering toward retrieved documents (see ``PosragLLM``)."""
 
-    _generator: SteeredGenerator = PrivateAttr()
+    _generator: Engine = PrivateAttr()
     # LangChain passes ``stream`` through to ``_generate``/``_stream`` (``invoke(..., stream=True)``).
     _call_options: ClassVar[tuple[str, ...]] = ("max_tokens", "temperature", "top_p", "stream", "documents", "query")
 
@@ -66,7 +67,7 @@ class ChatPosrag(PosragModelSettings, BaseChatModel):
         return params
 
     def _prompt(self, messages: Sequence[BaseMessage]) -> FormattedPrompt:
-        return format_messages(self._generator.tokenizer, _to_dicts(messages), self.use_chat_template)
+        return self._generator.format_messages(_to_dicts(messages), self.use_chat_template)
 
     def _generate(
         self,

@@ -44,15 +44,10 @@ from posrag.adapters import (
 )
 from posrag.aio import iterate_in_thread
 from posrag.documents import ScoredDocument
+from posrag.engine import Engine
 from posrag.errors import ConfigurationError
 from posrag.generation import GenerationConfig
-from posrag.steering import SteeredGeneration, SteeredGenerator, SteeringConfig, resolve_model
-
-
-def _build_generator(model: Any, steering: SteeringConfig | None, embedder: Any = None) -> tuple[SteeredGenerator, str]:
-    hf_model, tokenizer, name = resolve_model(model)
-    generator = SteeredGenerator(hf_model, tokenizer, steering or SteeringConfig(), model_name=name, embedder=embedder)
-    return generator, name
+from posrag.steering import SteeredGeneration, SteeringConfig
 
 
 async def iterate_in_executor(
@@ -102,15 +97,15 @@ class PosragModelSettings(BaseModel):
     # LangChain asks partner models not to override model_post_init (it records package versions there).
     @model_validator(mode="after")
     def _set_posrag_generator(self) -> PosragModelSettings:
-        self._generator, name = _build_generator(self.model, self.steering, self.embedder)
+        self._generator = Engine.load(self.model, steering=self.steering, embedder=self.embedder)
         if self.model_name is None:
-            self.model_name = name
+            self.model_name = self._generator.model_name
         if hasattr(self, "_add_version"):
             self._add_version("posrag", posrag.__version__)
         return self
 
     @property
-    def generator(self) -> SteeredGenerator:
+    def generator(self) -> Engine:
         return self._generator
 
     @property
@@ -204,7 +199,7 @@ class PosragLLM(PosragModelSettings, LLM):
     (``None``: when it has one).
     """
 
-    _generator: SteeredGenerator = PrivateAttr()
+    _generator: Engine = PrivateAttr()
 
     @property
     def _llm_type(self) -> str:

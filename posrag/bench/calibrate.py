@@ -24,7 +24,7 @@ What is measured, in this order:
 
 Speed: every probe prompt's documents are prefilled once without steering and their KV cache reused for every
 setting (:mod:`posrag.prefix`; attention steering only changes rows from the question on, so the reuse is exact:
-``SteeredGenerator.session(past_length=...)``); a setting then costs a forward pass over the question and the
+``Engine.session(past_length=...)``); a setting then costs a forward pass over the question and the
 answer. Checkpointed: every measured score is appended to a JSON-lines file, and a rerun with the same model and
 settings skips what is there (``resume``).
 
@@ -49,6 +49,7 @@ from posrag.bench.conditions import DEFAULT_BENCH_GENERATION, Condition, LitmCon
 from posrag.bench.data import LitmRecord, is_correct, parse_record
 from posrag.bench.synthetic import make_synthetic_records
 from posrag.calibration import SteeringCalibration, band_of, probe_positions
+from posrag.engine import Engine
 from posrag.errors import ConfigurationError
 from posrag.generation import generate_from_inputs
 from posrag.profiles import BiasProfile
@@ -200,7 +201,7 @@ class Calibrator:
         return subsets if groups > 1 else {}
 
     def _generator(self, bias: float, layers: tuple[int, ...] | None, intensity: float = 0.0) -> Any:
-        from posrag.steering import SteeredGenerator, SteeringConfig
+        from posrag.steering import SteeringConfig
 
         key = (bias, layers, intensity)
         if key not in self._generators:
@@ -212,7 +213,7 @@ class Calibrator:
                 top_k=None,
                 base_intensity=intensity,
             )
-            self._generators[key] = SteeredGenerator(self.model, self.tokenizer, config, model_name=self.model_name)
+            self._generators[key] = Engine.from_model(self.model, self.tokenizer, config, model_name=self.model_name)
         return self._generators[key]
 
     # ------------------------------------------------------------------------- probes

@@ -28,11 +28,13 @@ from posrag.bench.stats import mean
 from posrag.bench.summary import retrieval_summary, summarize_condition
 from posrag.bench.variant import Variant, as_read
 from posrag.documents import ScoredDocument
+from posrag.engine import Engine
 from posrag.errors import ConfigurationError
-from posrag.generation import encode_prompt, generate_from_inputs, has_chat_template
+from posrag.generation import has_chat_template
 from posrag.ordering import Reorderer, rank
 from posrag.prefix import PrefixCache, PrefixStore
 from posrag.prompts import build_prompt
+from posrag.steering.config import SteeringConfig
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,10 @@ class _Generation:
     seconds: float
     peak_mb: float | None
     delta_mb: float | None
+
+
+#: Settings for the unsteered conditions: every field given, so nothing is looked up in a calibration.
+_PLAIN = SteeringConfig(attention_bias=0.0, attention_layers="all", position_bias="flat")
 
 
 class LitmBenchmark:
@@ -75,6 +81,7 @@ class LitmBenchmark:
         self.chat_template = chat == "on" or (chat == "auto" and has_chat_template(tokenizer))
         self._steering_configs: dict[str, Any] = {}
         self._generators: dict[str, Any] = {}
+        self._plain_engine: Engine | None = None
         # Prefix reuse (LitmConfig.reuse_prefix): the prompt up to the question, prefilled once per document order
         # and continued by every condition that leaves it unchanged; the cost of each prefix pass, by its ids.
         # Prompts differ from one question and position to the next, so the store holds one position's
@@ -111,16 +118,22 @@ class LitmBenchmark:
         return strategy or "recency", mechanism or "attention"
 
     def _make_generator(self, mechanism: str) -> Any:
-        from posrag.steering import SteeredGenerator, SteeringConfig
+        from posrag.steering import SteeringConfig
 
         config = SteeringConfig(**steering_overrides(self.config.steering, mechanism))
         self._steering_configs[mechanism] = config
         # The retriever's embedder also scores documents whose scores are withheld (steer-unscored).
-        generator = SteeredGenerator(
+        generator = Engine.from_model(
             self.model, self.tokenizer, config, model_name=self.model_name, embedder=self._embedder
         )
         self._steering_configs[mechanism] = generator.config  # position_bias="auto" resolved
         return generator
+
+    def _plain(self) -> Engine:
+        """The engine of the unsteered conditions: the same seam, nothing to steer (no targets)."""
+        if self._plain_engine is None:
+            self._plain_engine = Engine.from_model(self.model, self.tokenizer, _PLAIN, model_name=self.model_name)
+        return self._plain_engine
 
     @property
     def embedder(self) -> Any:
@@ -253,31 +266,18 @@ class LitmBenchmark:
         footer = self.config.template.footer.format(question=variant.prompt.question)
         steer_from = variant.offset + len(variant.prompt.text) - len(footer)
         found = self._prefix(variant, steer_from) if self._reusable(mechanism) else None
+        engine = self._generators[mechanism] if mechanism is not None else self._plain()
+        prefix = found[0] if found is not None else None  # the variant's own first tokens: it covers the prompt
         with measure(device, memory=self.config.measure_memory) as cost:
-            if mechanism is None:
-                inputs = encode_prompt(self.tokenizer, text, self.model.device, add_special_tokens=special)
-                if found is not None and found[0].covers(inputs["input_ids"]):
-                    inputs = found[0].inputs_for(inputs)
-                else:
-                    found = None
-                output, new_tokens = generate_from_inputs(self.model, self.tokenizer, inputs, generation)
-            elif found is not None:
-                prefix = found[0]
-                generator = self._generators[mechanism]
-                with generator.session(
-                    text,
-                    list(variant.targets),
-                    steer_from=steer_from,
-                    add_special_tokens=special,
-                    past_length=prefix.length,
-                ) as (prepared, _handle):
-                    inputs = prefix.inputs_for(prepared.inputs)
-                    output, new_tokens = generate_from_inputs(self.model, self.tokenizer, inputs, generation)
-            else:
-                steered = self._generators[mechanism].generate(
-                    text, list(variant.targets), generation, steer_from=steer_from, add_special_tokens=special
-                )
-                output, new_tokens = steered.text, steered.generated_tokens
+            steered = engine.generate(
+                text,
+                list(variant.targets) if mechanism is not None else [],
+                generation,
+                steer_from=steer_from if mechanism is not None else None,
+                add_special_tokens=special,
+                prefix=prefix,
+            )
+            output, new_tokens = steered.text, steered.generated_tokens
         if found is None:
             return _Generation(output, new_tokens, cost.seconds, cost.peak_mb, cost.delta_mb)
         pre = found[1]

@@ -3,34 +3,27 @@
 Split like a peft method. The policy, pure and testable without a model: :mod:`~posrag.steering.curves`
 (relative position → intensity multiplier), :mod:`~posrag.steering.zones` (relative position → layers),
 :mod:`~posrag.steering.config` (:class:`SteeringConfig`, ``position_bias`` presets) and
-:mod:`~posrag.steering.planning` (tiers, :func:`plan_steering`); :mod:`~posrag.steering.policy` only re-exports
-them under the old path. Then :mod:`~posrag.steering.activation` and :mod:`~posrag.steering.attention` (the two
-mechanisms' hook factories), :mod:`~posrag.steering.hooks` (registration that always undoes itself, request
-scoping), :mod:`~posrag.steering.spans` (character → token spans) and :mod:`~posrag.steering.generator`
-(:class:`SteeredGenerator`, the object to use). Which documents an LLM call steers, and how hard, is
+:mod:`~posrag.steering.planning` (tiers, :func:`plan_steering`). Then :mod:`~posrag.steering.request_plan` (one
+request planned for any backend: token spans, the first steered token, the targets acting at each layer),
+:mod:`~posrag.steering.activation` and :mod:`~posrag.steering.attention` (the two mechanisms' torch hook
+factories), :mod:`~posrag.steering.hooks` (registration that always undoes itself, request scoping) and
+:mod:`~posrag.steering.spans` (character → token spans). What generates is :class:`posrag.engine.Engine`, the
+object to use. Which documents an LLM call steers, and how hard, is
 :mod:`~posrag.steering.selection` (request-level ranks, posrag's own relevance for unscored documents,
 :mod:`~posrag.steering.confidence`); targets are built in :mod:`~posrag.steering.targets`, traces are
 :mod:`~posrag.steering.trace`.
 """
 
-from posrag.profiles import PositionBiasProfile
 from posrag.steering.activation import align_dimension, orthogonal_steer
 from posrag.steering.config import BIAS_PRESETS, BiasPreset, SteeringConfig, bias_preset
 from posrag.steering.curves import BUILTIN_CURVES, IntensityCurve, measured_curve, resolve_curve
-from posrag.steering.generator import (
-    FormattedPrompt,
-    PreparedSteering,
-    SteeredGeneration,
-    SteeredGenerator,
-    SteeringTraceEntry,
-    format_messages,
-    resolve_model,
-)
 from posrag.steering.hooks import Handle, HookSpec, RequestScope, hook_counts, patch, patched
 from posrag.steering.planning import PlannedSteer, SteeringTarget, plan_steering
+from posrag.steering.request_plan import RequestPlan, plan_request
 from posrag.steering.selection import SelectionSummary, select_targets
 from posrag.steering.spans import TokenSpan, char_span_to_tokens, encode_with_offsets
 from posrag.steering.targets import targets_from_prompt
+from posrag.steering.trace import SteeredGeneration, SteeringTraceEntry
 from posrag.steering.zones import (
     RULE_TYPE_ZONES,
     LayerZone,
@@ -40,26 +33,20 @@ from posrag.steering.zones import (
     zone_layers,
 )
 
-#: Former name of :func:`bias_preset` (a ``position_bias`` value → its curve and reorder strategy).
-resolve_position_bias = bias_preset
-
 __all__ = [
     "BIAS_PRESETS",
     "BUILTIN_CURVES",
     "RULE_TYPE_ZONES",
     "BiasPreset",
-    "FormattedPrompt",
     "Handle",
     "HookSpec",
     "IntensityCurve",
     "LayerZone",
     "PlannedSteer",
-    "PositionBiasProfile",
-    "PreparedSteering",
+    "RequestPlan",
     "RequestScope",
     "SelectionSummary",
     "SteeredGeneration",
-    "SteeredGenerator",
     "SteeringConfig",
     "SteeringTarget",
     "SteeringTraceEntry",
@@ -68,18 +55,16 @@ __all__ = [
     "bias_preset",
     "char_span_to_tokens",
     "encode_with_offsets",
-    "format_messages",
     "hook_counts",
     "layer_zone",
     "measured_curve",
     "orthogonal_steer",
     "patch",
     "patched",
+    "plan_request",
     "plan_steering",
     "position_layer_map",
     "resolve_curve",
-    "resolve_model",
-    "resolve_position_bias",
     "select_targets",
     "target_layers",
     "targets_from_prompt",

@@ -145,7 +145,7 @@ def _optional(name: str, value: Any, check: Any, *args: Any, **kwargs: Any) -> A
 @dataclass(frozen=True)
 class SteeringConfig:
     """How to steer. Settings left unset (``attention_bias``, ``attention_layers``, ``curve`` with
-    ``position_bias``) follow the model's calibration when the LLM classes / :class:`SteeredGenerator` resolve
+    ``position_bias``) follow the model's calibration when the LLM classes / :class:`~posrag.engine.Engine` resolve
     the configuration (:meth:`resolve_for`): the attention bias by position band and the layers that
     ``posrag calibrate`` measured for this model (shipped with posrag for the packaged Gemma 3 270M), else a
     conservative uncalibrated preset with a one-time warning. Settings you give are kept as given; the seed's
@@ -303,7 +303,7 @@ class SteeringConfig:
         if self.needs_profile:
             raise ConfigurationError(
                 "position_bias='auto' is resolved by the model that uses it: pass this config to "
-                "SteeredGenerator (or posrag's LLM classes), or call config.resolve_auto(model_name) first."
+                "posrag.engine.Engine (or posrag's LLM classes), or call config.resolve_auto(model_name) first."
             )
 
     @property

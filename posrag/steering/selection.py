@@ -3,7 +3,7 @@
 Steering is strong in both directions, so the one thing it must get right is *which* document it steers. An
 LLM call is handed the documents of its own request (:mod:`posrag.requests`, or passed explicitly) and:
 
-1. **locates** them in its prompt (:func:`posrag.registry.locate`); positions are those in *this* prompt;
+1. **locates** them in its prompt (:func:`posrag.locate.locate`); positions are those in *this* prompt;
 2. **scores** them: the retriever's scores when the request has any; else (a standard retriever that puts no
    score in metadata) posrag's own relevance, the packaged embedder's similarity between the request's query
    and each document (``SteeringConfig.unscored="relevance"``; measured against the model's attention in
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from posrag.documents import ScoredDocument
-from posrag.registry import locatable_text, locate
+from posrag.locate import locatable_text, locate
 from posrag.steering.confidence import Confidence, ConfidenceRule
 from posrag.steering.config import SteeringConfig
 from posrag.steering.planning import SteeringTarget, ranks_by_score

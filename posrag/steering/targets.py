@@ -1,7 +1,7 @@
 """From document spans to steering targets: the one builder every caller uses.
 
-A :class:`~posrag.documents.DocumentSpan` (from :func:`posrag.prompts.build_prompt` or the registry's
-:func:`~posrag.registry.locate`) already knows the document's characters, its relative position,
+A :class:`~posrag.documents.DocumentSpan` (from :func:`posrag.prompts.build_prompt` or
+:func:`~posrag.locate.locate`) already knows the document's characters, its relative position,
 its score and its id; :func:`target_from_span` copies them into a :class:`~posrag.steering.planning.SteeringTarget`
 and reads the rule type from the metadata by one rule (:data:`RULE_TYPE_KEYS`, first non-empty wins).
 The generator, the pipeline, the benchmark and the benchmark scripts all build their targets here.
@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from posrag.documents import DocumentSpan, ScoredDocument
-from posrag.registry import locate
+from posrag.locate import locate
 from posrag.steering.planning import SteeringTarget
 
 #: Metadata keys read as a document's rule type (for the rule-type safe zones), in order of preference.
@@ -47,7 +47,7 @@ def targets_from_spans(spans: Iterable[DocumentSpan]) -> list[SteeringTarget]:
 def targets_from_prompt(prompt: str, documents: Sequence[ScoredDocument]) -> list[SteeringTarget]:
     """Steering targets for the ``documents`` that occur in ``prompt`` (a prompt built elsewhere).
 
-    Built on :func:`posrag.registry.locate`: positions are those of the documents in *this* prompt. The LLM
+    Built on :func:`posrag.locate.locate`: positions are those of the documents in *this* prompt. The LLM
     classes go through :func:`posrag.steering.selection.select_targets` instead, which also ranks the
     documents per request and weighs them by confidence.
     """

@@ -10,6 +10,7 @@ import pytest
 
 from posrag import architectures
 from posrag.chat import format_messages
+from posrag.engine import Engine
 from posrag.generation import GenerationConfig, generate_text
 from posrag.model_cache import gguf_cache_target, verify_model_cache
 from posrag.models import find_smollm2, load_causal_lm
@@ -62,16 +63,15 @@ def test_smollm2_answers_through_its_chat_template(smollm2):
 
 
 def test_the_model_object_alone_finds_its_shipped_calibration(smollm2, real_lm, recwarn):
-    """SteeredGenerator(lm.model, lm.tokenizer), no model name: the packaged Gemma 3 270M and the SmolLM2 GGUF
+    """Engine.from_model(lm.model, lm.tokenizer), no model name: the packaged Gemma 3 270M and the SmolLM2 GGUF
     are found by the name they were loaded by, not by the folder of their converted copy."""
     from posrag.profiles import load_profile
-    from posrag.steering import SteeredGenerator
 
     _, loaded = smollm2
     for lm in (real_lm, loaded):
         shipped = load_profile(lm.name).steering
         assert shipped is not None
-        config = SteeredGenerator(lm.model, lm.tokenizer).config
+        config = Engine.from_model(lm.model, lm.tokenizer).config
         assert config.attention_bias == shipped.attention_bias  # Gemma 5, SmolLM2 8; the uncalibrated preset is 2
         assert config.attention_layers == (shipped.attention_layers or "all")
     assert not [w for w in recwarn if "no steering calibration" in str(w.message)]

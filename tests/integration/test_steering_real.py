@@ -20,9 +20,10 @@ from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 
 from posrag import architectures
 from posrag.documents import ScoredDocument
+from posrag.engine import Engine
 from posrag.generation import GenerationConfig, generate_text
 from posrag.prompts import build_prompt
-from posrag.steering import SteeredGenerator, SteeringConfig, SteeringTarget, hook_counts
+from posrag.steering import SteeringConfig, SteeringTarget, hook_counts
 
 FACTS = {
     "mira": ("Mira Novak was born in Tartu and works as a glassblower.", 0.82),
@@ -131,7 +132,7 @@ def test_attention_steering_lifts_lost_in_the_middle_accuracy(real_lm: Any) -> N
     24 tokens: steered with the shipped calibration the model tends to restate the sentence ("Person 4617-14 was
     born in Quito."), whose digit-by-digit name alone takes ~10 tokens (8 cut every such answer short)."""
     generation = GenerationConfig(max_new_tokens=24)
-    generator = SteeredGenerator(real_lm.model, real_lm.tokenizer, SteeringConfig(mechanism="attention"))
+    generator = Engine.from_model(real_lm.model, real_lm.tokenizer, SteeringConfig(mechanism="attention"))
     base_hits = steered_hits = 0
     for seed in range(10):
         prompt, target, question, answer = _synthetic(seed)
@@ -148,7 +149,7 @@ def test_attention_steering_lifts_lost_in_the_middle_accuracy(real_lm: Any) -> N
 @pytest.mark.parametrize("mechanism", ["activation", "attention", "both"])
 def test_stream_equals_generate_and_leaves_no_hooks(real_lm: Any, mechanism: str) -> None:
     prompt, target, question, _ = _synthetic(0, n_docs=10, position=5)
-    generator = SteeredGenerator(real_lm.model, real_lm.tokenizer, SteeringConfig(mechanism=mechanism))  # type: ignore[arg-type]
+    generator = Engine.from_model(real_lm.model, real_lm.tokenizer, SteeringConfig(mechanism=mechanism))  # type: ignore[arg-type]
     generation = GenerationConfig(max_new_tokens=12)
     text = generator.generate(prompt, [target], generation, steer_from=question).text
     assert "".join(generator.stream(prompt, [target], generation, steer_from=question)) == text

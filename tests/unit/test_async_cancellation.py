@@ -16,8 +16,9 @@ import pytest
 import torch
 
 from posrag.aio import iterate_in_thread
+from posrag.engine import Engine
 from posrag.generation import GenerationConfig, stream_text
-from posrag.steering import SteeredGenerator, SteeringConfig, SteeringTarget, hook_counts
+from posrag.steering import SteeringConfig, SteeringTarget, hook_counts
 from posrag.testing import tiny_model
 
 MAX_TOKENS = 300
@@ -84,7 +85,7 @@ def _assert_stopped(seen: dict[str, Any]) -> None:
 
 
 def test_core_driver_cancellation_stops_steered_generation_and_removes_hooks(tm) -> None:
-    generator = SteeredGenerator(tm.model, tm.tokenizer, SteeringConfig(mechanism="both"))
+    generator = Engine.from_model(tm.model, tm.tokenizer, SteeringConfig(mechanism="both"))
     start = PROMPT.index("Paris")
     target = SteeringTarget(start, start + len("Paris is the capital of France."), relative_position=1.0)
     config = GenerationConfig(max_new_tokens=MAX_TOKENS)

@@ -6,18 +6,11 @@ from types import SimpleNamespace
 
 import pytest
 
-import posrag.steering as steering
 from posrag.chat import FormattedPrompt, format_completion, format_messages
 from posrag.errors import ConfigurationError
 from posrag.models import LoadedModel, resolve_model
 
 PLAIN = SimpleNamespace(chat_template=None)  # a tokenizer without a chat template is all formatting reads
-
-
-def test_old_import_paths_are_the_same_objects() -> None:
-    assert steering.format_messages is format_messages
-    assert steering.FormattedPrompt is FormattedPrompt
-    assert steering.resolve_model is resolve_model
 
 
 def test_messages_without_a_chat_template_become_role_lines() -> None:

@@ -8,9 +8,10 @@ from hypothesis import strategies as st
 
 from posrag.bench.profile import BiasProfile, save_profile
 from posrag.documents import ScoredDocument
+from posrag.engine import Engine
 from posrag.errors import ConfigurationError
 from posrag.ordering import Reorderer, reorder
-from posrag.steering import SteeredGenerator, SteeringConfig, SteeringTarget, plan_steering
+from posrag.steering import SteeringConfig, SteeringTarget, plan_steering
 
 U_SHAPE = (1.0, 0.4, 0.3, 0.5, 1.0)  # reads both ends well: long_context ordering, most help mid-context
 RECENCY_SHAPE = (0.3, 0.35, 0.4, 0.7, 1.0)
@@ -59,7 +60,7 @@ def test_auto_without_a_profile_names_the_fix(cache):
 
 def test_steered_generator_resolves_auto_by_model_name(cache, tiny_llama):
     _save("tiny-recency", RECENCY_SHAPE)
-    generator = SteeredGenerator(
+    generator = Engine.from_model(
         tiny_llama.model, tiny_llama.tokenizer, SteeringConfig(position_bias="auto"), model_name="tiny-recency"
     )
     assert generator.config.reorder_strategy == "recency"
@@ -127,11 +128,11 @@ PRIMACY_U = (0.8, 0.15, 0.2, 0.3, 0.55)  # what `posrag profile` measured on the
 
 @given(st.lists(st.floats(0, 1), min_size=5, max_size=5))
 def test_steering_and_benchmark_profiles_classify_alike(accuracy):
-    from posrag.steering import PositionBiasProfile
+    from posrag.profiles import BiasProfile
 
     bench = BiasProfile.measured(model="m", positions=(1, 5, 10, 15, 20), num_docs=20, accuracy=accuracy)
     steering = bench.to_steering_profile()
-    assert isinstance(steering, PositionBiasProfile)
+    assert isinstance(steering, BiasProfile)
     assert steering.shape() == bench.classification
     assert steering.reorder_strategy() == bench.recommended_strategy
     assert steering.best_at() == bench.recommended_best_at

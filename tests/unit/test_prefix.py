@@ -6,10 +6,11 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
+from posrag.engine import Engine
 from posrag.errors import ConfigurationError
 from posrag.generation import GenerationConfig, encode_prompt, generate_from_inputs
 from posrag.prefix import PrefixStore, prefill
-from posrag.steering import SteeredGenerator, SteeringConfig, SteeringTarget
+from posrag.steering import SteeringConfig, SteeringTarget
 from posrag.testing import TINY_ARCHS, tiny_config, tiny_tokenizer
 
 PREFIX = (
@@ -80,7 +81,7 @@ def test_attention_steering_continues_a_prefix_with_the_same_output(setup):
     start = prompt.index("Paris")
     end = prompt.index("Germany.") + len("Germany.")
     targets = [SteeringTarget(start, end, 1.0, score=0.9, doc_id="2")]
-    generator = SteeredGenerator(model, tokenizer, SteeringConfig(mechanism="attention", attention_bias=4.0))
+    generator = Engine.from_model(model, tokenizer, SteeringConfig(mechanism="attention", attention_bias=4.0))
     steer_from = len(PREFIX)
     expected = generator.generate(prompt, targets, GEN, steer_from=steer_from)
     cut = _prefix_length(tokenizer, prompt)

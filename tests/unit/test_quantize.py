@@ -10,9 +10,10 @@ from torch.ao.nn.quantized.dynamic import Linear as DynamicQuantizedLinear
 
 from posrag import models
 from posrag.architectures import attention_modules, decoder_layers
+from posrag.engine import Engine
 from posrag.errors import ConfigurationError
 from posrag.generation import GenerationConfig, generate_text
-from posrag.steering import SteeredGenerator, SteeringConfig, SteeringTarget, hook_counts
+from posrag.steering import SteeringConfig, SteeringTarget, hook_counts
 from posrag.testing import tiny_model
 
 DOC = "Paris is the capital of France."
@@ -72,7 +73,7 @@ def test_steering_runs_on_a_quantized_model_and_removes_its_hooks(mechanism: str
     start = PROMPT.index(DOC)
     target = SteeringTarget(start, start + len(DOC), 0.5, score=0.9, doc_id="a")
     config = SteeringConfig(mechanism=mechanism, base_intensity=2.0, attention_bias=4.0)  # type: ignore[arg-type]
-    generator = SteeredGenerator(tiny.model, tiny.tokenizer, config)
+    generator = Engine.from_model(tiny.model, tiny.tokenizer, config)
     inputs = tiny.tokenizer(PROMPT, return_tensors="pt")
     with torch.inference_mode():
         unsteered = tiny.model(**inputs).logits

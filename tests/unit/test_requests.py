@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 from posrag.documents import ScoredDocument
-from posrag.registry import MIN_LOCATABLE_CHARS, locate
+from posrag.locate import MIN_LOCATABLE_CHARS, locate
 from posrag.requests import RequestTracker
 
 

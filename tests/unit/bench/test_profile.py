@@ -79,11 +79,12 @@ def test_profile_round_trips_and_recommends_a_strategy(cache):
 
 
 def test_saved_profiles_are_steering_position_bias_files(cache):
-    from posrag.steering import PositionBiasProfile, SteeringConfig
+    from posrag.profiles import BiasProfile
+    from posrag.steering import SteeringConfig
 
     profile = BiasProfile.measured("m", POSITIONS, 20, (1.0, 0.6, 0.4, 0.6, 1.0))
     path = save_profile(profile)
-    steering_profile = PositionBiasProfile.load(path)
+    steering_profile = BiasProfile.load(path)
     assert steering_profile.relative_positions == pytest.approx(RELATIVE)
     assert steering_profile == profile.to_steering_profile()
     config = SteeringConfig(position_bias=str(path))

@@ -16,7 +16,7 @@ from llama_index.core.schema import MetadataMode, NodeWithScore, TextNode
 from llama_index.postprocessor.posrag import PositionReorder as LIReorder
 
 from posrag.documents import POSITION_INDEX_KEY, RELATIVE_POSITION_KEY, SIMILARITY_KEY
-from posrag.registry import locate
+from posrag.locate import locate
 
 SCORES = [0.91, 0.42, 0.77, 0.15, 0.63, 0.88, 0.05]
 

@@ -22,7 +22,7 @@ from llama_index.postprocessor.posrag import PositionReorder
 from llama_index.retrievers.posrag import PosragRetriever as LIRetriever
 
 from posrag.documents import SCORE_KEY
-from posrag.registry import locate
+from posrag.locate import locate
 from posrag.retrieval import DocumentIndex
 from tests.unit.hashing_embedder import HashingEmbedder
 

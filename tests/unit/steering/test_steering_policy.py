@@ -10,19 +10,19 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from posrag.errors import ConfigurationError
+from posrag.profiles import BiasProfile
 from posrag.steering import (
     BIAS_PRESETS,
     IntensityCurve,
     LayerZone,
-    PositionBiasProfile,
     SteeringConfig,
     SteeringTarget,
+    bias_preset,
     layer_zone,
     measured_curve,
     plan_steering,
     position_layer_map,
     resolve_curve,
-    resolve_position_bias,
     target_layers,
     zone_layers,
 )
@@ -246,7 +246,7 @@ def test_explicit_curve_wins_over_the_preset() -> None:
 
 
 def test_measured_u_profile_steers_the_middle_hardest() -> None:
-    profile = PositionBiasProfile((0.0, 0.25, 0.5, 0.75, 1.0), (1.0, 0.6, 0.3, 0.5, 1.0))
+    profile = BiasProfile((0.0, 0.25, 0.5, 0.75, 1.0), (1.0, 0.6, 0.3, 0.5, 1.0))
     curve = measured_curve(profile)
     assert curve(0.5) == pytest.approx(1.5) and curve(0.0) == pytest.approx(0.7)
     assert curve(0.5) > curve(0.25) > curve(0.0)
@@ -255,31 +255,30 @@ def test_measured_u_profile_steers_the_middle_hardest() -> None:
 
 
 def test_measured_recency_and_flat_profiles() -> None:
-    recency = PositionBiasProfile((0.0, 0.5, 1.0), (0.3, 0.5, 0.9))
+    recency = BiasProfile((0.0, 0.5, 1.0), (0.3, 0.5, 0.9))
     assert recency.reorder_strategy() == "recency"
     assert measured_curve(recency)(0.0) > measured_curve(recency)(1.0)
-    flat = PositionBiasProfile((0.0, 1.0), (0.8, 0.82))
+    flat = BiasProfile((0.0, 1.0), (0.8, 0.82))
     assert flat.reorder_strategy() == "none" and measured_curve(flat) == FLAT_CURVE
 
 
 def test_profile_from_json_file_and_positions(tmp_path) -> None:
     path = tmp_path / "profile.json"
     path.write_text(json.dumps({"positions": [1, 10, 20], "total": 20, "accuracy": [1.0, 0.3, 1.0]}))
-    preset = resolve_position_bias(str(path))
+    preset = bias_preset(str(path))
     assert preset.name == "measured" and preset.reorder_strategy == "long_context"
     config = SteeringConfig(position_bias=path)
     assert config.resolved_curve(0.5) > config.resolved_curve(0.0)
 
 
 def test_one_profile_type_for_steering_and_the_benchmark() -> None:
-    from posrag.bench.profile import BiasProfile
-    from posrag.profiles import BiasProfile as CoreProfile
+    from posrag.bench.profile import BiasProfile as BenchProfile
 
-    assert PositionBiasProfile is BiasProfile is CoreProfile
+    assert BenchProfile is BiasProfile
     measured = BiasProfile.measured("gemma3-270m", (1, 10, 19), 19, (1.0, 0.3, 0.95))
-    preset = resolve_position_bias(measured)
+    preset = bias_preset(measured)
     assert preset.name == "measured" and preset.reorder_strategy == "long_context"
-    assert preset == resolve_position_bias(measured.to_dict())
+    assert preset == bias_preset(measured.to_dict())
 
 
 @pytest.mark.parametrize("bias", ["primacy", {"accuracy": [1.0]}, 3])

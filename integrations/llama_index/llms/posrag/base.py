@@ -41,19 +41,14 @@ from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_ca
 from llama_index.core.llms.custom import CustomLLM
 from llama_index.core.schema import NodeWithScore
 
-from posrag import adapters, architectures
+from posrag import adapters
 from posrag.adapters import TRACE_KEY, generation_config, generation_info, stream_info
 from posrag.aio import iterate_in_thread
+from posrag.chat import FormattedPrompt
 from posrag.documents import ScoredDocument
+from posrag.engine import Engine
 from posrag.generation import GenerationConfig
-from posrag.steering import (
-    FormattedPrompt,
-    SteeredGeneration,
-    SteeredGenerator,
-    SteeringConfig,
-    format_messages,
-    resolve_model,
-)
+from posrag.steering import SteeredGeneration, SteeringConfig
 
 
 class PosragLLM(CustomLLM):
@@ -79,25 +74,22 @@ class PosragLLM(CustomLLM):
         exclude=True,
         description="Scores unscored nodes against the query (default: the packaged all-MiniLM-L6-v2).",
     )
-    _generator: SteeredGenerator = PrivateAttr()
+    _generator: Engine = PrivateAttr()
 
     def __init__(self, **data: Any) -> None:
         super().__init__(**data)
-        hf_model, tokenizer, name = resolve_model(self.model)
-        self._generator = SteeredGenerator(
-            hf_model, tokenizer, self.steering or SteeringConfig(), model_name=name, embedder=self.embedder
-        )
+        self._generator = Engine.load(self.model, steering=self.steering, embedder=self.embedder)
         if self.model_name is None:
-            self.model_name = name
+            self.model_name = self._generator.model_name
         if self.context_window is None:
-            self.context_window = architectures.context_window(hf_model)
+            self.context_window = self._generator.context_window()
 
     @classmethod
     def class_name(cls) -> str:
         return "PosragLLM"
 
     @property
-    def generator(self) -> SteeredGenerator:
+    def generator(self) -> Engine:
         return self._generator
 
     @property
@@ -167,7 +159,7 @@ class PosragLLM(CustomLLM):
 
     def _messages(self, messages: Sequence[ChatMessage]) -> FormattedPrompt:
         dicts = [{"role": m.role.value, "content": m.content or ""} for m in messages]
-        return format_messages(self._generator.tokenizer, dicts, self.use_chat_template)
+        return self._generator.format_messages(dicts, self.use_chat_template)
 
     # ------------------------------------------------------------------------- completion
     # The public methods carry LlamaIndex's instrumentation decorators and delegate to undecorated ``_do_*``

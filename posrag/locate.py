@@ -16,9 +16,6 @@ from posrag.documents import DocumentSpan, ScoredDocument, enumerate_positions
 #: Texts shorter than this are not located: they would match by accident.
 MIN_LOCATABLE_CHARS = 16
 
-#: A document found in a prompt: the same type as a span :func:`posrag.prompts.build_prompt` records.
-LocatedDocument = DocumentSpan
-
 
 def locatable_text(document: ScoredDocument) -> str:
     """The text that is searched for: the document's text without surrounding whitespace."""
@@ -50,4 +47,4 @@ def locate(prompt: str, documents: Iterable[ScoredDocument]) -> list[DocumentSpa
     ]
 
 
-__all__ = ["MIN_LOCATABLE_CHARS", "LocatedDocument", "locatable_text", "locate"]
+__all__ = ["MIN_LOCATABLE_CHARS", "locatable_text", "locate"]

@@ -1,4 +1,4 @@
-"""SteeredGenerator on tiny models of every supported family: exact layers, spans, decode steps, cleanup, threads."""
+"""The engine (torch backend) on tiny models of every family: exact layers, spans, decode steps, cleanup, threads."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import torch
 
 from posrag.architectures import attention_modules, decoder_layers
 from posrag.documents import ScoredDocument
+from posrag.engine import Engine
 from posrag.errors import ConfigurationError
 from posrag.generation import GenerationConfig, generate_text, stream_text
 from posrag.steering import (
-    SteeredGenerator,
     SteeringConfig,
     SteeringTarget,
     hook_counts,
@@ -60,7 +60,7 @@ def _logits(model: torch.nn.Module, inputs: dict[str, torch.Tensor]) -> torch.Te
 
 @pytest.mark.parametrize("mechanism", ["activation", "attention", "both"])
 def test_no_targets_is_exactly_plain_generation(tiny: TinyModel, mechanism: str) -> None:
-    generator = SteeredGenerator(tiny.model, tiny.tokenizer, SteeringConfig(mechanism=mechanism))  # type: ignore[arg-type]
+    generator = Engine.from_model(tiny.model, tiny.tokenizer, SteeringConfig(mechanism=mechanism))  # type: ignore[arg-type]
     plain = generate_text(tiny.model, tiny.tokenizer, PROMPT, GEN)
     result = generator.generate(PROMPT, [], GEN)
     assert result.text == plain
@@ -75,7 +75,7 @@ def test_no_targets_is_exactly_plain_generation(tiny: TinyModel, mechanism: str)
 @pytest.mark.parametrize("mechanism", ["activation", "attention", "both"])
 def test_steering_changes_only_positions_after_the_documents(tiny: TinyModel, mechanism: str) -> None:
     config = SteeringConfig(mechanism=mechanism, base_intensity=0.5, attention_bias=3.0)  # type: ignore[arg-type]
-    generator = SteeredGenerator(tiny.model, tiny.tokenizer, config)
+    generator = Engine.from_model(tiny.model, tiny.tokenizer, config)
     with generator.session(PROMPT, _targets()) as (prepared, handle):
         assert len(handle) == len(prepared.hook_specs) > 0
         steered = _logits(tiny.model, prepared.inputs)
@@ -89,7 +89,7 @@ def test_steering_changes_only_positions_after_the_documents(tiny: TinyModel, me
 
 def test_steered_generation_differs_and_is_deterministic(tiny: TinyModel) -> None:
     config = SteeringConfig(mechanism="both", base_intensity=1.0, attention_bias=8.0)
-    generator = SteeredGenerator(tiny.model, tiny.tokenizer, config)
+    generator = Engine.from_model(tiny.model, tiny.tokenizer, config)
     first = generator.generate(PROMPT, _targets(), GenerationConfig(max_new_tokens=12))
     second = generator.generate(PROMPT, _targets(), GenerationConfig(max_new_tokens=12))
     assert first == second
@@ -115,7 +115,7 @@ def _record_outputs(layers: list[torch.nn.Module], store: list[torch.Tensor]) ->
 def test_activation_touches_exactly_the_planned_layers_and_positions(tiny: TinyModel) -> None:
     layers = decoder_layers(tiny.model)
     config = SteeringConfig(mechanism="activation", base_intensity=0.3, curve="step")
-    generator = SteeredGenerator(tiny.model, tiny.tokenizer, config)
+    generator = Engine.from_model(tiny.model, tiny.tokenizer, config)
     before: list[torch.Tensor] = [torch.empty(0)] * len(layers)
     after: list[torch.Tensor] = [torch.empty(0)] * len(layers)
     recorders = _record_outputs(layers, before)  # registered first: sees each layer's own output
@@ -164,7 +164,7 @@ def test_attention_bias_touches_exactly_the_planned_layers_rows_and_columns(attn
         return hook
 
     config = SteeringConfig(mechanism="attention", attention_bias=2.0, curve="step")
-    generator = SteeredGenerator(tiny.model, tiny.tokenizer, config)
+    generator = Engine.from_model(tiny.model, tiny.tokenizer, config)
     prepared = generator.prepare(PROMPT, _targets())
     baseline = [m.register_forward_pre_hook(make(i), with_kwargs=True) for i, m in enumerate(attention)]
     try:
@@ -212,7 +212,7 @@ def test_attention_bias_touches_exactly_the_planned_layers_rows_and_columns(attn
 def test_decode_steps_are_steered_like_a_full_recompute(tiny: TinyModel, mechanism: str) -> None:
     """The cached decode steps see the same steering as a fresh prefill over the sequence so far."""
     config = SteeringConfig(mechanism=mechanism, base_intensity=0.4, attention_bias=2.0)  # type: ignore[arg-type]
-    generator = SteeredGenerator(tiny.model, tiny.tokenizer, config)
+    generator = Engine.from_model(tiny.model, tiny.tokenizer, config)
     with generator.session(PROMPT, _targets()) as (prepared, _), torch.inference_mode():
         out = tiny.model.generate(
             **prepared.inputs,
@@ -235,7 +235,7 @@ def test_decode_steps_are_steered_like_a_full_recompute(tiny: TinyModel, mechani
 
 
 def test_hooks_are_gone_after_an_exception_in_the_block(tiny: TinyModel) -> None:
-    generator = SteeredGenerator(tiny.model, tiny.tokenizer, SteeringConfig(mechanism="both"))
+    generator = Engine.from_model(tiny.model, tiny.tokenizer, SteeringConfig(mechanism="both"))
     plain = generate_text(tiny.model, tiny.tokenizer, PROMPT, GEN)
     with pytest.raises(RuntimeError, match="interrupted"), generator.session(PROMPT, _targets()) as (prepared, _):
         _logits(tiny.model, prepared.inputs)
@@ -245,7 +245,7 @@ def test_hooks_are_gone_after_an_exception_in_the_block(tiny: TinyModel) -> None
 
 
 def test_hooks_are_gone_after_generation_raises(tiny: TinyModel, monkeypatch: pytest.MonkeyPatch) -> None:
-    generator = SteeredGenerator(tiny.model, tiny.tokenizer, SteeringConfig(mechanism="both"))
+    generator = Engine.from_model(tiny.model, tiny.tokenizer, SteeringConfig(mechanism="both"))
     plain = generate_text(tiny.model, tiny.tokenizer, PROMPT, GEN)
     seen_hooks: list[dict[str, int]] = []
 
@@ -266,7 +266,7 @@ def test_hooks_are_gone_after_generation_raises(tiny: TinyModel, monkeypatch: py
 
 
 def test_stream_removes_hooks_when_closed_early_or_exhausted(tiny: TinyModel) -> None:
-    generator = SteeredGenerator(tiny.model, tiny.tokenizer, SteeringConfig(mechanism="both"))
+    generator = Engine.from_model(tiny.model, tiny.tokenizer, SteeringConfig(mechanism="both"))
     long = GenerationConfig(max_new_tokens=400, min_new_tokens=400)
     stream: Iterator[str] = generator.stream(PROMPT, _targets(), long)
     next(stream)
@@ -283,7 +283,7 @@ def test_stream_removes_hooks_when_closed_early_or_exhausted(tiny: TinyModel) ->
 def test_concurrent_steered_and_plain_requests_do_not_interfere() -> None:
     tiny = tiny_model("llama", num_layers=6)
     config = SteeringConfig(mechanism="both", base_intensity=1.0, attention_bias=6.0)
-    generator = SteeredGenerator(tiny.model, tiny.tokenizer, config)
+    generator = Engine.from_model(tiny.model, tiny.tokenizer, config)
     gen = GenerationConfig(max_new_tokens=16)
     other_targets = _targets()[1:]
     expected = {
@@ -328,7 +328,7 @@ def test_concurrent_steered_and_plain_requests_do_not_interfere() -> None:
 
 def test_trace_reports_span_position_layers_intensity_mechanism(tiny: TinyModel) -> None:
     config = SteeringConfig(mechanism="both", retrieval_threshold=0.85, base_intensity=0.1, curve="step")
-    result = SteeredGenerator(tiny.model, tiny.tokenizer, config).generate(PROMPT, _targets(), GEN)
+    result = Engine.from_model(tiny.model, tiny.tokenizer, config).generate(PROMPT, _targets(), GEN)
     a, b = result.trace
     assert (a.doc_id, a.tier, a.mechanism) == ("a", "full", "both")
     assert (b.doc_id, b.tier) == ("b", "ghost")
@@ -341,10 +341,10 @@ def test_trace_reports_span_position_layers_intensity_mechanism(tiny: TinyModel)
 
 def test_no_steer_above_leaves_late_documents_alone(tiny: TinyModel) -> None:
     config = SteeringConfig(mechanism="both", no_steer_above=0.9)
-    result = SteeredGenerator(tiny.model, tiny.tokenizer, config).generate(PROMPT, _targets(), GEN)
+    result = Engine.from_model(tiny.model, tiny.tokenizer, config).generate(PROMPT, _targets(), GEN)
     assert result.trace[1].tier == "off" and result.trace[1].mechanism == "none"
     assert result.trace[1].layers == () and result.trace[1].attention_layers == ()
-    only_late = SteeredGenerator(tiny.model, tiny.tokenizer, config).generate(PROMPT, _targets()[1:], GEN)
+    only_late = Engine.from_model(tiny.model, tiny.tokenizer, config).generate(PROMPT, _targets()[1:], GEN)
     assert only_late.text == generate_text(tiny.model, tiny.tokenizer, PROMPT, GEN)
 
 
@@ -369,7 +369,7 @@ def test_embedding_vector_source_steers_orthogonally(tiny: TinyModel) -> None:
             return torch.randn(len(texts), 7).numpy()
 
     config = SteeringConfig(mechanism="activation", vector_source="embedding", base_intensity=0.5)
-    generator = SteeredGenerator(tiny.model, tiny.tokenizer, config, embedder=Embedder())
+    generator = Engine.from_model(tiny.model, tiny.tokenizer, config, embedder=Embedder())
     with generator.session(PROMPT, _targets()) as (prepared, _):
         steered = _logits(tiny.model, prepared.inputs)
     base = _logits(tiny.model, prepared.inputs)
@@ -378,7 +378,7 @@ def test_embedding_vector_source_steers_orthogonally(tiny: TinyModel) -> None:
 
 
 def test_explicit_steer_from_and_bad_spans(tiny: TinyModel) -> None:
-    generator = SteeredGenerator(tiny.model, tiny.tokenizer, SteeringConfig())
+    generator = Engine.from_model(tiny.model, tiny.tokenizer, SteeringConfig())
     question = PROMPT.index("\n\nQuestion")
     prepared = generator.prepare(PROMPT, _targets()[:1], steer_from=question)
     assert prepared.steer_from > max(span.end for span in prepared.spans)
@@ -392,8 +392,8 @@ def test_attention_mechanism_rejects_unsupported_attention_implementation() -> N
     tiny = tiny_model("llama")
     tiny.model.config._attn_implementation = "flash_attention_2"
     with pytest.raises(ConfigurationError, match="attn_implementation"):
-        SteeredGenerator(tiny.model, tiny.tokenizer, SteeringConfig(mechanism="attention"))
-    SteeredGenerator(tiny.model, tiny.tokenizer, SteeringConfig(mechanism="activation"))
+        Engine.from_model(tiny.model, tiny.tokenizer, SteeringConfig(mechanism="attention"))
+    Engine.from_model(tiny.model, tiny.tokenizer, SteeringConfig(mechanism="activation"))
 
 
 # ----------------------------------------------------------------------------- a reused prefix
@@ -405,7 +405,7 @@ def test_attention_steering_continues_a_reused_prefix_exactly(tiny: TinyModel) -
     from transformers import DynamicCache
 
     config = SteeringConfig(mechanism="attention", attention_bias=4.0)
-    generator = SteeredGenerator(tiny.model, tiny.tokenizer, config)
+    generator = Engine.from_model(tiny.model, tiny.tokenizer, config)
     steer_from = PROMPT.index("Question:")
     with generator.session(PROMPT, _targets(), steer_from=steer_from) as (prepared, _):
         whole = _logits(tiny.model, prepared.inputs)
@@ -424,10 +424,10 @@ def test_attention_steering_continues_a_reused_prefix_exactly(tiny: TinyModel) -
 
 def test_a_reused_prefix_must_end_by_the_question_and_rules_out_activation(tiny: TinyModel) -> None:
     steer_from = PROMPT.index("Question:")
-    attention = SteeredGenerator(tiny.model, tiny.tokenizer, SteeringConfig(mechanism="attention"))
+    attention = Engine.from_model(tiny.model, tiny.tokenizer, SteeringConfig(mechanism="attention"))
     prepared = attention.prepare(PROMPT, _targets(), steer_from=steer_from)
     with pytest.raises(ConfigurationError, match="past_length"):
         attention.prepare(PROMPT, _targets(), steer_from=steer_from, past_length=prepared.steer_from + 1)
-    activation = SteeredGenerator(tiny.model, tiny.tokenizer, SteeringConfig(mechanism="activation"))
+    activation = Engine.from_model(tiny.model, tiny.tokenizer, SteeringConfig(mechanism="activation"))
     with pytest.raises(ConfigurationError, match="cannot continue a reused prefix"):
         activation.prepare(PROMPT, _targets(), steer_from=steer_from, past_length=3)

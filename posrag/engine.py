@@ -1,0 +1,374 @@
+"""The engine: the one way posrag generates.
+
+Everything that generates — posrag's LangChain and LlamaIndex LLM classes, :class:`posrag.pipeline.RAGPipeline`
+(so ``posrag demo``), the benchmark and ``posrag calibrate`` — calls an :class:`Engine`::
+
+    engine = Engine.load()                                   # the packaged model, calibrated steering
+    result = engine.generate(prompt, targets)                # text + trace
+    result = engine.complete(engine.format(prompt), documents=docs, query=q)   # what the LLM classes call
+
+A request takes one path, whoever calls: the request's documents are located in the prompt and ranked
+(:meth:`select`, :mod:`posrag.steering.selection`), planned once into token spans and per-layer targets
+(:func:`~posrag.steering.request_plan.plan_request`) with the settings resolved from the model's calibration
+(:func:`~posrag.steering.config.SteeringConfig.resolve_for`, once, when the engine is built), and run by the
+engine's :class:`~posrag.backends.Backend` — the torch backend (forward hooks, the reference) or another behind
+the same boundary. With nothing to steer the output is exactly the plain output.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import Any, Literal
+
+from posrag.backends.base import Backend
+from posrag.chat import FormattedPrompt, format_completion, format_messages
+from posrag.documents import ScoredDocument
+from posrag.errors import ConfigurationError, MissingDependencyError
+from posrag.generation import GenerationConfig
+from posrag.steering.config import SteeringConfig
+from posrag.steering.planning import SteeringTarget
+from posrag.steering.request_plan import RequestPlan, plan_request
+from posrag.steering.selection import SelectionSummary, select_targets
+from posrag.steering.trace import SteeredGeneration, SteeringTraceEntry
+
+logger = logging.getLogger("posrag")
+
+BackendName = Literal["torch", "llama.cpp", "auto"]
+#: The backends :meth:`Engine.load` knows by name.
+BACKENDS: tuple[str, ...] = ("torch", "llama.cpp", "auto")
+
+_WARNED_LOCK = threading.Lock()
+
+
+class Engine:
+    """A model behind a :class:`~posrag.backends.Backend`, generating plainly or steered toward documents.
+
+    ``steering``: the settings (``None``: ``SteeringConfig()``); settings left unset are filled once, here,
+    from the model's calibration. Safe to share between threads: each request plans and steers on its own.
+    """
+
+    def __init__(self, backend: Backend, steering: SteeringConfig | None = None, *, embedder: Any = None) -> None:
+        if not isinstance(backend, Backend):
+            raise ConfigurationError(
+                f"backend={type(backend).__name__} is not a posrag backend; use Engine.load(model, backend=...) "
+                "or a posrag.backends implementation."
+            )
+        self.backend = backend
+        # Unset settings: the model's calibration (`posrag calibrate`, or the one shipped with posrag).
+        self.config = (steering or SteeringConfig()).resolve_for(backend.model_name)
+        backend.check(self.config)
+        self._embedder = embedder
+        self._warned_unlocated = False
+
+    @classmethod
+    def from_model(
+        cls,
+        model: Any,
+        tokenizer: Any,
+        steering: SteeringConfig | None = None,
+        *,
+        model_name: str | None = None,
+        embedder: Any = None,
+    ) -> Engine:
+        """An engine over a Hugging Face causal LM and its tokenizer (the torch backend)."""
+        from posrag.backends.torch import TorchBackend
+
+        return cls(TorchBackend(model, tokenizer, model_name=model_name), steering, embedder=embedder)
+
+    @classmethod
+    def load(
+        cls,
+        model: Any = None,
+        *,
+        backend: BackendName = "torch",
+        steering: SteeringConfig | None = None,
+        embedder: Any = None,
+        progress: bool = False,
+    ) -> Engine:
+        """Load ``model`` (``None``: the packaged default; a path, a cached hub id, a ``LoadedModel`` or a
+        ``(model, tokenizer)`` pair) on ``backend``.
+
+        ``"auto"`` is the torch backend: llama.cpp becomes the default for GGUF files only once its accuracy
+        parity with the torch backend is shown (``docs/backends.md``). ``progress``: a progress bar while a
+        model is prepared for the first time.
+        """
+        if backend not in BACKENDS:
+            raise ConfigurationError(f"backend={backend!r} is not one of {', '.join(map(repr, BACKENDS))}.")
+        if backend == "llama.cpp":
+            try:
+                from posrag.backends.llamacpp import LlamaCppBackend  # type: ignore[import-not-found]
+            except ImportError as exc:
+                raise MissingDependencyError(
+                    "backend='llama.cpp' needs posrag's llama.cpp extra: pip install 'posrag[llamacpp]'"
+                ) from exc
+            return cls(LlamaCppBackend.load(model, progress=progress), steering, embedder=embedder)
+        from posrag.models import resolve_model
+
+        hf_model, tokenizer, name = resolve_model(model, progress=bool(progress))
+        return cls.from_model(hf_model, tokenizer, steering, model_name=name, embedder=embedder)
+
+    # ------------------------------------------------------------------------- the model
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.backend.tokenizer
+
+    @property
+    def model(self) -> Any:
+        """The backend's model object (a torch module for the torch backend)."""
+        return getattr(self.backend, "model", None)
+
+    @property
+    def model_name(self) -> str | None:
+        return self.backend.model_name
+
+    @property
+    def num_layers(self) -> int:
+        return self.backend.layout.num_layers
+
+    def context_window(self) -> int | None:
+        return self.backend.context_window()
+
+    def count_tokens(self, text: str, *, add_special_tokens: bool = False) -> int:
+        """The number of tokens ``text`` takes for this model."""
+        return len(self.tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"])
+
+    # ------------------------------------------------------------------------- one request
+
+    def plan(
+        self,
+        prompt: str,
+        targets: Sequence[SteeringTarget],
+        *,
+        steer_from: int | None = None,
+        add_special_tokens: bool = True,
+    ) -> RequestPlan:
+        """``prompt`` tokenized and ``targets`` planned for this engine's model and settings."""
+        return plan_request(
+            self.tokenizer,
+            prompt,
+            targets,
+            self.config,
+            self.backend.layout,
+            steer_from=steer_from,
+            add_special_tokens=add_special_tokens,
+            embed=self._embed,
+        )
+
+    def generate(
+        self,
+        prompt: str,
+        targets: Sequence[SteeringTarget] = (),
+        generation: GenerationConfig | None = None,
+        *,
+        steer_from: int | None = None,
+        add_special_tokens: bool = True,
+        prefix: Any = None,
+        until: Callable[[str], bool] | None = None,
+    ) -> SteeredGeneration:
+        """Generate a completion of ``prompt``, steering toward ``targets`` (none: plain); the text and trace.
+
+        ``prefix``: the backend's :meth:`~posrag.backends.Backend.prefill` of the prompt's first tokens (up to
+        the question) to continue; ``until``: stop once it is true of the completion so far.
+        """
+        plan = self.plan(prompt, targets, steer_from=steer_from, add_special_tokens=add_special_tokens)
+        text, generated = self.backend.generate(plan, generation, prefix=prefix, until=until)
+        return SteeredGeneration(text, plan.trace, plan.encoded.num_tokens, generated)
+
+    def stream(
+        self,
+        prompt: str,
+        targets: Sequence[SteeringTarget] = (),
+        generation: GenerationConfig | None = None,
+        *,
+        steer_from: int | None = None,
+        add_special_tokens: bool = True,
+    ) -> Iterator[str]:
+        """Yield the completion piece by piece; closing the iterator stops generation (hooks removed)."""
+        plan = self.plan(prompt, targets, steer_from=steer_from, add_special_tokens=add_special_tokens)
+        yield from self.backend.stream(plan, generation)
+
+    def stream_with_trace(
+        self,
+        prompt: str,
+        targets: Sequence[SteeringTarget] = (),
+        generation: GenerationConfig | None = None,
+        *,
+        steer_from: int | None = None,
+        add_special_tokens: bool = True,
+    ) -> tuple[tuple[SteeringTraceEntry, ...], Iterator[str]]:
+        """The trace (known before the first token) and the stream of pieces."""
+        plan = self.plan(prompt, targets, steer_from=steer_from, add_special_tokens=add_special_tokens)
+        return plan.trace, self.backend.stream(plan, generation)
+
+    def prefill(self, input_ids: list[int]) -> Any:
+        """Run a prompt prefix once, unsteered, for :meth:`generate` (``prefix=``) to continue."""
+        return self.backend.prefill(input_ids)
+
+    def prepare(
+        self,
+        prompt: str,
+        targets: Sequence[SteeringTarget],
+        *,
+        steer_from: int | None = None,
+        add_special_tokens: bool = True,
+        past_length: int = 0,
+    ) -> Any:
+        """The request planned and made ready for the torch backend (inputs, hooks not yet registered)."""
+        prepare = self._torch_only("prepare")
+        plan = self.plan(prompt, targets, steer_from=steer_from, add_special_tokens=add_special_tokens)
+        return prepare(plan, past_length=past_length)
+
+    def _torch_only(self, method: str) -> Any:
+        found = getattr(self.backend, method, None)
+        if found is None:
+            raise ConfigurationError(
+                f"The {self.backend.name} backend runs its own forward passes; {method}() for forward passes of "
+                "your own needs the torch backend (Engine.load(model, backend='torch'))."
+            )
+        return found
+
+    @contextmanager
+    def session(
+        self,
+        prompt: str,
+        targets: Sequence[SteeringTarget],
+        *,
+        steer_from: int | None = None,
+        add_special_tokens: bool = True,
+        past_length: int = 0,
+    ) -> Iterator[tuple[Any, Any]]:
+        """Steering on for forward passes of your own (torch backend): ``with engine.session(p, t) as (prep, _):
+        engine.model(**prep.inputs)``; hooks removed after the block. One session per forward sequence."""
+        session = self._torch_only("session")
+        plan = self.plan(prompt, targets, steer_from=steer_from, add_special_tokens=add_special_tokens)
+        with session(plan, past_length=past_length) as prepared:
+            yield prepared
+
+    # ------------------------------------------------------------------------- what the LLM classes call
+
+    def format(self, prompt: str, use_chat_template: bool | None = False) -> FormattedPrompt:
+        """A completion prompt as the model reads it (see :func:`posrag.chat.format_completion`)."""
+        return format_completion(self.tokenizer, prompt, use_chat_template)
+
+    def format_messages(
+        self, messages: Sequence[dict[str, str]], use_chat_template: bool | None = None
+    ) -> FormattedPrompt:
+        """Chat messages as the model reads them (see :func:`posrag.chat.format_messages`)."""
+        return format_messages(self.tokenizer, messages, use_chat_template)
+
+    def select(
+        self,
+        prompt: FormattedPrompt,
+        documents: Sequence[ScoredDocument] | None,
+        *,
+        query: str | None = None,
+    ) -> tuple[list[SteeringTarget], SelectionSummary]:
+        """The targets of ``prompt`` among its request's ``documents`` (:mod:`~posrag.steering.selection`).
+
+        Unscored documents are ranked by the packaged embedder's similarity to the query
+        (``config.unscored="relevance"``), loaded on first use (or the ``embedder`` given at construction).
+        """
+        targets, summary = select_targets(
+            prompt.text, list(documents or ()), self.config, query=query, relevance=self.relevance
+        )
+        if not summary.located:
+            self._warn_unlocated(summary)
+        return targets, summary
+
+    def relevance(self, query: str, texts: list[str]) -> list[float]:
+        """posrag's own relevance of ``texts`` to ``query``: the embedder's cosine similarity (for unscored
+        documents; the packaged all-MiniLM-L6-v2 unless an ``embedder`` was given)."""
+        from posrag.relevance import embedding_relevance
+
+        return list(embedding_relevance(query, texts, self.embedder).scores)
+
+    @property
+    def embedder(self) -> Any:
+        if self._embedder is None:
+            try:
+                from posrag.models import load_embedder
+
+                self._embedder = load_embedder()
+            except ImportError as exc:  # pragma: no cover - sentence-transformers is a dependency
+                raise MissingDependencyError(
+                    "posrag's relevance and embedding vectors need sentence-transformers: "
+                    "pip install sentence-transformers"
+                ) from exc
+        return self._embedder
+
+    def _embed(self, texts: list[str]) -> list[Any]:
+        """Documents' embeddings at the model's width (``vector_source="embedding"``)."""
+        import torch
+
+        from posrag.steering.activation import align_dimension
+
+        embeddings = torch.as_tensor(self.embedder.encode(texts, convert_to_numpy=True))
+        return [align_dimension(e, self.backend.layout.hidden_size) for e in embeddings]
+
+    def _warn_unlocated(self, summary: SelectionSummary) -> None:
+        with _WARNED_LOCK:
+            if self._warned_unlocated:
+                return
+            self._warned_unlocated = True
+        reason = summary.notes[0] if summary.notes else "no documents reached it from its request"
+        logger.warning(
+            "posrag: a steered LLM got a prompt with no located request document (%s), so it generated without "
+            "steering. Retrieve in the same chain / query engine as the LLM call, or pass the documents "
+            "explicitly (documents=[...]). This warning is shown once per model.",
+            reason,
+        )
+
+    @staticmethod
+    def _in_caller_coordinates(
+        trace: Sequence[SteeringTraceEntry], prompt: FormattedPrompt
+    ) -> tuple[SteeringTraceEntry, ...]:
+        """The trace with character spans in the caller's prompt (or chat message), not the templated text."""
+        mapped = []
+        for entry in trace:
+            message, start, end = prompt.to_caller(entry.start_char, entry.end_char)
+            mapped.append(replace(entry, start_char=start, end_char=end, message=message))
+        return tuple(mapped)
+
+    def complete(
+        self,
+        prompt: FormattedPrompt,
+        generation: GenerationConfig | None = None,
+        *,
+        steer: bool = True,
+        documents: Sequence[ScoredDocument] | None = None,
+        query: str | None = None,
+    ) -> SteeredGeneration:
+        """What the LLM classes call: steer toward the request's ``documents`` found in ``prompt``.
+
+        ``documents``: the documents of this call's request (from :mod:`posrag.requests`) or the caller's own;
+        ``None`` or none located: a plain generation. ``steer=False`` generates plainly (an empty trace).
+        """
+        targets, selection = self.select(prompt, documents, query=query) if steer else ([], None)
+        result = self.generate(prompt.text, targets, generation, add_special_tokens=prompt.add_special_tokens)
+        return replace(result, trace=self._in_caller_coordinates(result.trace, prompt), selection=selection)
+
+    def stream_complete(
+        self,
+        prompt: FormattedPrompt,
+        generation: GenerationConfig | None = None,
+        *,
+        steer: bool = True,
+        documents: Sequence[ScoredDocument] | None = None,
+        query: str | None = None,
+    ) -> tuple[SteeredGeneration, Iterator[str]]:
+        """What is known before the first token (trace and selection, as a text-less ``SteeredGeneration``)
+        and the stream of pieces, steering toward the request's ``documents`` found in ``prompt``."""
+        targets, selection = self.select(prompt, documents, query=query) if steer else ([], None)
+        plan = self.plan(prompt.text, targets, add_special_tokens=prompt.add_special_tokens)
+        header = SteeredGeneration(
+            "", self._in_caller_coordinates(plan.trace, prompt), plan.encoded.num_tokens, 0, selection
+        )
+        return header, self.backend.stream(plan, generation)
+
+
+__all__ = ["BACKENDS", "BackendName", "Engine"]
