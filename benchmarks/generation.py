@@ -33,8 +33,8 @@ callback installed, nothing steered: the cost of being steerable), ``attention``
 plan as posrag's torch generator: the best document, default configuration, the model's calibration), each
 clocked per token through ``LlamaCppBackend.tokens``; ratios to the backend's plain run of the same repeat, and
 the extra milliseconds per decoded token. ``--gguf PATH`` measures another GGUF file (e.g. SmolLM2, whose
-converted copy posrag loads for the torch side and for planning); ``--load`` with no value skips the torch
-runs (the fp32 model is still loaded, to plan the steered requests).
+converted copy posrag loads for the torch side); ``--load`` with no value skips the torch runs (planning needs
+only the tokenizer).
 
     python benchmarks/generation.py --llama-backend --load --no-llama-cpp --threads 2 --repeats 3
     python benchmarks/generation.py --llama-backend --load --no-llama-cpp --gguf <smollm2.gguf> --prompt-tokens 2000
@@ -215,9 +215,7 @@ def _now() -> tuple[float, float]:
     return time.perf_counter(), time.process_time()
 
 
-def posrag_run(
-    lm: Any, engine: str, generators: dict[str, Engine], prompt: RAGPrompt, tokens: int
-) -> dict[str, Any]:
+def posrag_run(lm: Any, engine: str, generators: dict[str, Engine], prompt: RAGPrompt, tokens: int) -> dict[str, Any]:
     """One greedy generation of exactly ``tokens`` tokens through posrag, plain or steered, clocked per token."""
     config = GenerationConfig(max_new_tokens=tokens, min_new_tokens=tokens)
     clock = _Clock()
@@ -272,26 +270,30 @@ def backend_run(backend: Any, request: Any, tokens: int, plan: Callable[[], Any]
     return {"prompt_tokens": n, **_figures(start, times, cpu, n), "text": text}
 
 
-def backend_runs(args: argparse.Namespace, lm: Any, gguf: Path, prompt: RAGPrompt, threads: int) -> dict[str, Any]:
-    """The llama.cpp backend's runs: plain without callback, plain with it, attention- and activation-steered."""
-    from posrag.backends.llamacpp import LlamaCppBackend, LlamaRequest
+def llama_backends(args: argparse.Namespace, gguf: Path, threads: int) -> tuple[Any, Any]:
+    """posrag's llama.cpp backend on ``gguf`` twice: without a graph callback (plain llama.cpp) and steerable."""
+    from posrag.backends.llamacpp import LlamaCppBackend
 
     n_ctx = args.prompt_tokens + args.tokens + 64
-    bare = LlamaCppBackend(gguf, tokenizer=lm.tokenizer, n_threads=threads, n_ctx=n_ctx, steerable=False)
-    steerable = LlamaCppBackend(gguf, tokenizer=lm.tokenizer, n_threads=threads, n_ctx=n_ctx)
+    name = None if args.gguf is None else args.gguf
+    bare = LlamaCppBackend(gguf, n_threads=threads, n_ctx=n_ctx, steerable=False, model_name=name)
+    steerable = LlamaCppBackend(gguf, tokenizer=bare.tokenizer, n_threads=threads, n_ctx=n_ctx, model_name=name)
+    return bare, steerable
+
+
+def backend_runs(bare: Any, steerable: Any, prompt: RAGPrompt) -> dict[str, Any]:
+    """The llama.cpp backend's runs: plain without callback, plain with it, attention- and activation-steered
+    (planned by an :class:`Engine` over the steerable backend, as any caller's request is)."""
     targets = steering_targets(prompt)
-    generators = {
-        name: SteeredGenerator(lm.model, lm.tokenizer, SteeringConfig(mechanism=name), model_name=lm.name)  # type: ignore[arg-type]
-        for name in ("attention", "activation")
-    }
-    plain = LlamaRequest.from_generator(generators["attention"], prompt.text, [])
+    engines = {name: Engine(steerable, SteeringConfig(mechanism=name)) for name in ("attention", "activation")}  # type: ignore[arg-type]
+    plain = engines["attention"].plan(prompt.text, [])
     runs: dict[str, Callable[[int], dict[str, Any]]] = {
         f"{BACKEND} plain": lambda n: backend_run(bare, plain, n),
         f"{BACKEND} plain+callback": lambda n: backend_run(steerable, plain, n),
     }
-    for name, generator in generators.items():
-        runs[f"{BACKEND} {name}"] = lambda n, g=generator: backend_run(
-            steerable, None, n, plan=lambda: LlamaRequest.from_generator(g, prompt.text, targets)
+    for name, engine in engines.items():
+        runs[f"{BACKEND} {name}"] = lambda n, e=engine: backend_run(
+            steerable, None, n, plan=lambda: e.plan(prompt.text, targets)
         )
     return runs
 
@@ -329,8 +331,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(threads)
     model = args.gguf or None
     loaded = {load: load_causal_lm(model, progress=False, quantize=LOADS[load]) for load in args.load}
-    planner = loaded.get("fp32") or load_causal_lm(model, progress=False)
-    tokenizer = planner.tokenizer
+    gguf = Path(args.gguf) if args.gguf else packaged_gguf()
+    backends = llama_backends(args, gguf, threads) if args.llama_backend else None
+    tokenizer = next(iter(loaded.values())).tokenizer if loaded else backends[0].tokenizer  # type: ignore[index]
     prompt = make_prompt(tokenizer, args.prompt_tokens)
     runs: dict[str, Callable[[int], dict[str, Any]]] = {}
     probes = {}
@@ -344,9 +347,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         probes[load] = output_layer_probe(lm, prompt)
 
     llama_cpp, how = (None, "skipped (--no-llama-cpp)") if args.no_llama_cpp else ensure_llama_cpp(not args.no_build)
-    gguf = Path(args.gguf) if args.gguf else packaged_gguf()
-    if args.llama_backend:
-        runs.update(backend_runs(args, planner, gguf, prompt, threads))
+    if backends is not None:
+        runs.update(backend_runs(*backends, prompt))
     if llama_cpp is not None:
         llm = llama_cpp.Llama(
             model_path=str(gguf),

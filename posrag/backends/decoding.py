@@ -50,14 +50,19 @@ def _text(tokenizer: Any, tokens: list[int]) -> str:
     return str(tokenizer.decode(tokens, skip_special_tokens=True))
 
 
-def completion(tokens: Iterator[int], tokenizer: Any, generation: GenerationConfig) -> tuple[str, int]:
-    """The completion of a token stream (stops applied; the stream is closed at the first stop) and its length."""
+def completion(
+    tokens: Iterator[int], tokenizer: Any, generation: GenerationConfig, *, until: Callable[[str], bool] | None = None
+) -> tuple[str, int]:
+    """The completion of a token stream (stops applied) and its length; the stream is closed at the first stop,
+    or once ``until`` is true of the completion so far."""
     new: list[int] = []
     try:
         for token in tokens:
             new.append(token)
-            if generation.stop and generation.apply_stop(_text(tokenizer, new))[1]:
-                break
+            if generation.stop or until is not None:
+                text = _text(tokenizer, new)
+                if (generation.stop and generation.apply_stop(text)[1]) or (until is not None and until(text)):
+                    break
     finally:
         tokens.close()  # type: ignore[attr-defined]
     return generation.apply_stop(_text(tokenizer, new))[0], len(new)

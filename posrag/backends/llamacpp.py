@@ -17,19 +17,17 @@ from __future__ import annotations
 
 import ctypes
 import os
-import queue
-import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from posrag.aio import stop_requested
 from posrag.backends.decoding import completion, next_token, pieces
 from posrag.backends.llamacpp_binding import (
+    ContextPool,
     LlamaContext,
     binding,
     layout_of,
@@ -48,6 +46,7 @@ from posrag.errors import (
     PosragError,
 )
 from posrag.generation import GenerationConfig
+from posrag.models import _DEFAULT_LLM_ALIASES, DEFAULT_LLM
 from posrag.steering.activation import ActivationTarget
 from posrag.steering.attention import AttentionTarget
 
@@ -63,9 +62,27 @@ class LlamaPrefix:
         return len(self.input_ids)
 
 
+class SteeredRequest(Protocol):
+    """What the backend reads of a request: a :class:`~posrag.steering.request_plan.RequestPlan` (the engine's)
+    or a hand-made :class:`LlamaRequest` (diagnostics, tests)."""
+
+    @property
+    def input_ids(self) -> Sequence[int]: ...
+    @property
+    def steer_from(self) -> int: ...
+    @property
+    def context(self) -> tuple[int, int]: ...
+    @property
+    def activation(self) -> Mapping[int, Sequence[ActivationTarget]]: ...
+    @property
+    def attention(self) -> Mapping[int, Sequence[AttentionTarget]]: ...
+    @property
+    def center(self) -> bool: ...
+
+
 @dataclass(frozen=True)
 class LlamaRequest:
-    """What the backend needs of a planned request (the fields of the engine's request plan)."""
+    """A request given layer by layer (a :class:`SteeredRequest` without the planning around it)."""
 
     input_ids: tuple[int, ...]
     steer_from: int
@@ -73,38 +90,6 @@ class LlamaRequest:
     activation: Mapping[int, Sequence[ActivationTarget]]
     attention: Mapping[int, Sequence[AttentionTarget]]
     center: bool = True
-
-    @classmethod
-    def from_generator(
-        cls, generator: Any, prompt: str, targets: Sequence[Any], *, steer_from: int | None = None
-    ) -> LlamaRequest:
-        """Planned by a torch :class:`~posrag.steering.SteeredGenerator` of the same model (its planning steps,
-        without its hooks): the bridge until the engine's backend-agnostic request plan is used instead."""
-        from posrag.steering.planning import plan_steering
-
-        targets = list(targets)
-        encoded, spans = generator._token_spans(prompt, targets, True)
-        steer = generator._steer_token(prompt, encoded, targets, spans, steer_from)
-        plans = plan_steering(targets, generator.config, generator.num_layers)
-        vectors = generator._steering_vectors(prompt, plans)
-        _, activation, attention = generator._assign_layers(plans, spans, vectors, steer)
-        context = (generator._first_content_token(encoded), steer)
-        ids = tuple(int(i) for i in encoded.input_ids[0].tolist())
-        return cls(ids, steer, context, activation, attention, generator.config.center)
-
-    @classmethod
-    def from_plan(cls, plan: Any, *, center: bool = True) -> LlamaRequest:
-        """From a request plan (``encoded.input_ids``, ``steer_from``, ``context``, ``activation``, ``attention``)."""
-        ids = plan.encoded.input_ids
-        ids = ids.reshape(-1).tolist() if hasattr(ids, "reshape") else list(ids)
-        return cls(
-            tuple(int(i) for i in ids),
-            int(plan.steer_from),
-            (int(plan.context[0]), int(plan.context[1])),
-            dict(plan.activation),
-            dict(plan.attention),
-            center,
-        )
 
 
 class LlamaCppBackend:
@@ -129,6 +114,7 @@ class LlamaCppBackend:
         n_ubatch: int = 512,
         max_contexts: int = 2,
         steerable: bool = True,
+        model_name: str | None = None,
         verbose: bool = False,
     ) -> None:
         self.api = api = binding()
@@ -136,6 +122,8 @@ class LlamaCppBackend:
             quiet_logs(api)
         api.llama_backend_init()
         self.path = Path(path) if path is not None else packaged_gguf()
+        # The name that finds the model's calibration and profile: the torch backend's name for the same model.
+        self.model_name = model_name or (DEFAULT_LLM if path is None else os.fspath(path))
         if not self.path.is_file():
             raise ModelNotFoundError(f"GGUF file {self.path} does not exist; pass the path of a local .gguf file.")
         self.tokenizer, self.config = tokenizer_and_config(self.path, tokenizer)
@@ -148,17 +136,26 @@ class LlamaCppBackend:
         self.n_ubatch = min(n_ubatch, n_ctx)
         self.num_layers = int(api._lib.llama_n_layer(self._model))
         self.n_vocab = int(api._lib.llama_n_vocab(self._model))
-        self.layout = layout_of(self.config, self.num_layers)
-        self._max_contexts = max_contexts
-        self._idle: queue.LifoQueue[LlamaContext] = queue.LifoQueue()
-        self._created = 0
-        self._lock = threading.Lock()
-        self._contexts: list[LlamaContext] = []
+        self.layout = layout_of(self.config, self.num_layers, int(api._lib.llama_model_n_embd(self._model)))
+        self._pool = ContextPool(self._new_context, max_contexts)
         self.steerable = steerable
         self.scales: dict[int, float] = {}
         self._unscalable: str | None = "the backend was loaded with steerable=False (no graph callback)"
         if steerable:
             self.scales, self._unscalable = self._read_softmax_scales()
+
+    @classmethod
+    def load(cls, model: Any = None, *, progress: bool = False, **options: Any) -> LlamaCppBackend:
+        """The backend for :meth:`posrag.engine.Engine.load`: ``None`` (the packaged Gemma 3 270M GGUF) or the
+        path of a ``.gguf`` file; ``options`` as for the constructor."""
+        if model is None or (isinstance(model, str) and model in _DEFAULT_LLM_ALIASES):
+            return cls(None, **options)
+        if isinstance(model, (str, os.PathLike)) and os.fspath(model).endswith(".gguf"):
+            return cls(model, **options)
+        raise ConfigurationError(
+            f"The llama.cpp backend runs GGUF files, got model={model!r}; pass the path of a .gguf file (or None "
+            "for the packaged Gemma 3 270M), or use backend='torch' for a Hugging Face model."
+        )
 
     # ------------------------------------------------------------------------- the pool
 
@@ -171,37 +168,9 @@ class LlamaCppBackend:
         params.flash_attn = False  # the score node kq-<layer> exists only without flash attention
         return LlamaContext(self.api, self._model, params, self.n_ubatch, callback=self.steerable)
 
-    @contextmanager
-    def _context(self) -> Iterator[LlamaContext]:
-        """A context of the pool held exclusively for the block (created while under ``max_contexts``)."""
-        try:
-            context = self._idle.get_nowait()
-        except queue.Empty:
-            with self._lock:
-                create = self._created < self._max_contexts
-                if create:
-                    self._created += 1
-            if create:
-                try:
-                    context = self._new_context()
-                except BaseException:
-                    with self._lock:
-                        self._created -= 1
-                    raise
-                self._contexts.append(context)
-            else:
-                context = self._idle.get()
-        try:
-            yield context
-        finally:
-            context.handler = None
-            self._idle.put(context)
-
     def close(self) -> None:
         """Free every context and the model (the backend is unusable afterwards)."""
-        for context in self._contexts:
-            context.free()
-        self._contexts.clear()
+        self._pool.free()
         if self._model:
             self.api.llama_free_model(self._model)
             self._model = None
@@ -244,7 +213,7 @@ class LlamaCppBackend:
         return bool(self.api.llama_token_is_eog(self._model, token))
 
     def steering_for(
-        self, request: LlamaRequest, taps: Mapping[str, Callable[[np.ndarray, int], None]] | None = None
+        self, request: SteeredRequest, taps: Mapping[str, Callable[[np.ndarray, int], None]] | None = None
     ) -> RequestSteering:
         """The callback state of one request (checked against what this model can honour)."""
         if not self.steerable and (taps or any(request.activation.values()) or any(request.attention.values())):
@@ -273,11 +242,11 @@ class LlamaCppBackend:
         )
 
     def prompt_logits(
-        self, request: LlamaRequest, *, taps: Mapping[str, Callable[[np.ndarray, int], None]] | None = None
+        self, request: SteeredRequest, *, taps: Mapping[str, Callable[[np.ndarray, int], None]] | None = None
     ) -> np.ndarray:
         """The next-token logits after the (steered) prompt, a copy; ``taps`` observe nodes on the way."""
         steering = self.steering_for(request, taps)
-        with self._context() as context:
+        with self._pool.hold() as context:
             self.api.llama_kv_cache_clear(context.ctx)
             context.handler = steering.evaluate if steering.active else None
             logits = self._decode(context, list(request.input_ids), 0, steering).copy()
@@ -286,7 +255,7 @@ class LlamaCppBackend:
 
     def tokens(
         self,
-        request: LlamaRequest,
+        request: SteeredRequest,
         generation: GenerationConfig | None = None,
         *,
         prefix: LlamaPrefix | None = None,
@@ -303,7 +272,7 @@ class LlamaCppBackend:
         steering = self.steering_for(request, taps)
         external = stop_requested()
         rng = np.random.default_rng(seed)
-        with self._context() as context:
+        with self._pool.hold() as context:
             self.api.llama_kv_cache_clear(context.ctx)
             if prefix is not None and past:
                 loaded = self.api._lib.llama_state_seq_set_data(context.ctx, prefix.state, len(prefix.state), 0, 0)
@@ -323,14 +292,21 @@ class LlamaCppBackend:
                 position += 1
 
     def generate(
-        self, request: LlamaRequest, generation: GenerationConfig | None = None, *, prefix: LlamaPrefix | None = None
+        self,
+        request: SteeredRequest,
+        generation: GenerationConfig | None = None,
+        *,
+        prefix: LlamaPrefix | None = None,
+        until: Callable[[str], bool] | None = None,
     ) -> tuple[str, int]:
-        """The completion (stops applied) and the number of new tokens."""
+        """The completion (stops applied) and the number of new tokens; ``until``: also stop once it is true of
+        the completion so far."""
         generation = generation or GenerationConfig()
-        return completion(self.tokens(request, generation, prefix=prefix), self.tokenizer, generation)
+        tokens = self.tokens(request, generation, prefix=prefix)
+        return completion(tokens, self.tokenizer, generation, until=until)
 
     def stream(
-        self, request: LlamaRequest, generation: GenerationConfig | None = None, *, prefix: LlamaPrefix | None = None
+        self, request: SteeredRequest, generation: GenerationConfig | None = None, *, prefix: LlamaPrefix | None = None
     ) -> Iterator[str]:
         """Yield the completion piece by piece (stops applied across pieces); closing it stops generation."""
         generation = generation or GenerationConfig()
@@ -341,7 +317,7 @@ class LlamaCppBackend:
         ids = [int(i) for i in input_ids]
         if not ids:
             raise ConfigurationError("A prefix needs at least one token.")
-        with self._context() as context:
+        with self._pool.hold() as context:
             self.api.llama_kv_cache_clear(context.ctx)
             self._decode(context, ids, 0, None)
             lib = self.api._lib
@@ -351,7 +327,7 @@ class LlamaCppBackend:
             self.api.llama_kv_cache_clear(context.ctx)
         return LlamaPrefix(tuple(ids), buffer.raw[:written])
 
-    def _check_prefix(self, request: LlamaRequest, prefix: LlamaPrefix | None) -> int:
+    def _check_prefix(self, request: SteeredRequest, prefix: LlamaPrefix | None) -> int:
         if prefix is None:
             return 0
         if tuple(request.input_ids[: len(prefix)]) != prefix.input_ids:
@@ -403,7 +379,7 @@ class LlamaCppBackend:
     def _read_softmax_scales(self) -> tuple[dict[int, float], str | None]:
         """Each layer's softmax scale read from the graph of a one-token decode (:class:`ScaleProbe`)."""
         probe = ScaleProbe()
-        with self._context() as context:
+        with self._pool.hold() as context:
             self.api.llama_kv_cache_clear(context.ctx)
             context.handler = probe.evaluate
             bos = self.tokenizer.bos_token_id
@@ -412,4 +388,4 @@ class LlamaCppBackend:
         return probe.scales, probe.refusal(self.num_layers, self.path.name)
 
 
-__all__ = ["LlamaCppBackend", "LlamaPrefix", "LlamaRequest"]
+__all__ = ["LlamaCppBackend", "LlamaPrefix", "LlamaRequest", "SteeredRequest"]

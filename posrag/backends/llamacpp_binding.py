@@ -6,11 +6,14 @@ Hugging Face tokenizer and layer layout of a GGUF file.
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Callable
-from dataclasses import dataclass
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from posrag.architectures import ModelLayout
 from posrag.errors import MissingDependencyError, PosragError
 
 INSTALL_HINT = "pip install 'posrag[llamacpp]'  (the ik-llama-cpp-python wheel)"
@@ -40,6 +43,7 @@ def _declare(api: Any) -> None:
         ("llama_n_layer", [model], ctypes.c_int32),
         ("llama_n_vocab", [model], ctypes.c_int32),
         ("llama_n_ctx_train", [model], ctypes.c_int32),
+        ("llama_model_n_embd", [model], ctypes.c_int32),
         ("llama_kv_cache_seq_rm", [ctx, ctypes.c_int32, ctypes.c_int32, ctypes.c_int32], ctypes.c_bool),
         ("llama_state_seq_get_size", [ctx, ctypes.c_int32, ctypes.c_uint32], ctypes.c_size_t),
         (
@@ -70,17 +74,6 @@ def quiet_logs(api: Any) -> None:
     api._lib.llama_log_set(_QUIET, None)
 
 
-@dataclass(frozen=True)
-class Layout:
-    """Per-layer attention kind and the sliding window, as the planner needs them to filter reachable layers."""
-
-    layer_types: tuple[str, ...]
-    sliding_window: int | None
-
-    def window(self, layer: int) -> int | None:
-        return self.sliding_window if self.layer_types[layer] == "sliding_attention" else None
-
-
 class LlamaContext:
     """One llama.cpp context of the pool, whose callback acts for the request that holds it."""
 
@@ -106,15 +99,59 @@ class LlamaContext:
         self.ctx = None
 
 
-def layout_of(config: Any, num_layers: int) -> Layout:
+def layout_of(config: Any, num_layers: int, hidden_size: int) -> ModelLayout:
+    """The planner's view of a GGUF model's layers, from its Hugging Face config (as the torch backend reads it)."""
     types = getattr(config, "layer_types", None)
     window = getattr(config, "sliding_window", None)
     if not types:
-        kind = (
-            "sliding_attention" if window and config.model_type not in ("llama", "gpt2", "qwen2") else "full_attention"
-        )
-        types = [kind] * num_layers
-    return Layout(tuple(types), int(window) if window and "sliding_attention" in types else None)
+        full = config.model_type in ("llama", "gpt2", "qwen2")  # configs that carry an unused sliding_window
+        types = ["sliding_attention" if window and not full else "full_attention"] * num_layers
+    sliding = int(window) if window and "sliding_attention" in types else None
+    return ModelLayout(num_layers, hidden_size, tuple(types), sliding)
+
+
+class ContextPool:
+    """Up to ``size`` llama.cpp contexts on one model, created on demand; each held by one request at a time."""
+
+    def __init__(self, create: Callable[[], LlamaContext], size: int) -> None:
+        self._create = create
+        self._size = size
+        self._idle: queue.LifoQueue[LlamaContext] = queue.LifoQueue()
+        self._created = 0
+        self._lock = threading.Lock()
+        self._contexts: list[LlamaContext] = []
+
+    @contextmanager
+    def hold(self) -> Iterator[LlamaContext]:
+        """A context held exclusively for the block (waiting for one when ``size`` are busy); its callback is
+        detached from the holder when the block ends, whatever happens."""
+        try:
+            context = self._idle.get_nowait()
+        except queue.Empty:
+            with self._lock:
+                create = self._created < self._size
+                if create:
+                    self._created += 1
+            if create:
+                try:
+                    context = self._create()
+                except BaseException:
+                    with self._lock:
+                        self._created -= 1
+                    raise
+                self._contexts.append(context)
+            else:
+                context = self._idle.get()
+        try:
+            yield context
+        finally:
+            context.handler = None
+            self._idle.put(context)
+
+    def free(self) -> None:
+        for context in self._contexts:
+            context.free()
+        self._contexts.clear()
 
 
 def packaged_gguf() -> Path:
@@ -148,7 +185,7 @@ def tokenizer_and_config(path: Path, tokenizer: Any = None) -> tuple[Any, Any]:
 
 __all__ = [
     "INSTALL_HINT",
-    "Layout",
+    "ContextPool",
     "LlamaContext",
     "binding",
     "layout_of",

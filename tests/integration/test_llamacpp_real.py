@@ -7,7 +7,6 @@ from __future__ import annotations
 import math
 import random
 import threading
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -15,10 +14,11 @@ import pytest
 import torch
 
 from posrag.documents import ScoredDocument
+from posrag.engine import Engine
 from posrag.errors import ConfigurationError, MissingDependencyError
 from posrag.generation import GenerationConfig
 from posrag.prompts import build_prompt
-from posrag.steering import SteeredGenerator, SteeringConfig, SteeringTarget
+from posrag.steering import SteeringConfig, SteeringTarget
 from posrag.steering.activation import ActivationTarget, combined_steer
 from posrag.steering.attention import AttentionTarget
 
@@ -51,11 +51,6 @@ def _synthetic(seed: int, n_docs: int = 20, position: int = 15) -> tuple[str, St
     span = prompt.spans[gold]
     target = SteeringTarget(span.start, span.end, span.position.relative)
     return prompt.text, target, prompt.text.rindex("\n\nQuestion:"), cities[gold]
-
-
-def plan(generator: SteeredGenerator, prompt: str, targets: Sequence[SteeringTarget], steer_from: int) -> LlamaRequest:
-    """The torch backend's own planning of a request, handed to the llama.cpp backend."""
-    return LlamaRequest.from_generator(generator, prompt, targets, steer_from=steer_from)
 
 
 def _request(backend: Any, prompt: str, steer_from: int, **layers: Any) -> LlamaRequest:
@@ -143,20 +138,31 @@ def test_the_callback_fires_on_every_decode_step(backend: Any) -> None:
     assert len(new) == 10 and rows["kq"] == expected and rows["l_out"] == expected
 
 
-def test_steering_lifts_a_lost_in_the_middle_prompt_as_the_torch_backend_does(backend: Any, real_lm: Any) -> None:
+def test_steering_lifts_a_lost_in_the_middle_prompt_as_the_torch_backend_does(backend: Any) -> None:
     """The torch backend's test (gold document at position 15 of 20, shipped calibration), on llama.cpp."""
     generation = GenerationConfig(max_new_tokens=24)
-    generator = SteeredGenerator(real_lm.model, real_lm.tokenizer, SteeringConfig(mechanism="attention"))
+    engine = Engine(backend, SteeringConfig(mechanism="attention"))
     base_hits = steered_hits = 0
     for seed in range(10):
         prompt, target, question, answer = _synthetic(seed)
-        plain, _ = backend.generate(plan(generator, prompt, [], question), generation)
-        request = plan(generator, prompt, [target], question)
-        assert request.attention
-        steered, _ = backend.generate(request, generation)
+        plain = engine.generate(prompt, [], generation).text
+        steered = engine.generate(prompt, [target], generation, steer_from=question)
+        assert steered.trace[0].attention_layers
         base_hits += answer in plain.split("\n")[0]
-        steered_hits += answer in steered.split("\n")[0]
+        steered_hits += answer in steered.text.split("\n")[0]
     assert steered_hits >= base_hits + 2, (base_hits, steered_hits)
+
+
+def test_the_engine_runs_on_the_backend_and_refuses_what_it_cannot_honour(backend: Any) -> None:
+    prompt, target, question, _ = _synthetic(7, n_docs=5, position=3)
+    engine = Engine(backend, SteeringConfig(mechanism="both"))
+    assert engine.num_layers == backend.num_layers == 18 and backend.model_name == engine.model_name
+    generation = GenerationConfig(max_new_tokens=8)
+    result = engine.generate(prompt, [target], generation, steer_from=question)
+    assert result.trace[0].layers and result.trace[0].attention_layers
+    assert "".join(engine.stream(prompt, [target], generation, steer_from=question)) == result.text
+    with pytest.raises(ConfigurationError, match="last layer"):
+        Engine(backend, SteeringConfig(mechanism="activation", layer_policy="all"))
 
 
 def test_two_concurrent_requests_each_steer_their_own_document(backend: Any) -> None:
