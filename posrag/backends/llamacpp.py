@@ -349,14 +349,16 @@ class LlamaCppBackend:
     def _check_window(self, prompt_tokens: int, generation: GenerationConfig) -> None:
         needed = prompt_tokens + generation.max_new_tokens
         if needed > self.n_ctx:
+            trained = int(self.api._lib.llama_n_ctx_train(self._model))
             raise PositionOutOfRangeError(
                 f"The prompt has {prompt_tokens} tokens and max_new_tokens={generation.max_new_tokens}, {needed} "
                 f"positions in all, but the llama.cpp context holds n_ctx={self.n_ctx}. Load the backend with a "
-                f"larger n_ctx (the model was trained on {self.context_window()}), or shorten the prompt."
+                f"larger n_ctx (the model was trained on {trained}), or shorten the prompt."
             )
 
     def context_window(self) -> int:
-        return int(self.api._lib.llama_n_ctx_train(self._model))
+        """The positions a request can use: the contexts' ``n_ctx``, at most what the model was trained on."""
+        return min(self.n_ctx, int(self.api._lib.llama_n_ctx_train(self._model)))
 
     def check(self, config: Any) -> None:
         """Refuse a :class:`~posrag.steering.SteeringConfig` this backend cannot honour (the reason and the fix)."""

@@ -15,7 +15,7 @@ import torch
 
 from posrag.documents import ScoredDocument
 from posrag.engine import Engine
-from posrag.errors import ConfigurationError, MissingDependencyError
+from posrag.errors import ConfigurationError, MissingDependencyError, PositionOutOfRangeError
 from posrag.generation import GenerationConfig
 from posrag.prompts import build_prompt
 from posrag.steering import SteeringConfig, SteeringTarget
@@ -163,6 +163,9 @@ def test_the_engine_runs_on_the_backend_and_refuses_what_it_cannot_honour(backen
     assert "".join(engine.stream(prompt, [target], generation, steer_from=question)) == result.text
     with pytest.raises(ConfigurationError, match="last layer"):
         Engine(backend, SteeringConfig(mechanism="activation", layer_policy="all"))
+    assert engine.context_window() == backend.n_ctx == 2048
+    with pytest.raises(PositionOutOfRangeError, match="n_ctx=2048"):
+        engine.generate(prompt, [target], GenerationConfig(max_new_tokens=2048))
 
 
 def test_two_concurrent_requests_each_steer_their_own_document(backend: Any) -> None:
