@@ -30,6 +30,7 @@ from posrag.backends.llamacpp_binding import (
     ContextPool,
     LlamaContext,
     binding,
+    is_packaged,
     layout_of,
     packaged_gguf,
     quiet_logs,
@@ -123,7 +124,7 @@ class LlamaCppBackend:
         api.llama_backend_init()
         self.path = Path(path) if path is not None else packaged_gguf()
         # The name that finds the model's calibration and profile: the torch backend's name for the same model.
-        self.model_name = model_name or (DEFAULT_LLM if path is None else os.fspath(path))
+        self.model_name = model_name or (DEFAULT_LLM if path is None or is_packaged(path) else os.fspath(path))
         if not self.path.is_file():
             raise ModelNotFoundError(f"GGUF file {self.path} does not exist; pass the path of a local .gguf file.")
         self.tokenizer, self.config = tokenizer_and_config(self.path, tokenizer)

@@ -6,6 +6,7 @@ Hugging Face tokenizer and layer layout of a GGUF file.
 from __future__ import annotations
 
 import ctypes
+import os
 import queue
 import threading
 from collections.abc import Callable, Iterator
@@ -154,22 +155,32 @@ class ContextPool:
         self._contexts.clear()
 
 
-def packaged_gguf() -> Path:
-    """The packaged Gemma 3 270M GGUF file, assembled once into posrag's cache from its package."""
+def packaged_gguf_path() -> Path:
+    """Where the packaged Gemma 3 270M GGUF file is assembled in posrag's cache (whether it is there or not)."""
     from posrag.model_cache import _gemma_package, cache_dir
 
-    package = _gemma_package()
-    return Path(package.assemble(cache_dir() / "gguf" / package.MODEL_NAME))
+    return cache_dir() / "gguf" / _gemma_package().MODEL_NAME
+
+
+def packaged_gguf() -> Path:
+    """The packaged Gemma 3 270M GGUF file, assembled once into posrag's cache from its package."""
+    from posrag.model_cache import _gemma_package
+
+    return Path(_gemma_package().assemble(packaged_gguf_path()))
+
+
+def is_packaged(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is the packaged model's assembled GGUF file."""
+    return Path(path).expanduser().resolve() == packaged_gguf_path().resolve()
 
 
 def tokenizer_and_config(path: Path, tokenizer: Any = None) -> tuple[Any, Any]:
     """The Hugging Face tokenizer and config of a GGUF file: from posrag's converted copy when there is one."""
     from transformers import AutoConfig, AutoTokenizer
 
-    from posrag.model_cache import _gemma_package, _is_complete, cache_dir, default_llm_path, gguf_cache_target
+    from posrag.model_cache import _is_complete, default_llm_path, gguf_cache_target
 
-    package = _gemma_package()
-    if path == cache_dir() / "gguf" / package.MODEL_NAME:
+    if is_packaged(path):
         source: dict[str, Any] = {"pretrained_model_name_or_path": str(default_llm_path(progress=False))}
     else:
         target = gguf_cache_target(path)
@@ -188,8 +199,10 @@ __all__ = [
     "ContextPool",
     "LlamaContext",
     "binding",
+    "is_packaged",
     "layout_of",
     "packaged_gguf",
+    "packaged_gguf_path",
     "quiet_logs",
     "tokenizer_and_config",
 ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ctypes
 import math
 import sys
+from typing import Any
 
 import numpy as np
 import pytest
@@ -166,3 +167,10 @@ def test_missing_binding_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setitem(sys.modules, "ik_llama_cpp", None)
     with pytest.raises(MissingDependencyError, match=r"posrag\[llamacpp\]"):
         llamacpp.binding()
+
+
+def test_the_packaged_gguf_is_recognised_by_its_path_so_it_gets_its_calibration(tmp_path: Any) -> None:
+    from posrag.backends.llamacpp_binding import is_packaged, packaged_gguf_path
+
+    assert is_packaged(packaged_gguf_path()) and is_packaged(str(packaged_gguf_path()))
+    assert not is_packaged(tmp_path / packaged_gguf_path().name)
