@@ -65,11 +65,12 @@ from typing import Any
 import torch
 from transformers.generation.streamers import BaseStreamer
 
+from posrag.backends.llamacpp_binding import packaged_gguf
 from posrag.bench.data import fit_documents, load_records, packaged_dataset
 from posrag.documents import ScoredDocument
 from posrag.engine import Engine
 from posrag.generation import GenerationConfig, encode_prompt
-from posrag.model_cache import _gemma_package, cache_dir
+from posrag.model_cache import cache_dir
 from posrag.models import load_causal_lm
 from posrag.pipeline import steering_targets
 from posrag.prompts import RAGPrompt, build_prompt
@@ -162,12 +163,6 @@ def ensure_llama_cpp(build: bool) -> tuple[Any | None, str]:
             f"pip install {wheel}"
         )
     return module, f"built from the PyPI source release ({wheel.name})"
-
-
-def packaged_gguf() -> Path:
-    """The packaged Gemma 3 270M GGUF file (the one posrag converts), assembled once into posrag's cache."""
-    package = _gemma_package()
-    return Path(package.assemble(cache_dir() / "gguf" / package.MODEL_NAME))
 
 
 # ----------------------------------------------------------------------------- one timed generation
@@ -522,6 +517,8 @@ def main() -> None:
     parser.add_argument("--no-build", action="store_true", help="do not build llama-cpp-python if it is missing")
     parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args()
+    if not args.load and not args.llama_backend:
+        parser.error("nothing to measure: give --load variants, --llama-backend, or both")
     result = run(args)
     print(markdown(result))
     if args.json:
