@@ -18,7 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from posrag.documents import ScoredDocument
 from posrag.errors import ConfigurationError
-from posrag.ordering import BestAt, Reorderer, ScoreDirection, StrategyOrAuto, UnscoredPolicy
+from posrag.ordering import BestAt, Reorderer, StrategyOrAuto, UnscoredPolicy
+from posrag.ranking import ScoreDirection
 
 if TYPE_CHECKING:
     from posrag.generation import GenerationConfig

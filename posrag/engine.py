@@ -192,19 +192,6 @@ class Engine:
         plan = self.plan(prompt, targets, steer_from=steer_from, add_special_tokens=add_special_tokens)
         yield from self.backend.stream(plan, generation)
 
-    def stream_with_trace(
-        self,
-        prompt: str,
-        targets: Sequence[SteeringTarget] = (),
-        generation: GenerationConfig | None = None,
-        *,
-        steer_from: int | None = None,
-        add_special_tokens: bool = True,
-    ) -> tuple[tuple[SteeringTraceEntry, ...], Iterator[str]]:
-        """The trace (known before the first token) and the stream of pieces."""
-        plan = self.plan(prompt, targets, steer_from=steer_from, add_special_tokens=add_special_tokens)
-        return plan.trace, self.backend.stream(plan, generation)
-
     def prefill(self, input_ids: list[int]) -> Any:
         """Run a prompt prefix once, unsteered, for :meth:`generate` (``prefix=``) to continue."""
         return self.backend.prefill(input_ids)

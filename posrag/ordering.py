@@ -30,7 +30,6 @@ Rules every strategy follows:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
@@ -39,9 +38,9 @@ from posrag._validation import check_choice as _check_choice
 from posrag.documents import PositionInfo, ScoredDocument
 from posrag.errors import ConfigurationError
 from posrag.profiles import load_profile
+from posrag.ranking import ScoreDirection, rank
 
 Strategy = Literal["recency", "graduated", "sandwich", "long_context", "none"]
-ScoreDirection = Literal["similarity", "distance"]
 UnscoredPolicy = Literal["start", "end", "error"]
 BestAt = Literal["end", "start"]
 
@@ -65,23 +64,6 @@ def resolve_strategy(strategy: str, model_name: str | None = None, best_at: Best
 
     profile = load_profile(model_name or DEFAULT_LLM)
     return profile.recommended_strategy, profile.recommended_best_at  # type: ignore[return-value]
-
-
-def rank(scores: Sequence[float | None], score_direction: ScoreDirection = "similarity") -> list[int]:
-    """Indices of the scored entries, best first; ties keep input order. Unscored entries are left out."""
-    _check_choice("score_direction", score_direction, get_args(ScoreDirection))
-    scored = []
-    for i, score in enumerate(scores):
-        if score is None:
-            continue
-        value = float(score)
-        if math.isnan(value):
-            raise ConfigurationError(
-                f"Document {i} has a NaN score; give it a real score or None (unscored) before reordering."
-            )
-        scored.append((i, value))
-    sign = -1.0 if score_direction == "similarity" else 1.0
-    return [i for i, value in sorted(scored, key=lambda item: sign * item[1])]
 
 
 def as_similarity(score: float | None, score_direction: ScoreDirection = "similarity") -> float | None:
@@ -186,13 +168,11 @@ __all__ = [
     "STRATEGIES",
     "BestAt",
     "Reorderer",
-    "ScoreDirection",
     "Strategy",
     "StrategyOrAuto",
     "UnscoredPolicy",
     "as_similarity",
     "plan_order",
-    "rank",
     "reorder",
     "resolve_strategy",
     "with_positions",

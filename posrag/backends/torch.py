@@ -22,8 +22,8 @@ from posrag._validation import check_int
 from posrag.errors import ConfigurationError
 from posrag.generation import GenerationConfig, generate_from_inputs, stream_from_inputs
 from posrag.prefix import PrefixCache, prefill
-from posrag.steering.activation import _create_activation_hook
-from posrag.steering.attention import SUPPORTED_ATTENTION, _create_attention_bias_hook
+from posrag.steering.activation import activation_hook
+from posrag.steering.attention import SUPPORTED_ATTENTION, attention_bias_hook
 from posrag.steering.config import SteeringConfig
 from posrag.steering.hooks import Handle, HookSpec, RequestScope, patched, scoped
 from posrag.steering.request_plan import RequestPlan
@@ -169,12 +169,12 @@ class TorchBackend:
         """One scoped hook per steered layer (activation on the decoder layer, bias on its attention)."""
         specs: list[HookSpec] = []
         for layer, targets in plan.activation.items():
-            hook = _create_activation_hook(targets, plan.steer_from, plan.context, plan.center)
+            hook = activation_hook(targets, plan.steer_from, plan.context, plan.center)
             specs.append(HookSpec(self.layers[layer], scoped(hook, scope), "forward", name=f"activation:{layer}"))
         if plan.attention and self._attention is None:
             self._attention = architectures.attention_modules(self.model)
         for layer, attention in plan.attention.items():
-            hook = _create_attention_bias_hook(attention, plan.steer_from, self.layout.window(layer), past_length)
+            hook = attention_bias_hook(attention, plan.steer_from, self.layout.window(layer), past_length)
             assert self._attention is not None
             specs.append(
                 HookSpec(

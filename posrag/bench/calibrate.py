@@ -51,7 +51,6 @@ from posrag.bench.synthetic import make_synthetic_records
 from posrag.calibration import SteeringCalibration, band_of, probe_positions
 from posrag.engine import Engine
 from posrag.errors import ConfigurationError
-from posrag.generation import generate_from_inputs
 from posrag.profiles import BiasProfile
 
 #: Steering aimed at the gold document (the prompt and targets of an oracle trial).
@@ -278,7 +277,7 @@ class Calibrator:
         from posrag.prefix import prefill
 
         if probe.cache is None:
-            probe.cache = prefill(self.model, probe.prompt_ids[:, : probe.prefix_length])
+            probe.cache = prefill(self.model, probe.prompt_ids[0, : probe.prefix_length].tolist())
         return probe.cache.inputs_for({"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)})
 
     # ------------------------------------------------------------------------- measurements
@@ -337,24 +336,21 @@ class Calibrator:
         return correct
 
     def _generate(self, probe: _Probe, bias: float, layers: tuple[int, ...] | None, key: str) -> tuple[bool, str]:
-        ids = probe.prompt_ids
-        inputs = self._continue(probe, ids)
-        around = None
-        if bias > 0:
-
-            def around() -> Any:
-                return self._session(probe, bias, layers, 0.0, probe.prefix_length, True)
-
+        # Bias 0: the same engine with nothing to steer (a plain generation).
+        engine = self._generator(bias if bias > 0 else 1.0, layers)
+        if probe.cache is None:
+            probe.cache = engine.prefill(probe.prompt_ids[0, : probe.prefix_length].tolist())
         answers = probe.record.answers
         # Stopping once the answer is in the first line changes no verdict (later tokens cannot remove it).
-        output, _ = generate_from_inputs(
-            self.model,
-            self.tokenizer,
-            inputs,
+        output = engine.generate(
+            probe.text,
+            probe.targets if bias > 0 else [],
             DEFAULT_BENCH_GENERATION,
-            around=around,
+            steer_from=probe.steer_from,
+            add_special_tokens=probe.add_special_tokens,
+            prefix=probe.cache,
             until=lambda text: is_correct(text, answers),
-        )
+        ).text
         correct = is_correct(output, answers)
         self._record(key, {"correct": float(correct), "output": output})
         return correct, output

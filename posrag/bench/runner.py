@@ -31,9 +31,10 @@ from posrag.documents import ScoredDocument
 from posrag.engine import Engine
 from posrag.errors import ConfigurationError
 from posrag.generation import has_chat_template
-from posrag.ordering import Reorderer, rank
+from posrag.ordering import Reorderer
 from posrag.prefix import PrefixCache, PrefixStore
 from posrag.prompts import build_prompt
+from posrag.ranking import rank
 from posrag.steering.config import SteeringConfig
 
 

@@ -123,7 +123,7 @@ def _document_vectors(
     return vectors
 
 
-def _create_activation_hook(
+def activation_hook(
     targets: Sequence[ActivationTarget],
     steer_from: int,
     context: tuple[int, int],
@@ -171,4 +171,4 @@ def _create_activation_hook(
     return hook
 
 
-__all__ = ["ActivationTarget", "align_dimension", "combined_steer", "orthogonal_steer"]
+__all__ = ["ActivationTarget", "activation_hook", "align_dimension", "combined_steer", "orthogonal_steer"]

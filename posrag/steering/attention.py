@@ -63,7 +63,7 @@ def _additive_base(
     return mask
 
 
-def _create_attention_bias_hook(
+def attention_bias_hook(
     targets: Sequence[AttentionTarget], steer_from: int, window: int | None, start: int = 0
 ) -> Callable[..., Any]:
     """A forward pre-hook (``with_kwargs=True``) for one attention module, with its own position counter.
@@ -130,4 +130,4 @@ def _create_attention_bias_hook(
     return hook
 
 
-__all__ = ["SUPPORTED_ATTENTION", "AttentionTarget", "reachable"]
+__all__ = ["SUPPORTED_ATTENTION", "AttentionTarget", "attention_bias_hook", "reachable"]

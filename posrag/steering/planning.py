@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from posrag._validation import check_int, check_number, check_position
 from posrag.errors import ConfigurationError
+from posrag.ranking import ranks_by_score
 from posrag.steering.config import SteeringConfig
 from posrag.steering.zones import LayerZone, layer_zone
 
@@ -121,15 +122,6 @@ def score_ranks(targets: Sequence[SteeringTarget]) -> list[int | None]:
     if any(t.rank is not None for t in targets):
         return [t.rank for t in targets]
     return ranks_by_score([t.score for t in targets])
-
-
-def ranks_by_score(scores: Sequence[float | None]) -> list[int | None]:
-    """Each entry's rank by score (0 = best; ties keep their order); None for an entry without a score."""
-    order = sorted((i for i, s in enumerate(scores) if s is not None), key=lambda i: -float(scores[i]))  # type: ignore[arg-type]
-    ranks: list[int | None] = [None] * len(scores)
-    for rank, index in enumerate(order):
-        ranks[index] = rank
-    return ranks
 
 
 def plan_steering(

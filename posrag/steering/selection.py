@@ -24,15 +24,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from posrag.documents import ScoredDocument
 from posrag.locate import locatable_text, locate
+from posrag.ranking import ranks_by_score
 from posrag.steering.confidence import Confidence, ConfidenceRule
 from posrag.steering.config import SteeringConfig
-from posrag.steering.planning import SteeringTarget, ranks_by_score
-from posrag.steering.targets import rule_type_of
+from posrag.steering.planning import SteeringTarget
+from posrag.steering.targets import target_from_span
 
 #: ``relevance(query, texts) -> scores``: posrag's own relevance of unscored documents (higher is better).
 RelevanceFn = Callable[[str, list[str]], Sequence[float]]
@@ -132,19 +133,9 @@ def select_targets(
         if rank is None and source != "none":
             rank = unranked
         top = config.top_k is None or (rank is not None and rank < config.top_k)
-        targets.append(
-            SteeringTarget(
-                start_char=span.start,
-                end_char=span.end,
-                relative_position=span.position.relative,
-                # The threshold tier reads retriever scores only: relevance lives on another scale.
-                score=scores[i] if source == "retriever" else None,
-                rule_type=rule_type_of(span.document.metadata),
-                doc_id=span.document.id,
-                rank=rank,
-                weight=weight if top else 1.0,
-            )
-        )
+        # The threshold tier reads retriever scores only: relevance lives on another scale.
+        score = scores[i] if source == "retriever" else None
+        targets.append(replace(target_from_span(span), score=score, rank=rank, weight=weight if top else 1.0))
     if source != "none" and config.top_k is not None:
         beyond = sum(1 for t in targets if t.rank is not None and t.rank >= config.top_k)
         if beyond:

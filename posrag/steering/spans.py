@@ -10,7 +10,6 @@ off by at most one token at an edge; :func:`encode_with_offsets` says which meth
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -120,17 +119,10 @@ def first_token_at_or_after(encoded: EncodedPrompt, char: int, tokenizer: Any = 
     return encoded.num_tokens
 
 
-def char_spans_to_tokens(
-    encoded: EncodedPrompt, spans: Sequence[tuple[int, int]], tokenizer: Any = None
-) -> list[TokenSpan]:
-    return [char_span_to_tokens(encoded, s, e, tokenizer) for s, e in spans]
-
-
 __all__ = [
     "EncodedPrompt",
     "TokenSpan",
     "char_span_to_tokens",
-    "char_spans_to_tokens",
     "encode_with_offsets",
     "first_token_at_or_after",
 ]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -431,3 +433,41 @@ def test_a_reused_prefix_must_end_by_the_question_and_rules_out_activation(tiny:
     activation = Engine.from_model(tiny.model, tiny.tokenizer, SteeringConfig(mechanism="activation"))
     with pytest.raises(ConfigurationError, match="cannot continue a reused prefix"):
         activation.prepare(PROMPT, _targets(), steer_from=steer_from, past_length=3)
+
+
+def _model_loops(source: str) -> list[str]:
+    """Calls in ``source`` that run a model's generation loop themselves: the torch generation functions, or
+    ``<something named model>.generate(...)``."""
+    loops = {"generate_from_inputs", "stream_from_inputs", "generate_text", "stream_text"}
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        if isinstance(func, ast.Name) and func.id in loops:
+            found.append(func.id)
+        elif isinstance(func, ast.Attribute) and func.attr in loops:
+            found.append(func.attr)
+        elif isinstance(func, ast.Attribute) and func.attr == "generate" and "model" in ast.unparse(func.value):
+            found.append(f"{ast.unparse(func.value)}.generate")
+    return found
+
+
+def test_only_the_backends_run_a_model() -> None:
+    """One seam: outside ``posrag/generation.py`` (the torch generation loop) and ``posrag/backends/``, nothing in
+    posrag or its adapters runs a model's generation itself; everything goes through the engine."""
+    import posrag
+
+    root = Path(posrag.__file__).resolve().parent
+    sources = [*root.rglob("*.py"), *(root.parent / "integrations").rglob("*.py")]
+    offenders = {
+        str(path.relative_to(root.parent)): loops
+        for path in sources
+        if path.name != "generation.py" and "backends" not in path.parts
+        if (loops := _model_loops(path.read_text(encoding="utf-8")))
+    }
+    assert offenders == {}
+    assert _model_loops("generate_text(m, t, p)\nself.model.generate(**x)\nengine.generate(p)") == [
+        "generate_text",
+        "self.model.generate",
+    ]

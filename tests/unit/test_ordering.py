@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 
 from posrag.documents import PositionInfo, ScoredDocument
 from posrag.errors import ConfigurationError
-from posrag.ordering import STRATEGIES, Reorderer, plan_order, rank, reorder
+from posrag.ordering import STRATEGIES, Reorderer, plan_order, reorder
+from posrag.ranking import rank
 
 scores_lists = st.lists(st.one_of(st.none(), st.floats(-10, 10, allow_nan=False)), max_size=25)
 scored_lists = st.lists(st.floats(-10, 10, allow_nan=False), min_size=1, max_size=25)
