@@ -279,6 +279,8 @@ class LlamaCppBackend:
                 loaded = self.api._lib.llama_state_seq_set_data(context.ctx, prefix.state, len(prefix.state), 0, 0)
                 if not loaded:
                     raise PosragError("llama.cpp could not load the prefix's KV cache into a context.")
+                if past < len(prefix):  # the prefix is the whole prompt: its last token runs again for the logits
+                    self.api._lib.llama_kv_cache_seq_rm(context.ctx, 0, past, -1)
             context.handler = steering.evaluate if steering.active else None
             logits = self._decode(context, ids[past:], past, steering)
             position = len(ids)

@@ -233,6 +233,9 @@ def test_a_prefilled_prefix_gives_the_same_steered_completion(backend: Any) -> N
     whole = backend.generate(request, generation)
     prefix = backend.prefill(request.input_ids[: request.steer_from])
     assert backend.generate(request, generation, prefix=prefix) == whole
+    plain = _request(backend, prompt, len(prompt))
+    everything = backend.prefill(plain.input_ids)  # the whole prompt: its last token runs again for the logits
+    assert backend.generate(plain, generation, prefix=everything) == backend.generate(plain, generation)
     with pytest.raises(ConfigurationError, match="reused prefix"):
         backend.generate(_request(backend, prompt, question, activation={8: [ActivationTarget(span, 0.3)]}),
                          generation, prefix=prefix)  # fmt: skip
