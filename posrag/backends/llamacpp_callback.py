@@ -1,0 +1,348 @@
+"""posrag's two steering mechanisms as a llama.cpp graph-evaluation callback (``cb_eval``).
+
+llama.cpp's scheduler calls the callback twice per graph node it evaluates: once with ``ask=True`` (does the
+callback want this node? answering False lets the scheduler compute on without stopping), then, for a wanted
+node, with ``ask=False`` right after computing it, before any node that depends on it runs. On the CPU backend
+the node's data can then be read *and changed* in place. Two nodes per layer are used (ik_llama.cpp names,
+also upstream's, flash attention off):
+
+* ``kq-<layer>``: the raw attention scores, f32, ``ne = (n_kv, n_tokens, n_head)`` (key cell, query row,
+  head). llama.cpp then computes ``soft_max_ext(kq, mask, scale)`` = softmax(scale·kq + mask), so a bias ``b``
+  on the scaled scores (what the torch backend adds) is ``b / scale`` here. The scale is read from the softmax
+  node's parameters when the model is loaded (:class:`ScaleProbe`), never assumed. Key cell ``i`` holds
+  position ``i`` because each request's sequence starts at 0 in a cleared cache; the mask added later keeps
+  masked cells at -inf, so biasing the whole column is safe.
+* ``l_out-<layer>``: the decoder layer's output (the residual stream), f32, ``ne = (n_embd, n_rows)``: the same
+  tensor the torch backend's layer hook sees. Activation steering adds :func:`steer` (the torch backend's
+  :func:`posrag.steering.activation.combined_steer` in numpy; tested equal) to the rows from the question on; the
+  ``hidden_mean`` vectors are accumulated from the prefill rows over each document's span (and the context, for
+  centering) as they pass, so a prefill split into several micro-batches gives the same vectors.
+
+Everything that depends on one request lives in a :class:`RequestSteering`; the callback of a llama.cpp
+context only forwards to the request that currently holds the context.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import struct
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from posrag.errors import PosragError
+from posrag.steering.activation import ActivationTarget
+from posrag.steering.attention import AttentionTarget
+
+_GGML_TYPE_F32 = 0
+_GGML_MAX_DIMS = 4
+_EPS = 1e-6  # as posrag.steering.activation
+
+
+class GgmlTensor(ctypes.Structure):
+    """The head of ``struct ggml_tensor`` (ggml.h of the ik_llama.cpp build the binding ships)."""
+
+    _fields_ = [
+        ("type", ctypes.c_int),
+        ("backend", ctypes.c_int),
+        ("buffer", ctypes.c_void_p),
+        ("ne", ctypes.c_int64 * _GGML_MAX_DIMS),
+        ("nb", ctypes.c_size_t * _GGML_MAX_DIMS),
+        ("op", ctypes.c_int),
+        ("op_params", ctypes.c_int32 * 16),
+        ("flags", ctypes.c_int32),
+        ("grad", ctypes.c_void_p),
+        ("src", ctypes.c_void_p * 10),
+        ("view_src", ctypes.c_void_p),
+        ("view_offs", ctypes.c_size_t),
+        ("data", ctypes.c_void_p),
+        ("name", ctypes.c_char * 64),
+        ("extra", ctypes.c_void_p),
+    ]
+
+
+NAME_OFFSET = GgmlTensor.name.offset  # type: ignore[attr-defined]
+ATTENTION_NODE = "kq-{}"
+SOFTMAX_NODE = "kq_soft_max_ext-{}"
+LAYER_OUTPUT_NODE = "l_out-{}"
+
+
+def node_name(address: int) -> bytes:
+    """The name of the ``ggml_tensor`` at ``address`` (the cheap read the ask-time filter does)."""
+    return ctypes.string_at(address + NAME_OFFSET)
+
+
+def tensor_array(tensor: GgmlTensor) -> np.ndarray:
+    """A writable numpy view, shape ``(ne3, ne2, ne1, ne0)``, on a contiguous f32 tensor's data (no copy)."""
+    name = tensor.name.decode(errors="replace")
+    if tensor.type != _GGML_TYPE_F32:
+        raise PosragError(f"llama.cpp node {name!r} has ggml type {tensor.type}, not f32; posrag cannot steer it.")
+    ne = [int(n) for n in tensor.ne]
+    stride = 4
+    for dim in range(_GGML_MAX_DIMS):
+        if ne[dim] > 1 and int(tensor.nb[dim]) != stride:
+            raise PosragError(
+                f"llama.cpp node {name!r} is not contiguous (ne={ne}, nb={list(tensor.nb)}); posrag cannot steer it."
+            )
+        stride *= ne[dim]
+    if not tensor.data:
+        raise PosragError(f"llama.cpp node {name!r} has no host data; steering needs the CPU backend.")
+    return np.asarray(_Pointer(tensor.data, tuple(ne[::-1])))
+
+
+class _Pointer:
+    """Exposes raw f32 memory to numpy without creating a ctypes array type per call."""
+
+    def __init__(self, address: int, shape: tuple[int, ...]) -> None:
+        self.__array_interface__ = {"data": (address, False), "shape": shape, "typestr": "<f4", "version": 3}
+
+
+def softmax_scale(tensor: GgmlTensor) -> float:
+    """The ``scale`` parameter of a ``soft_max_ext`` node (its first op parameter, a float)."""
+    return float(struct.unpack("<f", struct.pack("<i", int(tensor.op_params[0])))[0])
+
+
+def bias_by_position(targets: Sequence[AttentionTarget], scale: float) -> np.ndarray:
+    """The bias each key position gets at one layer, in llama.cpp's unscaled ``kq`` units (bias / scale)."""
+    end = max((t.span.end for t in targets if t.bias), default=0)
+    row = np.zeros(end, dtype=np.float32)
+    for target in targets:
+        row[target.span.start : target.span.end] += target.bias
+    return row / np.float32(scale)
+
+
+def add_attention_bias(scores: np.ndarray, first_position: int, steer_from: int, bias: np.ndarray) -> None:
+    """Add ``bias`` (by key position) to the score rows of queries at ``steer_from`` and after, in place.
+
+    ``scores``: (..., n_rows, n_kv), row ``r`` the query at ``first_position + r``, column ``c`` key position ``c``.
+    """
+    start = max(steer_from - first_position, 0)
+    columns = min(scores.shape[-1], bias.shape[0])
+    if start < scores.shape[-2] and columns:
+        scores[..., start:, :columns] += bias[:columns]
+
+
+def steer(hidden: np.ndarray, vectors: np.ndarray, intensities: np.ndarray) -> np.ndarray:
+    """:func:`posrag.steering.activation.combined_steer` in numpy (the same formula, a tenth of torch's per-call
+    overhead on the one row of a decode step): ``max s · ‖h‖ · unit(Σ sₖ·uₖ)``, ``uₖ`` the unit of ``vₖ − proj_h vₖ``.
+
+    ``hidden`` (n, d), ``vectors`` (K, d), ``intensities`` (K,); for K = 1 this is ``orthogonal_steer``.
+    """
+    h_norm_sq = np.einsum("nd,nd->n", hidden, hidden)[:, None]  # (n, 1)
+    coefficients = (hidden @ vectors.T) / np.maximum(h_norm_sq, _EPS)  # (n, K)
+    perp = vectors[None] - coefficients[..., None] * hidden[:, None]  # (n, K, d)
+    perp_norm = np.linalg.norm(perp, axis=-1, keepdims=True)
+    units = np.where(perp_norm > _EPS, perp / np.maximum(perp_norm, _EPS), 0.0).astype(np.float32)
+    if len(vectors) == 1:
+        return (intensities[0] * np.sqrt(h_norm_sq) * units[:, 0]).astype(np.float32)
+    mix = np.einsum("k,nkd->nd", intensities, units)
+    mix_norm = np.linalg.norm(mix, axis=-1, keepdims=True)
+    unit = np.where(mix_norm > _EPS, mix / np.maximum(mix_norm, _EPS), 0.0)
+    return (intensities.max() * np.sqrt(h_norm_sq) * unit).astype(np.float32)
+
+
+@dataclass
+class LayerActivation:
+    """Activation steering at one layer for one request: accumulates the ``hidden_mean`` vectors, then steers."""
+
+    targets: Sequence[ActivationTarget]
+    steer_from: int
+    context: tuple[int, int]
+    center: bool
+    _sums: np.ndarray | None = None  # (K, d), float64
+    _context_sum: np.ndarray | None = None
+    _started_at: int | None = None
+    vectors: np.ndarray | None = None
+    intensities: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
+
+    def __call__(self, hidden: np.ndarray, first_position: int) -> None:
+        """``hidden``: (n_rows, d) f32, row ``r`` at ``first_position + r``; steered in place."""
+        rows = hidden.shape[0]
+        if self.vectors is None:
+            self._accumulate(hidden, first_position)
+            if first_position + rows <= self.steer_from:
+                return
+            self._finish()
+        start = max(self.steer_from - first_position, 0)
+        if start >= rows:
+            return
+        tail = hidden[start:]
+        tail += steer(tail, self.vectors, self.intensities)  # type: ignore[arg-type]
+
+    def _accumulate(self, hidden: np.ndarray, first: int) -> None:
+        if self._started_at is None:
+            self._started_at = first
+            self._sums = np.zeros((len(self.targets), hidden.shape[1]))
+            self._context_sum = np.zeros(hidden.shape[1])
+        assert self._sums is not None and self._context_sum is not None
+        last = first + hidden.shape[0]
+        for k, target in enumerate(self.targets):
+            lo, hi = max(target.span.start, first), min(target.span.end, last)
+            if hi > lo:
+                self._sums[k] += hidden[lo - first : hi - first].sum(0, dtype=np.float64)
+        lo, hi = max(self.context[0], first), min(self.context[1], last)
+        if hi > lo:
+            self._context_sum += hidden[lo - first : hi - first].sum(0, dtype=np.float64)
+
+    def _finish(self) -> None:
+        first_needed = min([self.context[0], *(t.span.start for t in self.targets)])
+        if self._started_at is None or self._started_at > first_needed or self._sums is None:
+            raise PosragError(
+                "Activation steering reads the documents' hidden states during the prefill, but this request's "
+                f"first pass started at position {self._started_at}, after position {first_needed}; it cannot "
+                "continue a reused prefix. Run the whole prompt, or steer with mechanism='attention'."
+            )
+        context_count = self.context[1] - self.context[0]
+        centered = self.center and context_count > 0 and self._context_sum is not None
+        baseline = self._context_sum / context_count if centered else 0.0  # type: ignore[operator]
+        vectors = []
+        for target, total in zip(self.targets, self._sums, strict=True):
+            if target.vector is not None:
+                vectors.append(target.vector.detach().to(torch.float32).reshape(-1).numpy())
+                continue
+            vectors.append(total / max(len(target.span), 1) - baseline)
+        self.vectors = np.stack(vectors).astype(np.float32)
+        self.intensities = np.array([t.intensity for t in self.targets], dtype=np.float32)
+
+
+class RequestSteering:
+    """One request's steering, as the nodes it acts on: what the callback does while this request runs.
+
+    ``scales``: each layer's softmax scale (:class:`ScaleProbe`); ``taps``: extra read-only observers by node
+    name, called with the node's array and the position of its first row after steering (diagnostics, tests).
+    The backend sets :attr:`first_position` / :attr:`batch_size` before each ``llama_decode``.
+    """
+
+    def __init__(
+        self,
+        *,
+        steer_from: int,
+        context: tuple[int, int],
+        activation: Mapping[int, Sequence[ActivationTarget]],
+        attention: Mapping[int, Sequence[AttentionTarget]],
+        scales: Mapping[int, float],
+        center: bool = True,
+        taps: Mapping[str, Callable[[np.ndarray, int], None]] | None = None,
+    ) -> None:
+        self.steer_from = steer_from
+        self.first_position = 0
+        self.batch_size = 0
+        self.calls: Counter[str] = Counter()
+        self.error: BaseException | None = None
+        self._handlers: dict[bytes, Callable[[np.ndarray], None]] = {}
+        for layer, targets in attention.items():
+            if not any(t.bias for t in targets):
+                continue
+            if layer not in scales:
+                raise PosragError(f"No softmax scale known for layer {layer}; the model has layers {sorted(scales)}.")
+            self._handlers[ATTENTION_NODE.format(layer).encode()] = self._attention(
+                bias_by_position(targets, scales[layer])
+            )
+        for layer, act_targets in activation.items():
+            if act_targets:
+                self._handlers[LAYER_OUTPUT_NODE.format(layer).encode()] = self._activation(
+                    LayerActivation(act_targets, steer_from, context, center)
+                )
+        self._taps = {name.encode(): tap for name, tap in (taps or {}).items()}
+        self.wanted = frozenset(self._handlers) | frozenset(self._taps)
+
+    @property
+    def active(self) -> bool:
+        return bool(self.wanted)
+
+    def _attention(self, bias: np.ndarray) -> Callable[[np.ndarray], None]:
+        def handle(scores: np.ndarray) -> None:
+            first = self.first_position + self.batch_size - scores.shape[-2]
+            add_attention_bias(scores, first, self.steer_from, bias)
+
+        return handle
+
+    def _activation(self, layer: LayerActivation) -> Callable[[np.ndarray], None]:
+        def handle(hidden: np.ndarray) -> None:
+            rows = hidden.reshape(-1, hidden.shape[-1])
+            # The last layer keeps only the rows whose logits are wanted: the last ones of the batch.
+            layer(rows, self.first_position + self.batch_size - rows.shape[0])
+
+        return handle
+
+    def evaluate(self, address: int, ask: bool) -> bool:
+        """The callback's work: at ask time, whether this node is wanted; after it is computed, act on it."""
+        name = node_name(address)
+        if ask:
+            return name in self.wanted
+        if self.error is not None:
+            return True
+        try:
+            tensor = GgmlTensor.from_address(address)
+            array = tensor_array(tensor)
+            self.calls[name.decode()] += 1
+            handler = self._handlers.get(name)
+            if handler is not None:
+                handler(array)
+            tap = self._taps.get(name)
+            if tap is not None:
+                tap(array, self.first_position + self.batch_size - array.shape[-2])
+        except BaseException as exc:  # raised by the backend after llama_decode returns
+            self.error = exc
+        return True
+
+
+class ScaleProbe:
+    """A callback handler for one decode that reads each layer's softmax scale and checks that ``kq`` feeds the
+    softmax directly (a softcap or another operation between them would squash an additive bias)."""
+
+    def __init__(self) -> None:
+        self.scales: dict[int, float] = {}
+        self._scores: dict[int, int] = {}
+        self._sources: dict[int, int] = {}
+
+    def evaluate(self, address: int, ask: bool) -> bool:
+        name = node_name(address)
+        is_scores = name.startswith(b"kq-")
+        if ask:
+            return is_scores or name.startswith(b"kq_soft_max_ext-")
+        layer = int(name.rsplit(b"-", 1)[1])
+        if is_scores:
+            self._scores[layer] = address
+        else:
+            tensor = GgmlTensor.from_address(address)
+            self.scales[layer] = softmax_scale(tensor)
+            self._sources[layer] = int(tensor.src[0] or 0)
+        return True
+
+    def refusal(self, num_layers: int, model: str) -> str | None:
+        """Why attention-bias steering cannot run on this graph, or ``None`` when it can."""
+        missing = [layer for layer in range(num_layers) if layer not in self.scales or layer not in self._scores]
+        if missing:
+            return (
+                f"llama.cpp's graph for {model} has no {ATTENTION_NODE.format('<layer>')} / "
+                f"{SOFTMAX_NODE.format('<layer>')} nodes on layers {missing}, so attention-bias steering cannot run "
+                "on the llama.cpp backend; use SteeringConfig(mechanism='activation') or backend='torch'."
+            )
+        indirect = [layer for layer in range(num_layers) if self._sources[layer] != self._scores[layer]]
+        if indirect:
+            return (
+                f"In llama.cpp's graph for {model} the attention scores pass through another operation (a softcap?) "
+                f"between kq and the softmax on layers {indirect}, which would squash an additive bias; use "
+                "SteeringConfig(mechanism='activation') or backend='torch'."
+            )
+        return None
+
+
+__all__ = [
+    "ATTENTION_NODE",
+    "LAYER_OUTPUT_NODE",
+    "SOFTMAX_NODE",
+    "GgmlTensor",
+    "LayerActivation",
+    "RequestSteering",
+    "ScaleProbe",
+    "add_attention_bias",
+    "bias_by_position",
+    "node_name",
+    "softmax_scale",
+    "tensor_array",
+]

@@ -1,0 +1,176 @@
+"""The llama.cpp callback's arithmetic on plain arrays (no llama.cpp needed): the bias rows and columns, the
+activation steer and its vectors accumulated over micro-batches, and the tensor view of a ggml tensor."""
+
+from __future__ import annotations
+
+import ctypes
+import math
+import sys
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from posrag.backends.llamacpp_callback import (
+    GgmlTensor,
+    LayerActivation,
+    RequestSteering,
+    add_attention_bias,
+    bias_by_position,
+    softmax_scale,
+    steer,
+    tensor_array,
+)
+from posrag.errors import MissingDependencyError, PosragError
+from posrag.steering.activation import ActivationTarget, combined_steer
+from posrag.steering.attention import AttentionTarget
+from posrag.steering.spans import TokenSpan
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+def test_bias_in_kq_units_doubles_document_weight_after_the_scale() -> None:
+    scale = 1 / 16
+    bias = bias_by_position([AttentionTarget(TokenSpan(2, 5), math.log(2))], scale)
+    rng = np.random.default_rng(0)
+    scores = rng.normal(size=(4, 3, 8)).astype(np.float32)  # heads, rows at positions 6, 7, 8; 8 key cells
+    plain = _softmax(scale * scores)
+    add_attention_bias(scores, first_position=6, steer_from=7, bias=bias)
+    steered = _softmax(scale * scores)
+    np.testing.assert_allclose(steered[:, 0], plain[:, 0], rtol=1e-6)  # position 6: before steer_from
+    ratio = steered[:, 1:] / plain[:, 1:]
+    np.testing.assert_allclose(ratio[..., 2:5] / ratio[..., [0]], 2.0, rtol=1e-4)
+    np.testing.assert_allclose(ratio[..., 5:] / ratio[..., [0]], 1.0, rtol=1e-4)
+
+
+def test_bias_stops_at_the_cells_there_are() -> None:
+    scores = np.zeros((1, 1, 3), dtype=np.float32)
+    add_attention_bias(scores, 0, 0, np.ones(10, dtype=np.float32))
+    assert scores.tolist() == [[[1.0, 1.0, 1.0]]]
+
+
+def _targets() -> list[ActivationTarget]:
+    return [ActivationTarget(TokenSpan(1, 4), 0.3), ActivationTarget(TokenSpan(5, 7), 0.6)]
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_steer_is_the_torch_formula(k: int) -> None:
+    generator = torch.Generator().manual_seed(k)
+    hidden, vectors = torch.randn(5, 32, generator=generator), torch.randn(k, 32, generator=generator)
+    intensities = torch.tensor([0.3, 0.9, 0.5][:k])
+    hidden[1] = vectors[0] * 2  # a row parallel to a vector: its perpendicular part is zero
+    expected = combined_steer(hidden, vectors, intensities)
+    got = steer(hidden.numpy(), vectors.numpy(), intensities.numpy())
+    torch.testing.assert_close(torch.from_numpy(got), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_activation_equals_the_torch_formula_and_micro_batches_do_not_matter() -> None:
+    hidden = torch.randn(12, 16)
+    whole = hidden.clone().numpy()
+    LayerActivation(_targets(), steer_from=8, context=(1, 8), center=True)(whole, 0)
+    split = hidden.clone().numpy()
+    layer = LayerActivation(_targets(), steer_from=8, context=(1, 8), center=True)
+    for start in range(0, 12, 5):  # three micro-batches of the prefill
+        layer(split[start : start + 5], start)
+    baseline = hidden[1:8].mean(0)
+    vectors = torch.stack([hidden[1:4].mean(0) - baseline, hidden[5:7].mean(0) - baseline])
+    expected = hidden.clone()
+    expected[8:] += combined_steer(hidden[8:], vectors, torch.tensor([0.3, 0.6]))
+    torch.testing.assert_close(torch.from_numpy(whole), expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(torch.from_numpy(split), expected, rtol=1e-5, atol=1e-5)
+    step = torch.randn(1, 16)
+    stepped = step.clone().numpy()
+    layer(stepped, 12)  # a decode step: steered with the vectors of the prefill
+    expected_step = step + combined_steer(step, vectors, torch.tensor([0.3, 0.6]))
+    torch.testing.assert_close(torch.from_numpy(stepped), expected_step, rtol=1e-5, atol=1e-5)
+
+
+def test_activation_refuses_a_first_pass_that_skipped_the_documents() -> None:
+    layer = LayerActivation(_targets(), steer_from=8, context=(1, 8), center=True)
+    with pytest.raises(PosragError, match="reused prefix"):
+        layer(np.zeros((4, 16), dtype=np.float32), 6)
+
+
+def _tensor(array: np.ndarray, name: bytes, op_params: tuple[int, ...] = ()) -> GgmlTensor:
+    tensor = GgmlTensor()
+    tensor.type = 0
+    shape = array.shape[::-1]
+    for dim in range(4):
+        tensor.ne[dim] = shape[dim] if dim < len(shape) else 1
+    stride = 4
+    for dim in range(4):
+        tensor.nb[dim] = stride
+        stride *= tensor.ne[dim]
+    tensor.data = array.ctypes.data
+    tensor.name = name
+    for i, value in enumerate(op_params):
+        tensor.op_params[i] = value
+    return tensor
+
+
+def test_tensor_array_is_a_writable_view_and_refuses_other_types() -> None:
+    data = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+    tensor = _tensor(data, b"kq-0")
+    view = tensor_array(tensor)
+    assert view.shape == (1, 2, 3, 4)
+    view[0, 1, 2, 3] = -1
+    assert data[1, 2, 3] == -1
+    tensor.type = 1
+    with pytest.raises(PosragError, match="not f32"):
+        tensor_array(tensor)
+
+
+def test_softmax_scale_reads_the_float_parameter() -> None:
+    (bits,) = np.array([0.0625], dtype=np.float32).view(np.int32)
+    assert softmax_scale(_tensor(np.zeros(1, dtype=np.float32), b"kq_soft_max_ext-0", (int(bits),))) == 0.0625
+
+
+def test_request_asks_only_for_its_nodes_and_acts_on_them() -> None:
+    steering = RequestSteering(
+        steer_from=3,
+        context=(0, 3),
+        activation={},
+        attention={2: [AttentionTarget(TokenSpan(0, 2), 1.0)], 4: [AttentionTarget(TokenSpan(0, 2), 0.0)]},
+        scales={2: 0.5, 4: 0.5},
+    )
+    scores = np.zeros((1, 1, 4, 6), dtype=np.float32)
+    kq, other = _tensor(scores, b"kq-2"), _tensor(scores.copy(), b"kq-4")
+    assert steering.evaluate(ctypes.addressof(kq), True)
+    assert not steering.evaluate(ctypes.addressof(other), True)  # zero bias: not asked for
+    steering.first_position, steering.batch_size = 0, 4
+    assert steering.evaluate(ctypes.addressof(kq), False)
+    assert scores[0, 0, 3, :2].tolist() == [2.0, 2.0] and not scores[0, 0, :3].any() and not scores[0, 0, 3, 2:].any()
+    assert steering.calls == {"kq-2": 1}
+
+
+def test_an_error_in_the_callback_is_kept_for_the_caller_and_computation_continues() -> None:
+    steering = RequestSteering(
+        steer_from=0,
+        context=(0, 0),
+        activation={},
+        attention={0: [AttentionTarget(TokenSpan(0, 1), 1.0)]},
+        scales={0: 1.0},
+    )
+    tensor = _tensor(np.zeros((2, 2), dtype=np.float32), b"kq-0")
+    tensor.type = 1
+    assert steering.evaluate(ctypes.addressof(tensor), False)
+    assert isinstance(steering.error, PosragError)
+
+
+def test_missing_binding_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    from posrag.backends import llamacpp_binding as llamacpp
+
+    monkeypatch.setitem(sys.modules, "ik_llama_cpp", None)
+    with pytest.raises(MissingDependencyError, match=r"posrag\[llamacpp\]"):
+        llamacpp.binding()
+
+
+def test_the_packaged_gguf_is_recognised_by_its_path_so_it_gets_its_calibration(tmp_path: Any) -> None:
+    from posrag.backends.llamacpp_binding import is_packaged, packaged_gguf_path
+
+    assert is_packaged(packaged_gguf_path()) and is_packaged(str(packaged_gguf_path()))
+    assert not is_packaged(tmp_path / packaged_gguf_path().name)
