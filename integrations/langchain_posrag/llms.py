@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from contextlib import aclosing
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
 from langchain_core.language_models.llms import LLM
@@ -76,6 +76,9 @@ class PosragModelSettings(BaseModel):
     model: Any = Field(default=None, exclude=True, repr=False, description="Model directory / id, LoadedModel or pair.")
     model_name: str | None = Field(default=None, description="Name reported in traces (default: the model's).")
     steering: SteeringConfig | None = Field(default_factory=SteeringConfig)
+    backend: Literal["torch", "llama.cpp", "auto"] = Field(
+        default="torch", description="What runs the model: torch (hooks) or llama.cpp (a GGUF, posrag[llamacpp])."
+    )
     max_tokens: int = Field(default=256, ge=1, description="Maximum number of new tokens (or max_new_tokens=).")
     temperature: float = Field(default=0.0, ge=0.0, description="0 = greedy (deterministic).")
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
@@ -116,7 +119,7 @@ class PosragModelSettings(BaseModel):
     # LangChain asks partner models not to override model_post_init (it records package versions there).
     @model_validator(mode="after")
     def _set_posrag_generator(self) -> PosragModelSettings:
-        self._generator = Engine.load(self.model, steering=self.steering, embedder=self.embedder)
+        self._generator = Engine.load(self.model, backend=self.backend, steering=self.steering, embedder=self.embedder)
         if self.model_name is None:
             self.model_name = self._generator.model_name
         if hasattr(self, "_add_version"):

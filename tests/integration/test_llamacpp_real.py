@@ -239,3 +239,24 @@ def test_a_prefilled_prefix_gives_the_same_steered_completion(backend: Any) -> N
     with pytest.raises(ConfigurationError, match="reused prefix"):
         backend.generate(_request(backend, prompt, question, activation={8: [ActivationTarget(span, 0.3)]}),
                          generation, prefix=prefix)  # fmt: skip
+
+
+def test_the_frameworks_llm_steers_the_best_document_on_the_llama_cpp_backend() -> None:
+    """``PosragLLM(backend="llama.cpp")``: the LangChain LLM runs on llama.cpp, steers the request's best document
+    (the trace) and answers from it."""
+    pytest.importorskip("langchain_core")
+    from langchain_posrag import PosragLLM
+
+    docs = [
+        ScoredDocument("Marrowvale is a fishing town on the northern coast.", score=0.31, id="town"),
+        ScoredDocument(
+            "The Marrowvale lighthouse was built in 1887 by the engineer Ottoline Brisk.", score=0.82, id="gold"
+        ),
+        ScoredDocument("The town's market opens every Saturday morning.", score=0.12, id="market"),
+    ]
+    prompt = build_prompt("Who built the Marrowvale lighthouse?", docs).text
+    llm = PosragLLM(backend="llama.cpp", max_tokens=12, strip_leading=True, stop=["\n"])
+    info = llm.generate([prompt], documents=docs).generations[0][0]
+    steered = [entry["doc_id"] for entry in info.generation_info["posrag_trace"] if entry["tier"] == "full"]
+    assert steered == ["gold"]
+    assert "Brisk" in info.text

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from llama_index.callbacks.posrag import node_to_document, record_call, request_documents
 from llama_index.core.base.llms.types import (
@@ -76,6 +76,9 @@ class PosragLLM(CustomLLM):
     model: Any = Field(default=None, exclude=True, description="Model directory / id, LoadedModel or pair.")
     model_name: str | None = Field(default=None, description="Name reported in metadata (default: the model's).")
     steering: SteeringConfig | None = Field(default_factory=SteeringConfig)
+    backend: Literal["torch", "llama.cpp", "auto"] = Field(
+        default="torch", description="What runs the model: torch (hooks) or llama.cpp (a GGUF, posrag[llamacpp])."
+    )
     max_new_tokens: int = Field(default=256, ge=1, description="Maximum number of new tokens (or max_tokens=).")
     temperature: float = Field(default=0.0, ge=0.0, description="0 = greedy (deterministic).")
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
@@ -106,7 +109,7 @@ class PosragLLM(CustomLLM):
 
     def __init__(self, **data: Any) -> None:
         super().__init__(**data)
-        self._generator = Engine.load(self.model, steering=self.steering, embedder=self.embedder)
+        self._generator = Engine.load(self.model, backend=self.backend, steering=self.steering, embedder=self.embedder)
         if self.model_name is None:
             self.model_name = self._generator.model_name
         if self.context_window is None:
