@@ -5,7 +5,6 @@ prompt as the torch backend does, and concurrent requests each steer their own d
 from __future__ import annotations
 
 import math
-import random
 import threading
 from typing import Any
 
@@ -18,9 +17,10 @@ from posrag.engine import Engine
 from posrag.errors import ConfigurationError, MissingDependencyError, PositionOutOfRangeError
 from posrag.generation import GenerationConfig
 from posrag.prompts import build_prompt
-from posrag.steering import SteeringConfig, SteeringTarget
+from posrag.steering import SteeringConfig
 from posrag.steering.activation import ActivationTarget, combined_steer
 from posrag.steering.attention import AttentionTarget
+from tests.integration.lost_in_the_middle import synthetic_prompt
 
 try:
     from posrag.backends.llamacpp import LlamaCppBackend, LlamaRequest, binding
@@ -38,21 +38,6 @@ def backend() -> Any:
         yield loaded
 
 
-def _synthetic(seed: int, n_docs: int = 20, position: int = 15) -> tuple[str, SteeringTarget, int, str]:
-    """A lost-in-the-middle prompt: ``n_docs`` one-line biographies, the asked one at ``position``."""
-    rng = random.Random(seed)
-    people = [f"Person {rng.randrange(10_000)}-{i}" for i in range(n_docs)]
-    cities = rng.sample(["Lisbon", "Oslo", "Krakow", "Nairobi", "Lima", "Osaka", "Tbilisi", "Quito", "Dublin",
-                         "Hanoi", "Tunis", "Porto", "Riga", "Bergen", "Cusco", "Izmir", "Leipzig", "Nantes", "Turin",
-                         "Seville", "Utrecht", "Tartu"], n_docs)  # fmt: skip
-    docs = [ScoredDocument(f"{p} was born in {c}.", {"title": p}) for p, c in zip(people, cities, strict=True)]
-    gold = position - 1
-    prompt = build_prompt(f"Where was {people[gold]} born?", docs)
-    span = prompt.spans[gold]
-    target = SteeringTarget(span.start, span.end, span.position.relative)
-    return prompt.text, target, prompt.text.rindex("\n\nQuestion:"), cities[gold]
-
-
 def _request(backend: Any, prompt: str, steer_from: int, **layers: Any) -> LlamaRequest:
     ids = tuple(backend.tokenizer(prompt)["input_ids"])
     steer = len(backend.tokenizer(prompt[:steer_from])["input_ids"])
@@ -68,7 +53,7 @@ def _span(backend: Any, prompt: str, start: int, end: int) -> Any:
 
 
 def test_a_callback_that_changes_nothing_keeps_the_logits_identical(backend: Any) -> None:
-    prompt, _, question, _ = _synthetic(0, n_docs=5, position=3)
+    prompt, _, question, _ = synthetic_prompt(0, n_docs=5, position=3)
     request = _request(backend, prompt, question)
     plain = backend.prompt_logits(request)
     seen: list[str] = []
@@ -80,7 +65,7 @@ def test_a_callback_that_changes_nothing_keeps_the_logits_identical(backend: Any
 
 
 def test_a_log_2_bias_doubles_the_documents_attention_weight(backend: Any) -> None:
-    prompt, target, question, _ = _synthetic(1, n_docs=5, position=3)
+    prompt, target, question, _ = synthetic_prompt(1, n_docs=5, position=3)
     span = _span(backend, prompt, target.start_char, target.end_char)
     weights: dict[str, np.ndarray] = {}
 
@@ -106,7 +91,7 @@ def test_a_log_2_bias_doubles_the_documents_attention_weight(backend: Any) -> No
 
 
 def test_the_activation_change_equals_the_torch_formula(backend: Any) -> None:
-    prompt, target, question, _ = _synthetic(2, n_docs=5, position=3)
+    prompt, target, question, _ = synthetic_prompt(2, n_docs=5, position=3)
     span = _span(backend, prompt, target.start_char, target.end_char)
     layer = 8
     states: dict[str, np.ndarray] = {}
@@ -125,7 +110,7 @@ def test_the_activation_change_equals_the_torch_formula(backend: Any) -> None:
 
 
 def test_the_callback_fires_on_every_decode_step(backend: Any) -> None:
-    prompt, target, question, _ = _synthetic(3, n_docs=5, position=3)
+    prompt, target, question, _ = synthetic_prompt(3, n_docs=5, position=3)
     span = _span(backend, prompt, target.start_char, target.end_char)
     request = _request(backend, prompt, question, attention={FULL_LAYER: [AttentionTarget(span, 2.0)]},
                        activation={8: [ActivationTarget(span, 0.3)]})  # fmt: skip
@@ -144,7 +129,7 @@ def test_steering_lifts_a_lost_in_the_middle_prompt_as_the_torch_backend_does(ba
     engine = Engine(backend, SteeringConfig(mechanism="attention"))
     base_hits = steered_hits = 0
     for seed in range(10):
-        prompt, target, question, answer = _synthetic(seed)
+        prompt, target, question, answer = synthetic_prompt(seed)
         plain = engine.generate(prompt, [], generation).text
         steered = engine.generate(prompt, [target], generation, steer_from=question)
         assert steered.trace[0].attention_layers
@@ -154,7 +139,7 @@ def test_steering_lifts_a_lost_in_the_middle_prompt_as_the_torch_backend_does(ba
 
 
 def test_the_engine_runs_on_the_backend_and_refuses_what_it_cannot_honour(backend: Any) -> None:
-    prompt, target, question, _ = _synthetic(7, n_docs=5, position=3)
+    prompt, target, question, _ = synthetic_prompt(7, n_docs=5, position=3)
     engine = Engine(backend, SteeringConfig(mechanism="both"))
     assert engine.num_layers == backend.num_layers == 18 and backend.model_name == engine.model_name
     generation = GenerationConfig(max_new_tokens=8)
@@ -169,7 +154,7 @@ def test_the_engine_runs_on_the_backend_and_refuses_what_it_cannot_honour(backen
 
 
 def test_two_concurrent_requests_each_steer_their_own_document(backend: Any) -> None:
-    prompt, _, question, _ = _synthetic(4, n_docs=6, position=3)
+    prompt, _, question, _ = synthetic_prompt(4, n_docs=6, position=3)
     starts = [prompt.index("Document [2]"), prompt.index("Document [5]")]
     spans = [_span(backend, prompt, s, prompt.index("\n", s)) for s in starts]
     node = f"kq_soft_max_ext-{FULL_LAYER}"
@@ -203,7 +188,7 @@ def test_two_concurrent_requests_each_steer_their_own_document(backend: Any) -> 
 
 
 def test_closing_a_stream_stops_and_leaves_the_model_usable(backend: Any) -> None:
-    prompt, _, question, _ = _synthetic(5, n_docs=4, position=2)
+    prompt, _, question, _ = synthetic_prompt(5, n_docs=4, position=2)
     request = _request(backend, prompt, question)
     generation = GenerationConfig(max_new_tokens=16)
     text, _ = backend.generate(request, generation)
@@ -216,7 +201,7 @@ def test_closing_a_stream_stops_and_leaves_the_model_usable(backend: Any) -> Non
 
 
 def test_stop_strings_cut_the_completion(backend: Any) -> None:
-    prompt, _, question, _ = _synthetic(5, n_docs=4, position=2)
+    prompt, _, question, _ = synthetic_prompt(5, n_docs=4, position=2)
     request = _request(backend, prompt, question)
     text, _ = backend.generate(request, GenerationConfig(max_new_tokens=16))
     word = text.split()[1]
@@ -226,7 +211,7 @@ def test_stop_strings_cut_the_completion(backend: Any) -> None:
 
 
 def test_a_prefilled_prefix_gives_the_same_steered_completion(backend: Any) -> None:
-    prompt, target, question, _ = _synthetic(6, n_docs=6, position=3)
+    prompt, target, question, _ = synthetic_prompt(6, n_docs=6, position=3)
     span = _span(backend, prompt, target.start_char, target.end_char)
     request = _request(backend, prompt, question, attention={FULL_LAYER: [AttentionTarget(span, 2.0)]})
     generation = GenerationConfig(max_new_tokens=12)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import random
 from typing import Any
 
 import pytest
@@ -19,11 +18,10 @@ from llama_index.core.query_engine import RetrieverQueryEngine
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 
 from posrag import architectures
-from posrag.documents import ScoredDocument
 from posrag.engine import Engine
 from posrag.generation import GenerationConfig, generate_text
-from posrag.prompts import build_prompt
-from posrag.steering import SteeringConfig, SteeringTarget, hook_counts
+from posrag.steering import SteeringConfig, hook_counts
+from tests.integration.lost_in_the_middle import synthetic_prompt
 
 FACTS = {
     "mira": ("Mira Novak was born in Tartu and works as a glassblower.", 0.82),
@@ -112,20 +110,6 @@ def test_langchain_lcel_chain_with_reorder_and_steering(real_lm: Any) -> None:
     assert hook_counts(real_lm.model) == {"forward": 0, "forward_pre": 0}
 
 
-def _synthetic(seed: int, n_docs: int = 20, position: int = 15) -> tuple[str, SteeringTarget, int, str]:
-    rng = random.Random(seed)
-    people = [f"Person {rng.randrange(10_000)}-{i}" for i in range(n_docs)]
-    cities = rng.sample(["Lisbon", "Oslo", "Krakow", "Nairobi", "Lima", "Osaka", "Tbilisi", "Quito", "Dublin",
-                         "Hanoi", "Tunis", "Porto", "Riga", "Bergen", "Cusco", "Izmir", "Leipzig", "Nantes", "Turin",
-                         "Seville", "Utrecht", "Tartu"], n_docs)  # fmt: skip
-    docs = [ScoredDocument(f"{p} was born in {c}.", {"title": p}) for p, c in zip(people, cities, strict=True)]
-    gold = position - 1
-    prompt = build_prompt(f"Where was {people[gold]} born?", docs)
-    span = prompt.spans[gold]
-    target = SteeringTarget(span.start, span.end, span.position.relative)
-    return prompt.text, target, prompt.text.rindex("\n\nQuestion:"), cities[gold]
-
-
 def test_attention_steering_lifts_lost_in_the_middle_accuracy(real_lm: Any) -> None:
     """Oracle regime, gold document at position 15 of 20 (the benchmark engineer's call pattern).
 
@@ -135,7 +119,7 @@ def test_attention_steering_lifts_lost_in_the_middle_accuracy(real_lm: Any) -> N
     generator = Engine.from_model(real_lm.model, real_lm.tokenizer, SteeringConfig(mechanism="attention"))
     base_hits = steered_hits = 0
     for seed in range(10):
-        prompt, target, question, answer = _synthetic(seed)
+        prompt, target, question, answer = synthetic_prompt(seed)
         plain = generate_text(real_lm.model, real_lm.tokenizer, prompt, generation)
         assert generator.generate(prompt, [], generation).text == plain
         steered = generator.generate(prompt, [target], generation, steer_from=question)
@@ -148,7 +132,7 @@ def test_attention_steering_lifts_lost_in_the_middle_accuracy(real_lm: Any) -> N
 
 @pytest.mark.parametrize("mechanism", ["activation", "attention", "both"])
 def test_stream_equals_generate_and_leaves_no_hooks(real_lm: Any, mechanism: str) -> None:
-    prompt, target, question, _ = _synthetic(0, n_docs=10, position=5)
+    prompt, target, question, _ = synthetic_prompt(0, n_docs=10, position=5)
     generator = Engine.from_model(real_lm.model, real_lm.tokenizer, SteeringConfig(mechanism=mechanism))  # type: ignore[arg-type]
     generation = GenerationConfig(max_new_tokens=12)
     text = generator.generate(prompt, [target], generation, steer_from=question).text
