@@ -59,7 +59,7 @@ def main() -> None:
         config = config_from_options(
             positions=args.positions, conditions=args.conditions, regimes=args.regimes, reuse_prefix=reuse
         )
-        bench = LitmBenchmark(lm.model, lm.tokenizer, config, model_name=lm.name)
+        bench = LitmBenchmark.from_model(lm.model, lm.tokenizer, config, model_name=lm.name)
         marks: list[float] = []
         warm_up = bench._warm_up
 

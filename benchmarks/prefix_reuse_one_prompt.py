@@ -27,7 +27,7 @@ torch.set_num_threads(1)
 lm = load_causal_lm(progress=False)
 rec = load_records(packaged_dataset())[0]
 config = config_from_options(positions="10", conditions="baseline,steer-attention,control-attention", regimes="oracle")
-bench = LitmBenchmark(lm.model, lm.tokenizer, config, model_name=lm.name)
+bench = LitmBenchmark.from_model(lm.model, lm.tokenizer, config, model_name=lm.name)
 n = len(rec.documents)
 scores = [1.0 if i == rec.gold_index else 0.0 for i in range(n)]
 distractors = [i for i in range(n) if i != rec.gold_index]

@@ -25,7 +25,7 @@ from __future__ import annotations
 import copy
 import weakref
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,19 +116,30 @@ def check_cache(model: Any, cache: Any) -> None:
 
 
 class PrefixStore:
-    """The ``max_entries`` most recently used prefixes of one model, by token ids; prefilled on first use."""
+    """The ``max_entries`` most recently used prefixes of one model, by token ids; prefilled on first use.
 
-    def __init__(self, model: Any, max_entries: int = 4) -> None:
+    ``prefill``: what runs a prefix, given its token ids: a backend's
+    :meth:`~posrag.backends.Backend.prefill` (so the prefix lives in that backend's own cache: a
+    :class:`PrefixCache` on the torch backend, llama.cpp's KV state on llama.cpp), or
+    ``functools.partial(prefill, model)`` for a Hugging Face model.
+    """
+
+    def __init__(self, prefill: Callable[[list[int]], Any], max_entries: int = 4) -> None:
+        if not callable(prefill) or isinstance(prefill, torch.nn.Module):
+            raise ConfigurationError(
+                f"prefill must be a function of token ids (a backend's prefill), got {type(prefill).__name__}; "
+                "for a Hugging Face model pass functools.partial(posrag.prefix.prefill, model)."
+            )
         if isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 1:
             raise ConfigurationError(f"max_entries must be a positive integer, got {max_entries!r}.")
-        self.model = model
+        self._prefill = prefill
         self.max_entries = max_entries
-        self._entries: OrderedDict[tuple[int, ...], PrefixCache] = OrderedDict()
+        self._entries: OrderedDict[tuple[int, ...], Any] = OrderedDict()
         #: How many lookups found their prefix already computed, and how many prefilled it.
         self.hits = 0
         self.misses = 0
 
-    def get(self, input_ids: torch.Tensor | Sequence[int]) -> PrefixCache:
+    def get(self, input_ids: torch.Tensor | Sequence[int]) -> Any:
         """The prefix of exactly ``input_ids``: the stored one, or a new :func:`prefill` (the oldest goes)."""
         key = tuple(_as_ids(input_ids))
         found = self._entries.get(key)
@@ -137,7 +148,7 @@ class PrefixStore:
             self._entries.move_to_end(key)
             return found
         self.misses += 1
-        prefix = prefill(self.model, key)
+        prefix = self._prefill(list(key))
         self._entries[key] = prefix
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)

@@ -150,7 +150,7 @@ class Calibrator:
             regimes=("oracle",),
             chat_template=self.config.chat_template,
         )
-        self._bench = LitmBenchmark(model, tokenizer, litm, model_name=model_name)
+        self._bench = LitmBenchmark.from_model(model, tokenizer, litm, model_name=model_name)
         self.model_name = self._bench.model_name
         self._generators: dict[tuple[Any, ...], Any] = {}
         self._checkpoint = None if checkpoint is None else Path(checkpoint)

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from posrag.errors import ConfigurationError
@@ -364,7 +364,7 @@ def config_from_options(
         conditions=CONDITIONS if conditions.strip() == "all" else _names(conditions),
         regimes=_names(regimes),
         num_docs=num_docs,
-        generation=GenerationConfig(max_new_tokens=max_new_tokens, stop=("\n",)),
+        generation=replace(DEFAULT_BENCH_GENERATION, max_new_tokens=max_new_tokens),
         steering=_json_object(steering, "steering"),
         hybrid_strategy=hybrid_strategy,
         hybrid_mechanism=hybrid_mechanism,

@@ -174,15 +174,15 @@ def retriever_recall(records: Sequence[LitmRecord], embedder: Any = None, k: int
         raise ConfigurationError("retriever_recall needs at least one record.")
     if k < 1:
         raise ConfigurationError(f"k must be >= 1, got {k}.")
-    from posrag.bench.conditions import LitmConfig
-    from posrag.bench.runner import LitmBenchmark
+    from posrag.bench.runner import retrieval_scores
 
-    scorer = LitmBenchmark(
-        None, None, LitmConfig(conditions=("baseline",), regimes=("retrieval",)), embedder=embedder, model_name="-"
-    )
+    if embedder is None:
+        from posrag.models import load_embedder
+
+        embedder = load_embedder()
     hits = 0
     for record in records:
-        scores = scorer.retrieval_scores(record)
+        scores = retrieval_scores(record, embedder)
         best = sorted(range(len(scores)), key=lambda i: -scores[i])[:k]
         hits += record.gold_index in best
     return hits / len(records)

@@ -1,4 +1,5 @@
-"""Paired differences against the baseline: same question, same gold position, another condition.
+"""Paired differences: against the baseline (same question, same gold position, another condition), and
+between two runs of the same benchmark (same trial, another backend or version: :func:`paired_runs`).
 
 Accuracy differences between conditions measured on the same questions are far less noisy than the difference
 of two accuracies, so each condition is compared with the baseline trial by trial: ``d = correct(condition) -
@@ -68,6 +69,98 @@ def paired_differences(trials: Sequence[TrialRecord], baseline: str = "baseline"
     return out
 
 
+@dataclass(frozen=True)
+class RunDifference:
+    """Run B minus run A for one condition, regime and position, over ``n`` matched trials: the paired mean
+    difference of correctness with its 95 % interval, the trials B won and lost, and ``changed``: how many
+    answers (first output lines) differ at all, right or wrong."""
+
+    condition: str
+    regime: str
+    position: int
+    n: int
+    mean: float
+    ci_low: float
+    ci_high: float
+    wins: int
+    losses: int
+    changed: int
+    accuracy_a: float
+    accuracy_b: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def paired_runs(a: Sequence[TrialRecord], b: Sequence[TrialRecord]) -> list[RunDifference]:
+    """Each trial of run ``b`` against the same trial of run ``a`` (same question, position, condition, regime).
+
+    Both runs must hold the same trials (two backends, or two versions, on one data file and settings);
+    trials found in one run only are refused, so a partial run is never compared as if it were whole.
+    """
+    from posrag.errors import ConfigurationError
+
+    def keyed(trials: Sequence[TrialRecord]) -> dict[tuple[str, str, str, int], TrialRecord]:
+        return {(t.condition, t.regime, t.question_id, t.position): t for t in trials}
+
+    first, second = keyed(a), keyed(b)
+    if first.keys() != second.keys():
+        only_a, only_b = len(first.keys() - second.keys()), len(second.keys() - first.keys())
+        raise ConfigurationError(
+            f"The runs hold different trials ({only_a} only in the first, {only_b} only in the second); compare "
+            "two runs of the same data, limit, positions, conditions and regimes."
+        )
+    groups: dict[tuple[str, str, int], list[tuple[TrialRecord, TrialRecord]]] = defaultdict(list)
+    for key, trial in first.items():
+        groups[(key[0], key[1], key[3])].append((trial, second[key]))
+    out = []
+    for (condition, regime, position), pairs in sorted(groups.items()):
+        diffs = [int(y.correct) - int(x.correct) for x, y in pairs]
+        n = len(diffs)
+        mean = sum(diffs) / n
+        sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1)) if n > 1 else 0.0
+        half = Z95 * sd / math.sqrt(n)
+        out.append(
+            RunDifference(
+                condition,
+                regime,
+                position,
+                n,
+                mean,
+                mean - half,
+                mean + half,
+                diffs.count(1),
+                diffs.count(-1),
+                sum(x.prediction != y.prediction for x, y in pairs),
+                sum(x.correct for x, _ in pairs) / n,
+                sum(y.correct for _, y in pairs) / n,
+            )
+        )
+    return out
+
+
+def format_run_differences(differences: Sequence[RunDifference], names: tuple[str, str] = ("A", "B")) -> str:
+    """Markdown: per regime, a row per condition and position: both accuracies, B - A with its interval, and the
+    answers that changed."""
+    a, b = names
+    lines: list[str] = []
+    for regime in dict.fromkeys(d.regime for d in differences):
+        lines += [
+            f"#### {b} minus {a}, {regime} regime (points, paired 95 % interval)",
+            "",
+            f"| condition | position | n | {a} % | {b} % | {b} - {a} [95 % CI] | wins / losses | answers changed |",
+            "|---|--:|--:|--:|--:|--:|--:|--:|",
+        ]
+        for d in (d for d in differences if d.regime == regime):
+            lines.append(
+                f"| {d.condition} | {d.position} | {d.n} | {100 * d.accuracy_a:.0f} | {100 * d.accuracy_b:.0f} | "
+                f"{100 * d.mean:+.1f} [{100 * d.ci_low:+.1f}, {100 * d.ci_high:+.1f}] | {d.wins} / {d.losses} | "
+                f"{d.changed} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
 def format_paired(differences: Sequence[PairedDifference]) -> str:
     """Markdown: one table per regime, a row per condition, ``+d [low, high]`` points per position."""
     lines: list[str] = []
@@ -92,4 +185,11 @@ def format_paired(differences: Sequence[PairedDifference]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["PairedDifference", "format_paired", "paired_differences"]
+__all__ = [
+    "PairedDifference",
+    "RunDifference",
+    "format_paired",
+    "format_run_differences",
+    "paired_differences",
+    "paired_runs",
+]

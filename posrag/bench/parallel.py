@@ -95,6 +95,7 @@ def _worker(
             progress=False,
             shard=Shard(index, jobs),
             on_trial=lambda _trial: messages.put(("trial", index, 1)),
+            threads=threads,
         )
         messages.put(("done", index, result.to_dict()))  # the records included: a shard always keeps them
     except BaseException as exc:  # every failure goes back to the parent, which raises it
@@ -187,8 +188,11 @@ def run_litm_parallel(
     progress: bool = True,
     command: str | None = None,
     quantize: str | None = None,
+    backend: str = "torch",
 ) -> LitmResult:
-    """Run ``config`` as ``jobs`` local worker processes of ``threads`` torch threads each and merge them.
+    """Run ``config`` as ``jobs`` local worker processes of ``threads`` threads each and merge them.
+
+    ``backend``: ``"torch"`` or ``"llama.cpp"`` (:func:`~posrag.bench.runner.load_backend`), loaded once per worker.
 
     ``threads`` defaults to the available cores divided by ``jobs``. The merged result's statistics are those
     of one process; its ``timing`` gives ``wall_s`` from the start of the workers to the last one's end
@@ -217,7 +221,14 @@ def run_litm_parallel(
             f"--jobs {jobs} is more worker processes than questions ({questions}); use at most {questions}."
         )
     total = questions * len(config.positions) * len(config.conditions) * len(config.regimes)
-    options = {"data": path, "model": model, "limit": limit, "command": command, "quantize": quantize}
+    options = {
+        "data": path,
+        "model": model,
+        "limit": limit,
+        "command": command,
+        "quantize": quantize,
+        "backend": backend,
+    }
     context = multiprocessing.get_context("spawn")
     started = time.perf_counter()
     messages = context.Queue()

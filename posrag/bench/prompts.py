@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from posrag.backends.base import Backend
 from posrag.bench.conditions import PROMPTS, LitmConfig
 from posrag.bench.data import LitmRecord, load_records
 from posrag.bench.runner import LitmBenchmark
@@ -88,18 +89,19 @@ def calibration_records(path: str | Path) -> list[LitmRecord]:
 
 
 def choose_prompt(
-    model: Any,
-    tokenizer: Any,
+    backend: Backend,
     records: Sequence[LitmRecord],
     *,
     candidates: Sequence[str] | None = None,
     config: LitmConfig | None = None,
     max_format_failures: float = MAX_FORMAT_FAILURES,
-    model_name: str | None = None,
     embedder: Any = None,
     progress: bool = True,
 ) -> PromptChoice:
     """Score each candidate prompt (default: all of :data:`PROMPTS`) on ``records`` and pick one (module docstring).
+
+    ``backend``: the model that answers (:func:`posrag.bench.runner.load_backend`, or a
+    :class:`~posrag.backends.torch.TorchBackend` over a loaded model).
 
     ``config``: the run's other settings (``chat_template``, generation); positions, conditions and regimes are
     set here (gold-alone and the baseline at position 1, oracle regime, no steering).
@@ -120,7 +122,7 @@ def choose_prompt(
             conditions=("baseline", "gold-alone"),
             regimes=("oracle",),
         )
-        bench = LitmBenchmark(model, tokenizer, run_config, model_name=model_name, embedder=embedder)
+        bench = LitmBenchmark(backend, run_config, embedder=embedder)
         applied = bench.chat_template
         result = bench.run(records, progress=progress)
         alone, baseline = result.result("gold-alone"), result.result("baseline")

@@ -56,14 +56,16 @@ class _Worker:
     ) -> None:
         import torch
 
-        from posrag.models import load_causal_lm
+        from posrag.bench.runner import load_backend
 
         torch.set_num_threads(threads)
         self.config = config
         self.options = options
         self.progress = progress
         self.exit_once = exit_once
-        self.lm = load_causal_lm(options["model"], progress=False, quantize=options["quantize"])
+        self.backend = load_backend(
+            options["model"], options["backend"], quantize=options["quantize"], threads=threads, progress=False
+        )
 
     def pid(self) -> int:
         return os.getpid()
@@ -86,7 +88,12 @@ class _Worker:
                 last = now
 
         result = run_litm(
-            self.config, **self.options, progress=False, shard=Shard(index, count), on_trial=on_trial, lm=self.lm
+            self.config,
+            **self.options,
+            progress=False,
+            shard=Shard(index, count),
+            on_trial=on_trial,
+            loaded=self.backend,
         )
         if self.progress is not None:
             self.progress.put((index, done))
@@ -107,8 +114,11 @@ def run_litm_ray(
     progress: bool = True,
     command: str | None = None,
     quantize: str | None = None,
+    backend: str = "torch",
 ) -> LitmResult:
-    """Run ``config`` as ``shards`` shards on ``workers`` Ray actors of ``threads`` torch threads each; merge them.
+    """Run ``config`` as ``shards`` shards on ``workers`` Ray actors of ``threads`` threads each; merge them.
+
+    ``backend``: ``"torch"`` or ``"llama.cpp"`` (:func:`~posrag.bench.runner.load_backend`), loaded once per actor.
 
     ``address``: an existing Ray cluster (``"auto"``, ``"ray://head:10001"``); ``None`` connects to the Ray
     instance this process already started, else starts a local one. ``retries``: how often an actor that died
@@ -143,7 +153,14 @@ def run_litm_ray(
             f"{workers} workers of {threads} threads need {workers * threads} CPUs but this Ray instance has {cpus}; "
             "use fewer --jobs or --threads, or connect to a larger cluster with --address."
         )
-    options = {"data": str(path.resolve()), "model": model, "limit": limit, "command": command, "quantize": quantize}
+    options = {
+        "data": str(path.resolve()),
+        "model": model,
+        "limit": limit,
+        "command": command,
+        "quantize": quantize,
+        "backend": backend,
+    }
     total = questions * len(config.positions) * len(config.conditions) * len(config.regimes)
     started = time.perf_counter()
     queue = Queue() if progress else None

@@ -16,8 +16,9 @@ from posrag.bench.stats import percent
 from posrag.bench.summary import steering_gains
 
 
-def environment(model: Any = None) -> dict[str, Any]:
-    """Versions and hardware, recorded with every result."""
+def environment(model: Any = None, *, backend: Any = None) -> dict[str, Any]:
+    """Versions and hardware, recorded with every result (``model``: a torch model; ``backend``: the posrag
+    backend that ran it, with its threads when it runs its own)."""
     import os
 
     import torch
@@ -39,6 +40,12 @@ def environment(model: Any = None) -> dict[str, Any]:
         env["device"] = str(getattr(model, "device", "cpu"))
         env["dtype"] = str(getattr(model, "dtype", ""))
         env["attn_implementation"] = getattr(getattr(model, "config", None), "_attn_implementation", None)
+    if backend is not None:
+        env["backend"] = backend.name
+        if getattr(backend, "n_threads", None) is not None:
+            env["backend_threads"] = backend.n_threads
+        if getattr(backend, "path", None) is not None:
+            env["model_file"] = str(backend.path)
     return env
 
 

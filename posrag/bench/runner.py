@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from posrag._files import sha256_file
+from posrag.backends.base import Backend
 from posrag.bench.conditions import (
     CLOSED_BOOK_TEMPLATE,
     PROMPTS,
@@ -42,7 +43,7 @@ from posrag.bench.variant import Variant, as_read
 from posrag.bias import DEFAULT_TOLERANCE
 from posrag.documents import ScoredDocument
 from posrag.engine import Engine
-from posrag.errors import ConfigurationError
+from posrag.errors import ConfigurationError, MissingDependencyError
 from posrag.generation import has_chat_template
 from posrag.ordering import Reorderer
 from posrag.prefix import PrefixCache, PrefixStore
@@ -66,43 +67,46 @@ _PLAIN = SteeringConfig(attention_bias=0.0, attention_layers="all", position_bia
 
 
 class LitmBenchmark:
-    """Runs the benchmark on one model: ``LitmBenchmark(model, tokenizer, config).run(records)``.
+    """Runs the benchmark on one model behind a backend: ``LitmBenchmark(backend, config).run(records)``.
 
+    ``backend``: a :class:`~posrag.backends.Backend` (the torch backend, or llama.cpp's); every trial goes
+    through an :class:`~posrag.engine.Engine` over it. :meth:`from_model` builds one over a Hugging Face model.
     ``embedder``: the sentence-transformer of the retrieval regime (``None``: the packaged default, loaded
-    only if the retrieval regime runs). ``model_name`` is recorded in the result.
+    only if the retrieval regime runs).
     """
 
-    def __init__(
-        self,
-        model: Any,
-        tokenizer: Any,
-        config: LitmConfig | None = None,
-        *,
-        embedder: Any = None,
-        model_name: str | None = None,
-    ) -> None:
-        self.model = model
-        self.tokenizer = tokenizer
+    def __init__(self, backend: Backend, config: LitmConfig | None = None, *, embedder: Any = None) -> None:
+        if not isinstance(backend, Backend):
+            raise ConfigurationError(
+                f"LitmBenchmark runs a posrag backend, got {type(backend).__name__}; use "
+                "LitmBenchmark.from_model(model, tokenizer, config) for a Hugging Face model."
+            )
+        self.backend = backend
+        self.tokenizer = backend.tokenizer
         self.config = config or LitmConfig()
-        self.model_name = model_name or str(getattr(model.config, "name_or_path", "") or type(model).__name__)
+        self.model_name = backend.model_name or backend.name
+        #: Where memory is measured (a torch model's device; a llama.cpp model runs on the CPU).
+        self.device = getattr(getattr(backend, "model", None), "device", "cpu")
         self._embedder = embedder
         chat = self.config.chat_template
-        if chat == "on" and not has_chat_template(tokenizer):
+        if chat == "on" and not has_chat_template(self.tokenizer):
             raise ConfigurationError(
-                f"chat_template='on' but the tokenizer ({type(tokenizer).__name__}) has no chat template; use "
+                f"chat_template='on' but the tokenizer ({type(self.tokenizer).__name__}) has no chat template; use "
                 "'auto' (templated only when there is one) or 'off'."
             )
         #: Whether prompts go through the tokenizer's chat template (``chat_template`` resolved).
-        self.chat_template = chat == "on" or (chat == "auto" and has_chat_template(tokenizer))
+        self.chat_template = chat == "on" or (chat == "auto" and has_chat_template(self.tokenizer))
         self._steering_configs: dict[str, Any] = {}
         self._generators: dict[str, Any] = {}
         self._plain_engine: Engine | None = None
         # Prefix reuse (LitmConfig.reuse_prefix): the prompt up to the question, prefilled once per document order
-        # and continued by every condition that leaves it unchanged; the cost of each prefix pass, by its ids.
-        # Prompts differ from one question and position to the next, so the store holds one position's
-        # prefixes (at most one per condition) and is emptied when the position changes.
+        # (by the backend, in its own cache) and continued by every condition that leaves it unchanged; the cost
+        # of each prefix pass, by its ids. Prompts differ from one question and position to the next, so the
+        # store holds one position's prefixes (at most one per condition) and is emptied when the position changes.
         self._prefixes = (
-            PrefixStore(model, max_entries=len(self.config.conditions) + 1) if self.config.reuse_prefix else None
+            PrefixStore(backend.prefill, max_entries=len(self.config.conditions) + 1)
+            if self.config.reuse_prefix
+            else None
         )
         self._prefix_costs: dict[tuple[int, ...], Measurement] = {}
         hybrid_strategy, hybrid_mechanism = self._hybrid_defaults()
@@ -120,16 +124,30 @@ class LitmBenchmark:
             if condition.mechanism is not None and condition.mechanism not in self._generators:
                 self._generators[condition.mechanism] = self._make_generator(condition.mechanism)
 
+    @classmethod
+    def from_model(
+        cls,
+        model: Any,
+        tokenizer: Any,
+        config: LitmConfig | None = None,
+        *,
+        embedder: Any = None,
+        model_name: str | None = None,
+    ) -> LitmBenchmark:
+        """The benchmark of a Hugging Face causal LM and its tokenizer, on the torch backend."""
+        from posrag.backends.torch import TorchBackend
+
+        name = model_name or str(getattr(model.config, "name_or_path", "") or type(model).__name__)
+        return cls(TorchBackend(model, tokenizer, model_name=name), config, embedder=embedder)
+
     def _hybrid_defaults(self) -> tuple[str, str]:
         strategy, mechanism = self.config.hybrid_strategy, self.config.hybrid_mechanism
         if (strategy is None or mechanism is None) and "hybrid" in self.config.conditions:
-            from posrag import architectures
             from posrag.steering import SteeringConfig, resolve_steering
 
             base = SteeringConfig(**steering_overrides(self.config.steering, None))
             if not base.needs_profile:  # an unset position_bias follows the model's profile, as the generator's
-                layers = len(architectures.decoder_layers(self.model))
-                base = resolve_steering(base, self.model_name, layers, warn=False)
+                base = resolve_steering(base, self.model_name, self.backend.layout.num_layers, warn=False)
             strategy = strategy or ("auto" if base.needs_profile else base.reorder_strategy)
             mechanism = mechanism or base.mechanism
         return strategy or "recency", mechanism or "attention"
@@ -140,16 +158,14 @@ class LitmBenchmark:
         config = SteeringConfig(**steering_overrides(self.config.steering, mechanism))
         self._steering_configs[mechanism] = config
         # The retriever's embedder also scores documents whose scores are withheld (steer-unscored).
-        generator = Engine.from_model(
-            self.model, self.tokenizer, config, model_name=self.model_name, embedder=self._embedder
-        )
+        generator = Engine(self.backend, config, embedder=self._embedder)
         self._steering_configs[mechanism] = generator.config  # position_bias="auto" resolved
         return generator
 
     def _plain(self) -> Engine:
         """The engine of the unsteered conditions: the same seam, nothing to steer (no targets)."""
         if self._plain_engine is None:
-            self._plain_engine = Engine.from_model(self.model, self.tokenizer, _PLAIN, model_name=self.model_name)
+            self._plain_engine = Engine(self.backend, _PLAIN)
         return self._plain_engine
 
     @property
@@ -163,15 +179,8 @@ class LitmBenchmark:
     # ------------------------------------------------------------------------- pieces
 
     def retrieval_scores(self, record: LitmRecord) -> list[float]:
-        """Cosine similarity of the question to each of the record's documents, from posrag's FAISS index."""
-        from posrag.retrieval import DocumentIndex
-
-        ids = [str(i) for i in range(len(record.documents))]
-        index = DocumentIndex.from_texts(
-            [doc.text for doc in record.documents], ids=ids, embedder=self.embedder, show_progress_bar=False
-        )
-        by_id = {doc.id: float(doc.score) for doc in index.search(record.question, k=len(ids)) if doc.score is not None}
-        return [by_id[i] for i in ids]
+        """The retriever's score of each of the record's documents (:func:`retrieval_scores`)."""
+        return retrieval_scores(record, self.embedder)
 
     def variant(
         self,
@@ -269,7 +278,7 @@ class LitmBenchmark:
         assert self._prefixes is not None
         if ids in self._prefixes:
             return self._prefixes.get(ids), self._prefix_costs[ids]
-        with measure(getattr(self.model, "device", "cpu"), memory=self.config.measure_memory) as cost:
+        with measure(self.device, memory=self.config.measure_memory) as cost:
             prefix = self._prefixes.get(ids)
         self._prefix_costs = {k: v for k, v in self._prefix_costs.items() if k in self._prefixes}
         self._prefix_costs[ids] = cost
@@ -284,7 +293,6 @@ class LitmBenchmark:
         latencies stay what one generation costs and compare with conditions that cannot reuse a prefix.
         """
         text = variant.text
-        device = getattr(self.model, "device", "cpu")
         generation = self.config.generation
         special = variant.add_special_tokens
         footer = self.config.template.footer.format(question=variant.prompt.question)
@@ -293,7 +301,7 @@ class LitmBenchmark:
         found = self._prefix(variant, steer_from) if reusable else None
         engine = self._generators[mechanism] if mechanism is not None else self._plain()
         prefix = found[0] if found is not None else None  # the variant's own first tokens: it covers the prompt
-        with measure(device, memory=self.config.measure_memory) as cost:
+        with measure(self.device, memory=self.config.measure_memory) as cost:
             steered = engine.generate(
                 text,
                 list(variant.targets) if mechanism is not None else [],
@@ -483,7 +491,7 @@ class LitmBenchmark:
             settings=self._settings(),
             retrieval=retrieval_summary(run.gold_ranks, config.steer_top_k),
             results=results,
-            environment=environment(self.model),
+            environment=environment(getattr(self.backend, "model", None), backend=self.backend),
             timing={
                 "started_at": run.started_at,
                 "wall_s": wall,
@@ -519,10 +527,28 @@ class LitmBenchmark:
                 if config.reuse_prefix
                 else ""
             ),
-            "memory": memory_method(getattr(self.model, "device", "cpu"), config.measure_memory),
+            "memory": memory_method(self.device, config.measure_memory),
+            "backend": self.backend.name,
             "chat_template_applied": self.chat_template,
             "steer_from": "the question (steering acts on the question and the generated tokens)",
         }
+
+
+def retrieval_scores(record: LitmRecord, embedder: Any = None) -> list[float]:
+    """Cosine similarity of the question to each of the record's documents, from posrag's FAISS index
+    (``embedder``: a sentence-transformer; ``None``: the packaged default)."""
+    from posrag.retrieval import DocumentIndex
+
+    if embedder is None:
+        from posrag.models import load_embedder
+
+        embedder = load_embedder()
+    ids = [str(i) for i in range(len(record.documents))]
+    index = DocumentIndex.from_texts(
+        [doc.text for doc in record.documents], ids=ids, embedder=embedder, show_progress_bar=False
+    )
+    by_id = {doc.id: float(doc.score) for doc in index.search(record.question, k=len(ids)) if doc.score is not None}
+    return [by_id[i] for i in ids]
 
 
 @dataclass(frozen=True)
@@ -546,6 +572,42 @@ class _Run:
     gold_ranks: list[int] = field(default_factory=list)
 
 
+def load_backend(
+    model: str | None = None,
+    backend: str = "torch",
+    *,
+    quantize: str | None = None,
+    threads: int | None = None,
+    progress: bool = True,
+) -> Backend:
+    """The backend a benchmark runs on: ``model`` (``None``: the packaged Gemma 3 270M) loaded on ``backend``.
+
+    ``"torch"`` (the reference; ``"auto"`` is torch too, as in :meth:`posrag.engine.Engine.load`) loads the
+    Hugging Face model (``quantize``: :func:`~posrag.models.load_causal_lm`'s); ``"llama.cpp"`` runs a ``.gguf``
+    file with ``threads`` threads per decode (default: the CPU count).
+    """
+    if backend not in ("torch", "llama.cpp", "auto"):
+        raise ConfigurationError(f"backend={backend!r} is not one of 'torch', 'llama.cpp', 'auto'.")
+    if backend == "llama.cpp":
+        if quantize is not None:
+            raise ConfigurationError(
+                f"quantize={quantize!r} quantizes the torch backend's linear layers; a GGUF file on llama.cpp is "
+                "quantized already. Drop --quantize, or use --backend torch."
+            )
+        try:
+            from posrag.backends.llamacpp import LlamaCppBackend  # type: ignore[import-not-found]
+        except ImportError as exc:
+            raise MissingDependencyError(
+                "--backend llama.cpp needs posrag's llama.cpp extra: pip install 'posrag[llamacpp]'"
+            ) from exc
+        return LlamaCppBackend.load(model, progress=progress, n_threads=threads)  # type: ignore[no-any-return]
+    from posrag.backends.torch import TorchBackend
+    from posrag.models import load_causal_lm
+
+    lm = load_causal_lm(model, progress=progress, quantize=quantize)
+    return TorchBackend(lm.model, lm.tokenizer, model_name=lm.name)
+
+
 def run_litm(
     config: LitmConfig,
     *,
@@ -558,7 +620,9 @@ def run_litm(
     shard: Shard | None = None,
     on_trial: Callable[[TrialRecord], None] | None = None,
     quantize: str | None = None,
-    lm: Any = None,
+    backend: str = "torch",
+    threads: int | None = None,
+    loaded: Backend | None = None,
 ) -> LitmResult:
     """Load the records (``data``, default: the shipped synthetic set) and the model, and run ``config``.
 
@@ -566,20 +630,19 @@ def run_litm(
     result's ``data`` records the file, its SHA-256, the limit and ``command``; its ``timing`` adds
     ``total_s_with_model_load``. ``shard``: run only that shard of the (limited) records
     (:mod:`posrag.bench.shards`; its trial records are kept for :func:`merge_results`). ``on_trial``: called
-    with every trial as it is recorded. ``quantize``: passed to
-    :func:`~posrag.models.load_causal_lm` (``"int8"``: dynamic int8 linear layers) and recorded in the settings.
-    ``lm``: a :class:`~posrag.models.LoadedModel` already loaded with that ``model`` and ``quantize`` (a worker
-    that runs several shards loads it once); ``None`` loads it here.
+    with every trial as it is recorded. ``backend``, ``quantize``, ``threads``: how the model is loaded
+    (:func:`load_backend`), recorded in the settings. ``loaded``: that backend already loaded (a worker that
+    runs several shards loads it once); ``None`` loads it here.
     """
     from posrag.bench.data import load_records, packaged_dataset
-    from posrag.models import load_causal_lm
 
     path = Path(data) if data is not None else Path(packaged_dataset())
     everything = load_records(path)
     records = everything[:limit] if limit else everything
     started = time.perf_counter()
-    lm = lm if lm is not None else load_causal_lm(model, progress=progress, quantize=quantize)
-    bench = LitmBenchmark(lm.model, lm.tokenizer, config, model_name=lm.name)
+    if loaded is None:
+        loaded = load_backend(model, backend, quantize=quantize, threads=threads, progress=progress)
+    bench = LitmBenchmark(loaded, config)
     result = bench.run(
         records,
         progress=progress,
@@ -617,7 +680,7 @@ def profile_bias(
         parse_record(r, f"synthetic:{i}") for i, r in enumerate(make_synthetic_records(questions, num_docs, seed=seed))
     ]
     config = LitmConfig(positions=tuple(positions), conditions=("baseline",), regimes=("oracle",), num_docs=num_docs)
-    bench = LitmBenchmark(model, tokenizer, config, model_name=model_name)
+    bench = LitmBenchmark.from_model(model, tokenizer, config, model_name=model_name)
     result = bench.run(records, progress=progress).result("baseline", "oracle")
     return BiasProfile.measured(
         bench.model_name,
@@ -630,4 +693,4 @@ def profile_bias(
     )
 
 
-__all__ = ["LitmBenchmark", "profile_bias", "run_litm"]
+__all__ = ["LitmBenchmark", "load_backend", "profile_bias", "retrieval_scores", "run_litm"]

@@ -133,7 +133,11 @@ def litm(
     ] = 1,
     threads: Annotated[
         int | None,
-        typer.Option(help="torch threads per process (default: torch's choice; with --jobs, the cores / N).", min=1),
+        typer.Option(
+            help="Threads per process, torch's or llama.cpp's (default: torch's choice, llama.cpp's the CPU count; "
+            "with --jobs, the cores / N).",
+            min=1,
+        ),
     ] = None,
     prompt: Annotated[
         str,
@@ -158,6 +162,13 @@ def litm(
         int | None,
         typer.Option(help="--executor ray: split into this many shards (default: --jobs); more balance better.", min=1),
     ] = None,
+    backend: Annotated[
+        str,
+        typer.Option(
+            help="What runs the model: torch (the reference; auto is torch too) or llama.cpp (a .gguf file, or "
+            "the packaged Gemma's; needs pip install 'posrag[llamacpp]'; --threads are its threads per decode)."
+        ),
+    ] = "torch",
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Accuracy by gold-document position for every ordering and steering condition, with 95% intervals.
@@ -211,6 +222,7 @@ def litm(
                 progress=progress,
                 command=command,
                 quantize=quantize,
+                backend=backend,
             )
         elif jobs > 1:
             if part is not None:
@@ -230,6 +242,7 @@ def litm(
                 progress=progress,
                 command=command,
                 quantize=quantize,
+                backend=backend,
             )
         else:
             if threads is not None:
@@ -246,6 +259,8 @@ def litm(
                 command=command,
                 shard=part,
                 quantize=quantize,
+                backend=backend,
+                threads=threads,
             )
         typer.echo(format_tables(result))
         write_outputs(result, json_path=json_out, table_path=table, plot_path=plot, records_path=records)
@@ -288,6 +303,52 @@ def merge(
     typer.echo(
         f"\nMerged {len(shards)} shards: {result.data['questions']} questions, {len(result.records)} trials.", err=True
     )
+
+
+@bench_app.command("compare")
+def compare(
+    first: Annotated[Path, typer.Argument(help="A result JSON with its trial records (--json with --records).")],
+    second: Annotated[Path, typer.Argument(help="Another run of the same benchmark (another backend or version).")],
+    names: Annotated[str, typer.Option(help="What to call the two runs in the table, comma-separated.")] = "A,B",
+    table: Annotated[Path | None, typer.Option(help="Also write the markdown table here.")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the differences as JSON here.")] = None,
+) -> None:
+    """Trial for trial, the second run against the first: per condition, regime and position the paired accuracy
+    difference with its 95 % interval, the trials won and lost, and how many answers changed at all.
+
+    For two backends (`--backend torch` and `--backend llama.cpp`) or two versions on the same data and settings.
+    """
+    import json
+
+    from posrag.bench.paired import format_run_differences, paired_runs
+    from posrag.bench.shards import read_result
+
+    labels = _names(names)
+    try:
+        if len(labels) != 2:
+            raise ConfigurationError(f"--names needs two names, comma-separated; got {names!r}.")
+        runs = [read_result(path) for path in (first, second)]
+        for path, run in zip((first, second), runs, strict=True):
+            if not run.records:
+                raise ConfigurationError(
+                    f"{path} has no trial records; run `posrag bench litm` with --records (or --shard) to keep them."
+                )
+        differences = paired_runs(runs[0].records, runs[1].records)
+    except PosragError as exc:
+        raise _fail(exc) from None
+    text = format_run_differences(differences, (labels[0], labels[1]))
+    typer.echo(text)
+    if table is not None:
+        table.parent.mkdir(parents=True, exist_ok=True)
+        table.write_text(text, encoding="utf-8")
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "runs": [str(first), str(second)],
+            "names": list(labels),
+            "differences": [d.to_dict() for d in differences],
+        }
+        json_out.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
 
 
 @bench_app.command("make-synthetic")

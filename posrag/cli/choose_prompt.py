@@ -28,6 +28,8 @@ def choose_prompt_command(
     chat_template: Annotated[str, typer.Option(help="on, auto or off, as for `posrag bench litm`.")] = "auto",
     max_new_tokens: Annotated[int, typer.Option(help="Greedy tokens per answer.", min=1)] = 20,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write every candidate's scores here.")] = None,
+    backend: Annotated[str, typer.Option(help="torch or llama.cpp, as for `posrag bench litm`.")] = "torch",
+    threads: Annotated[int | None, typer.Option(help="Threads, as for `posrag bench litm`.", min=1)] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Pick the prompt under which a model answers when the gold document is alone, on calibration questions.
@@ -39,7 +41,7 @@ def choose_prompt_command(
 
     from posrag.bench.conditions import config_from_options
     from posrag.bench.prompts import calibration_records, choose_prompt
-    from posrag.models import load_causal_lm
+    from posrag.bench.runner import load_backend
 
     try:
         records = calibration_records(data)[:limit] if limit else calibration_records(data)
@@ -50,16 +52,17 @@ def choose_prompt_command(
             chat_template=chat_template,
             max_new_tokens=max_new_tokens,
         )
-        lm = load_causal_lm(model, progress=progress)
+        if threads is not None:
+            import torch
+
+            torch.set_num_threads(threads)
         choice = choose_prompt(
-            lm.model,
-            lm.tokenizer,
+            load_backend(model, backend, threads=threads, progress=progress),
             records,
             candidates=None
             if candidates.strip() == "all"
             else tuple(c.strip() for c in candidates.split(",") if c.strip()),
             config=config,
-            model_name=lm.name,
             progress=progress,
         )
     except PosragError as exc:

@@ -245,3 +245,18 @@ def test_the_frameworks_llm_steers_the_best_document_on_the_llama_cpp_backend() 
     steered = [entry["doc_id"] for entry in info.generation_info["posrag_trace"] if entry["tier"] == "full"]
     assert steered == ["gold"]
     assert "Brisk" in info.text
+
+
+def test_the_benchmark_runs_its_trials_on_the_llama_cpp_backend(backend: Any) -> None:
+    from posrag.bench.conditions import LitmConfig
+    from posrag.bench.data import load_records, packaged_dataset
+    from posrag.bench.runner import LitmBenchmark
+
+    config = LitmConfig(positions=(10,), conditions=("baseline", "steer-attention"), regimes=("oracle",))
+    result = LitmBenchmark(backend, config).run(load_records(packaged_dataset())[:3], progress=False)
+    assert result.environment["backend"] == "llama.cpp" and result.settings["backend"] == "llama.cpp"
+    # Gemma loses the middle of the 20 documents; steering toward the gold document there finds it again.
+    baseline, steered = (result.result(c, "oracle").mean_accuracy for c in ("baseline", "steer-attention"))
+    assert steered > baseline
+    # The steered trials continued the unsteered prefix the baseline prefilled in llama.cpp's own cache.
+    assert result.timing["prefix_passes"] == 3 and result.timing["prefix_reuses"] == 3

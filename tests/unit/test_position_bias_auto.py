@@ -152,7 +152,7 @@ def test_benchmark_hybrid_auto_follows_the_profile(cache, tiny_gemma3):
         steering={"position_bias": "auto"},
         generation=GenerationConfig(max_new_tokens=2),
     )
-    bench = LitmBenchmark(
+    bench = LitmBenchmark.from_model(
         tiny_gemma3.model, tiny_gemma3.tokenizer, config, embedder=HashingEmbedder(), model_name="tiny-primacy-u"
     )
     records = [parse_record(r, f"s{i}") for i, r in enumerate(make_synthetic_records(1, 3, seed=0))]

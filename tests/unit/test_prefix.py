@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 from transformers import AutoModelForCausalLM
@@ -112,7 +114,7 @@ def test_a_prompt_must_start_with_the_prefix_and_go_past_it():
 def test_the_store_prefills_each_prefix_once_and_keeps_the_most_recent():
     model, tokenizer = build("llama")
     ids = encode_prompt(tokenizer, PREFIX + QUESTION, model.device)["input_ids"][0].tolist()
-    store = PrefixStore(model, max_entries=2)
+    store = PrefixStore(functools.partial(prefill, model), max_entries=2)
     first = store.get(ids[:5])
     assert store.get(ids[:5]) is first and (store.hits, store.misses) == (1, 1)
     store.get(ids[:6])
@@ -121,7 +123,9 @@ def test_the_store_prefills_each_prefix_once_and_keeps_the_most_recent():
     assert ids[:5] in store and ids[:7] in store and ids[:6] not in store and len(store) == 2
     assert "text" not in store and None not in store
     with pytest.raises(ConfigurationError, match="max_entries"):
-        PrefixStore(model, max_entries=0)
+        PrefixStore(functools.partial(prefill, model), max_entries=0)
+    with pytest.raises(ConfigurationError, match="partial"):
+        PrefixStore(model, max_entries=2)  # a model is not a prefill
 
 
 @pytest.mark.parametrize("wrong", ["default", "short"])

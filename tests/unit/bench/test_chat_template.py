@@ -56,7 +56,9 @@ def _bench(tiny, chat_template, tokenizer=None, **config) -> LitmBenchmark:
     config = LitmConfig(
         positions=(1, 3, 4), conditions=CONDITIONS, generation=GEN, chat_template=chat_template, **config
     )
-    return LitmBenchmark(tiny.model, tokenizer or tiny.tokenizer, config, embedder=HashingEmbedder(), model_name="tiny")
+    return LitmBenchmark.from_model(
+        tiny.model, tokenizer or tiny.tokenizer, config, embedder=HashingEmbedder(), model_name="tiny"
+    )
 
 
 def _order(record, position):

@@ -146,3 +146,70 @@ def test_the_ray_executor_options_are_checked_before_anything_loads(monkeypatch)
 def test_choose_prompt_refuses_evaluation_questions():
     out = CliRunner().invoke(app, ["bench", "choose-prompt", "--data", "docs/data/nq-mined-10.jsonl.gz"])
     assert out.exit_code == 2 and "calibration questions only" in out.output
+
+
+def test_bench_compare_pairs_two_runs_trial_for_trial(tmp_path, tiny_dir):
+    data = tmp_path / "d.jsonl"
+    runner.invoke(app, ["bench", "make-synthetic", str(data), "--questions", "3", "--docs", "3"])
+    common = ["bench", "litm", "--data", str(data), "--model", str(tiny_dir), "--positions", "1,3", "--no-progress"]
+    common += ["--conditions", "baseline,steer-attention", "--regimes", "oracle", "--max-new-tokens", "3"]
+    runs = {"plain": "{}", "strong": '{"attention_bias": 40.0}'}
+    for name, steering in runs.items():
+        out = runner.invoke(
+            app,
+            [
+                *common,
+                "--steering",
+                steering,
+                "--json",
+                str(tmp_path / f"{name}.json"),
+                "--records",
+                str(tmp_path / f"{name}.jsonl.gz"),
+            ],
+        )
+        assert out.exit_code == 0, out.output
+    out = runner.invoke(
+        app,
+        [
+            "bench",
+            "compare",
+            str(tmp_path / "plain.json"),
+            str(tmp_path / "strong.json"),
+            "--names",
+            "bias 2,bias 40",
+            "--json",
+            str(tmp_path / "cmp.json"),
+        ],
+    )
+    assert out.exit_code == 0, out.output
+    assert "bias 40 minus bias 2, oracle regime" in out.stdout
+    trials = {}
+    for name in runs:
+        with gzip.open(tmp_path / f"{name}.jsonl.gz", "rt") as handle:
+            trials[name] = {(t["condition"], t["position"], t["question_id"]): t for t in map(json.loads, handle)}
+    rows = {(d["condition"], d["position"]): d for d in json.loads((tmp_path / "cmp.json").read_text())["differences"]}
+    assert len(rows) == 4
+    for (condition, position), row in rows.items():
+        pairs = [(a, trials["strong"][key]) for key, a in trials["plain"].items() if key[:2] == (condition, position)]
+        assert row["n"] == len(pairs) == 3
+        assert row["changed"] == sum(a["prediction"] != b["prediction"] for a, b in pairs)
+        assert row["mean"] == pytest.approx(sum(b["correct"] - a["correct"] for a, b in pairs) / 3)
+    assert all(rows["baseline", p]["changed"] == 0 for p in (1, 3))  # the bias does not reach unsteered trials
+    assert sum(rows["steer-attention", p]["changed"] for p in (1, 3)) > 0  # a 20x bias changes steered answers
+    same = runner.invoke(app, ["bench", "compare", str(tmp_path / "plain.json"), str(tmp_path / "plain.json")])
+    assert same.exit_code == 0 and "| 0 / 0 | 0 |" in same.stdout
+    out = runner.invoke(app, [*common, "--limit", "2", "--json", str(tmp_path / "two.json"), "--records",
+                              str(tmp_path / "two.jsonl.gz")])  # fmt: skip
+    partial = runner.invoke(app, ["bench", "compare", str(tmp_path / "plain.json"), str(tmp_path / "two.json")])
+    assert partial.exit_code == 2 and "different trials (4 only in the first, 0 only in the second)" in partial.output
+    bare = runner.invoke(app, [*common, "--json", str(tmp_path / "bare.json")])
+    assert bare.exit_code == 0
+    refused = runner.invoke(app, ["bench", "compare", str(tmp_path / "bare.json"), str(tmp_path / "plain.json")])
+    assert refused.exit_code == 2 and "no trial records" in refused.output
+
+
+def test_the_llama_cpp_backend_refuses_torch_quantization():
+    out = CliRunner().invoke(app, ["bench", "litm", "--backend", "llama.cpp", "--quantize", "int8", "--limit", "1"])
+    assert out.exit_code == 2 and "Drop --quantize, or use --backend torch" in out.output
+    out = CliRunner().invoke(app, ["bench", "litm", "--backend", "vllm", "--limit", "1"])
+    assert out.exit_code == 2 and "backend='vllm' is not one of" in out.output

@@ -36,7 +36,7 @@ def records():
 def _bench(tiny, **config) -> LitmBenchmark:
     config.setdefault("generation", GEN)
     config.setdefault("positions", (1, 2, 4))
-    return LitmBenchmark(
+    return LitmBenchmark.from_model(
         tiny.model, tiny.tokenizer, LitmConfig(**config), embedder=HashingEmbedder(), model_name="tiny"
     )
 

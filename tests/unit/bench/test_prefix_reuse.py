@@ -40,7 +40,7 @@ def _run(model, tokenizer, records, *, reuse: bool):
         hybrid_mechanism="attention",
         reuse_prefix=reuse,
     )
-    bench = LitmBenchmark(model, tokenizer, config, embedder=HashingEmbedder(), model_name="tiny")
+    bench = LitmBenchmark.from_model(model, tokenizer, config, embedder=HashingEmbedder(), model_name="tiny")
     return bench.run(records, progress=False, keep_records=True)
 
 

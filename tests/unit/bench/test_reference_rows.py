@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from posrag.backends.torch import TorchBackend
 from posrag.bench.conditions import PROMPTS, LitmConfig
 from posrag.bench.data import format_failure, parse_record
 from posrag.bench.prompts import calibration_records, choose_prompt
@@ -38,7 +39,7 @@ def records():
 
 def _bench(tiny, **config) -> LitmBenchmark:
     config = {"positions": (1, 4), "regimes": ("oracle",), "generation": GEN, **config}
-    return LitmBenchmark(
+    return LitmBenchmark.from_model(
         tiny.model, tiny.tokenizer, LitmConfig(**config), embedder=HashingEmbedder(), model_name="tiny"
     )
 
@@ -150,8 +151,7 @@ def test_the_prompt_option_sets_the_template_and_the_reply_cue(tiny, records):
 
 def test_choose_prompt_scores_every_candidate_and_applies_its_rule(tiny, records):
     choice = choose_prompt(
-        tiny.model,
-        tiny.tokenizer,
+        TorchBackend(tiny.model, tiny.tokenizer, model_name="tiny"),
         records,
         candidates=("litm", "litm-reply-cue"),
         config=LitmConfig(chat_template="on", generation=GEN),

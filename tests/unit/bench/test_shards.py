@@ -43,7 +43,7 @@ def records():
 
 
 def _bench(tiny) -> LitmBenchmark:
-    return LitmBenchmark(tiny.model, tiny.tokenizer, CONFIG, embedder=HashingEmbedder(), model_name="tiny")
+    return LitmBenchmark.from_model(tiny.model, tiny.tokenizer, CONFIG, embedder=HashingEmbedder(), model_name="tiny")
 
 
 @pytest.fixture(scope="module")
