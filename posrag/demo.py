@@ -21,9 +21,13 @@ def load_demo_corpus() -> list[ScoredDocument]:
     return [ScoredDocument(text=r["text"], metadata={"title": r["title"]}, id=r["id"]) for r in records]
 
 
-def build_demo_pipeline(*, k: int = 5, strategy: str = "recency", steering: object | None = None) -> RAGPipeline:
-    """The demo pipeline on the embedded defaults: packaged embedder, FAISS index, packaged Gemma 3 270M."""
-    from posrag.models import load_causal_lm, load_embedder
+def build_demo_pipeline(
+    *, k: int = 5, strategy: str = "recency", steering: object | None = None, backend: str = "torch"
+) -> RAGPipeline:
+    """The demo pipeline on the embedded defaults: packaged embedder, FAISS index, packaged Gemma 3 270M (on
+    ``backend``: ``"torch"`` or ``"llama.cpp"``, :func:`posrag.backends.load_backend`)."""
+    from posrag.backends import load_backend
+    from posrag.models import load_embedder
     from posrag.pipeline import RAGPipeline
     from posrag.retrieval import DocumentIndex
 
@@ -34,7 +38,8 @@ def build_demo_pipeline(*, k: int = 5, strategy: str = "recency", steering: obje
         ids=[d.id for d in corpus],
         embedder=load_embedder(),
     )
-    return RAGPipeline(index, load_causal_lm(), k=k, reorder=strategy, steering=steering)  # type: ignore[arg-type]
+    llm = load_backend(None, backend)
+    return RAGPipeline(index, llm, k=k, reorder=strategy, steering=steering)  # type: ignore[arg-type]
 
 
 __all__ = ["DEMO_QUESTION", "build_demo_pipeline", "load_demo_corpus"]

@@ -22,9 +22,9 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
-from typing import Any, Literal
+from typing import Any
 
-from posrag.backends.base import Backend
+from posrag.backends import Backend, BackendName, load_backend
 from posrag.chat import FormattedPrompt, format_completion, format_messages
 from posrag.documents import ScoredDocument
 from posrag.errors import ConfigurationError, MissingDependencyError
@@ -37,9 +37,6 @@ from posrag.steering.trace import SteeredGeneration, SteeringTraceEntry
 
 logger = logging.getLogger("posrag")
 
-BackendName = Literal["torch", "llama.cpp", "auto"]
-#: The backends :meth:`Engine.load` knows by name.
-BACKENDS: tuple[str, ...] = ("torch", "llama.cpp", "auto")
 
 _WARNED_LOCK = threading.Lock()
 
@@ -96,20 +93,7 @@ class Engine:
         parity with the torch backend is shown (``docs/backends.md``). ``progress``: a progress bar while a
         model is prepared for the first time (``None``: on a terminal, a log line otherwise).
         """
-        if backend not in BACKENDS:
-            raise ConfigurationError(f"backend={backend!r} is not one of {', '.join(map(repr, BACKENDS))}.")
-        if backend == "llama.cpp":
-            try:
-                from posrag.backends.llamacpp import LlamaCppBackend  # type: ignore[import-not-found]
-            except ImportError as exc:
-                raise MissingDependencyError(
-                    "backend='llama.cpp' needs posrag's llama.cpp extra: pip install 'posrag[llamacpp]'"
-                ) from exc
-            return cls(LlamaCppBackend.load(model, progress=progress), steering, embedder=embedder)
-        from posrag.models import resolve_model
-
-        hf_model, tokenizer, name = resolve_model(model, progress=progress)
-        return cls.from_model(hf_model, tokenizer, steering, model_name=name, embedder=embedder)
+        return cls(load_backend(model, backend, progress=progress), steering, embedder=embedder)
 
     # ------------------------------------------------------------------------- the model
 
@@ -378,4 +362,4 @@ def _with_turn_stops(generation: GenerationConfig | None, prompt: FormattedPromp
     return replace(generation, stop=tuple(dict.fromkeys([*generation.stop, *prompt.stop])))
 
 
-__all__ = ["BACKENDS", "BackendName", "Engine"]
+__all__ = ["Engine"]

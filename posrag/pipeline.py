@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from posrag.backends.base import Backend
 from posrag.documents import ScoredDocument
 from posrag.errors import ConfigurationError
 from posrag.generation import GenerationConfig
@@ -58,14 +59,15 @@ class PipelineResult:
 class RAGPipeline:
     """Retrieve ``k`` documents, reorder them, build the prompt, and generate with a local model.
 
-    ``steering`` (a :class:`posrag.steering.SteeringConfig`) turns on position-graduated steering toward the
-    retrieved documents; without it generation is plain.
+    ``llm``: a :class:`~posrag.models.LoadedModel` (the torch backend) or any :class:`~posrag.backends.Backend`
+    (:func:`posrag.backends.load_backend`, e.g. llama.cpp's). ``steering`` (a :class:`posrag.steering.SteeringConfig`)
+    turns on position-graduated steering toward the retrieved documents; without it generation is plain.
     """
 
     def __init__(
         self,
         index: DocumentIndex,
-        llm: LoadedModel,
+        llm: LoadedModel | Backend,
         *,
         k: int = 5,
         reorder: Reorderer | Strategy = "recency",
@@ -125,8 +127,11 @@ class RAGPipeline:
         if self._engine is None:
             from posrag.engine import Engine
 
-            name = getattr(self.llm, "name", None)
-            self._engine = Engine.from_model(self.llm.model, self.llm.tokenizer, self.steering, model_name=name)
+            if isinstance(self.llm, Backend):
+                self._engine = Engine(self.llm, self.steering)
+            else:
+                name = getattr(self.llm, "name", None)
+                self._engine = Engine.from_model(self.llm.model, self.llm.tokenizer, self.steering, model_name=name)
         return self._engine
 
     def _targets(self, prompt: RAGPrompt) -> list[Any]:
@@ -142,10 +147,10 @@ def _check_constructor_args(
         raise ConfigurationError(
             f"index={type(index).__name__} has no search(query, k) method; pass a posrag.retrieval.DocumentIndex."
         )
-    if not (hasattr(llm, "model") and hasattr(llm, "tokenizer")):
+    if not isinstance(llm, Backend) and not (hasattr(llm, "model") and hasattr(llm, "tokenizer")):
         raise ConfigurationError(
             f"llm={type(llm).__name__} has no .model and .tokenizer; pass a posrag.models.LoadedModel "
-            "(posrag.models.load_causal_lm())."
+            "(posrag.models.load_causal_lm()) or a posrag backend (posrag.backends.load_backend())."
         )
     if isinstance(k, bool) or not isinstance(k, int):
         raise ConfigurationError(f"k must be an int >= 1 (documents to retrieve), got {k!r} ({type(k).__name__}).")

@@ -192,7 +192,7 @@ def run_litm_parallel(
 ) -> LitmResult:
     """Run ``config`` as ``jobs`` local worker processes of ``threads`` threads each and merge them.
 
-    ``backend``: ``"torch"`` or ``"llama.cpp"`` (:func:`~posrag.bench.runner.load_backend`), loaded once per worker.
+    ``backend``: ``"torch"`` or ``"llama.cpp"`` (:func:`~posrag.backends.load_backend`), loaded once per worker.
 
     ``threads`` defaults to the available cores divided by ``jobs``. The merged result's statistics are those
     of one process; its ``timing`` gives ``wall_s`` from the start of the workers to the last one's end

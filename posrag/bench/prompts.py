@@ -100,7 +100,7 @@ def choose_prompt(
 ) -> PromptChoice:
     """Score each candidate prompt (default: all of :data:`PROMPTS`) on ``records`` and pick one (module docstring).
 
-    ``backend``: the model that answers (:func:`posrag.bench.runner.load_backend`, or a
+    ``backend``: the model that answers (:func:`posrag.backends.load_backend`, or a
     :class:`~posrag.backends.torch.TorchBackend` over a loaded model).
 
     ``config``: the run's other settings (``chat_template``, generation); positions, conditions and regimes are

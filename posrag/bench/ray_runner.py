@@ -56,7 +56,7 @@ class _Worker:
     ) -> None:
         import torch
 
-        from posrag.bench.runner import load_backend
+        from posrag.backends import load_backend
 
         torch.set_num_threads(threads)
         self.config = config
@@ -118,7 +118,7 @@ def run_litm_ray(
 ) -> LitmResult:
     """Run ``config`` as ``shards`` shards on ``workers`` Ray actors of ``threads`` threads each; merge them.
 
-    ``backend``: ``"torch"`` or ``"llama.cpp"`` (:func:`~posrag.bench.runner.load_backend`), loaded once per actor.
+    ``backend``: ``"torch"`` or ``"llama.cpp"`` (:func:`~posrag.backends.load_backend`), loaded once per actor.
 
     ``address``: an existing Ray cluster (``"auto"``, ``"ray://head:10001"``); ``None`` connects to the Ray
     instance this process already started, else starts a local one. ``retries``: how often an actor that died

@@ -43,7 +43,7 @@ from posrag.bench.variant import Variant, as_read
 from posrag.bias import DEFAULT_TOLERANCE
 from posrag.documents import ScoredDocument
 from posrag.engine import Engine
-from posrag.errors import ConfigurationError, MissingDependencyError
+from posrag.errors import ConfigurationError
 from posrag.generation import has_chat_template
 from posrag.ordering import Reorderer
 from posrag.prefix import PrefixCache, PrefixStore
@@ -572,42 +572,6 @@ class _Run:
     gold_ranks: list[int] = field(default_factory=list)
 
 
-def load_backend(
-    model: str | None = None,
-    backend: str = "torch",
-    *,
-    quantize: str | None = None,
-    threads: int | None = None,
-    progress: bool = True,
-) -> Backend:
-    """The backend a benchmark runs on: ``model`` (``None``: the packaged Gemma 3 270M) loaded on ``backend``.
-
-    ``"torch"`` (the reference; ``"auto"`` is torch too, as in :meth:`posrag.engine.Engine.load`) loads the
-    Hugging Face model (``quantize``: :func:`~posrag.models.load_causal_lm`'s); ``"llama.cpp"`` runs a ``.gguf``
-    file with ``threads`` threads per decode (default: the CPU count).
-    """
-    if backend not in ("torch", "llama.cpp", "auto"):
-        raise ConfigurationError(f"backend={backend!r} is not one of 'torch', 'llama.cpp', 'auto'.")
-    if backend == "llama.cpp":
-        if quantize is not None:
-            raise ConfigurationError(
-                f"quantize={quantize!r} quantizes the torch backend's linear layers; a GGUF file on llama.cpp is "
-                "quantized already. Drop --quantize, or use --backend torch."
-            )
-        try:
-            from posrag.backends.llamacpp import LlamaCppBackend  # type: ignore[import-not-found]
-        except ImportError as exc:
-            raise MissingDependencyError(
-                "--backend llama.cpp needs posrag's llama.cpp extra: pip install 'posrag[llamacpp]'"
-            ) from exc
-        return LlamaCppBackend.load(model, progress=progress, n_threads=threads)  # type: ignore[no-any-return]
-    from posrag.backends.torch import TorchBackend
-    from posrag.models import load_causal_lm
-
-    lm = load_causal_lm(model, progress=progress, quantize=quantize)
-    return TorchBackend(lm.model, lm.tokenizer, model_name=lm.name)
-
-
 def run_litm(
     config: LitmConfig,
     *,
@@ -631,8 +595,8 @@ def run_litm(
     ``total_s_with_model_load``. ``shard``: run only that shard of the (limited) records
     (:mod:`posrag.bench.shards`; its trial records are kept for :func:`merge_results`). ``on_trial``: called
     with every trial as it is recorded. ``backend``, ``quantize``, ``threads``: how the model is loaded
-    (:func:`load_backend`), recorded in the settings. ``loaded``: that backend already loaded (a worker that
-    runs several shards loads it once); ``None`` loads it here.
+    (:func:`posrag.backends.load_backend`), recorded in the settings. ``loaded``: that backend already loaded (a
+    worker that runs several shards loads it once); ``None`` loads it here.
     """
     from posrag.bench.data import load_records, packaged_dataset
 
@@ -641,6 +605,8 @@ def run_litm(
     records = everything[:limit] if limit else everything
     started = time.perf_counter()
     if loaded is None:
+        from posrag.backends import load_backend
+
         loaded = load_backend(model, backend, quantize=quantize, threads=threads, progress=progress)
     bench = LitmBenchmark(loaded, config)
     result = bench.run(
@@ -693,4 +659,4 @@ def profile_bias(
     )
 
 
-__all__ = ["LitmBenchmark", "load_backend", "profile_bias", "retrieval_scores", "run_litm"]
+__all__ = ["LitmBenchmark", "profile_bias", "retrieval_scores", "run_litm"]

@@ -39,9 +39,9 @@ def choose_prompt_command(
     """
     import json
 
+    from posrag.backends import load_backend
     from posrag.bench.conditions import config_from_options
     from posrag.bench.prompts import calibration_records, choose_prompt
-    from posrag.bench.runner import load_backend
 
     try:
         records = calibration_records(data)[:limit] if limit else calibration_records(data)

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from posrag.errors import PosragError
 from posrag.ordering import STRATEGIES
 
 
@@ -23,6 +24,10 @@ def demo(
         str, typer.Option(help="Steering mechanism toward the documents: none, activation, attention or both.")
     ] = "attention",
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    backend: Annotated[
+        str,
+        typer.Option(help="What runs the model: torch (default) or llama.cpp (needs pip install 'posrag[llamacpp]')."),
+    ] = "torch",
 ) -> None:
     """Run retrieve → reorder → prompt → generate on the embedded models over a small shipped corpus.
 
@@ -46,7 +51,10 @@ def demo(
     console = Console(stderr=as_json)
     started = time.perf_counter()
     with console.status("Loading the embedded models…", spinner="dots"):
-        pipeline = build_demo_pipeline(k=k, strategy=strategy, steering=steering)
+        try:
+            pipeline = build_demo_pipeline(k=k, strategy=strategy, steering=steering, backend=backend)
+        except PosragError as exc:
+            raise typer.BadParameter(str(exc)) from None
     loaded = time.perf_counter() - started
     result = pipeline.run(question or DEMO_QUESTION)
     if as_json:

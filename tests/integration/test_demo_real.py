@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from posrag.cli.main import app
 
+LLAMA_CPP = pytest.mark.skipif(
+    importlib.util.find_spec("ik_llama_cpp") is None,
+    reason="the llama.cpp extra is not installed: pip install 'posrag[llamacpp]'",
+)
 
-def test_demo_answers_from_the_reordered_documents():
-    result = CliRunner().invoke(app, ["demo", "--json"])
+
+@pytest.mark.parametrize("backend", ["torch", pytest.param("llama.cpp", marks=LLAMA_CPP)])
+def test_demo_answers_from_the_reordered_documents(backend):
+    result = CliRunner().invoke(app, ["demo", "--json", "--backend", backend])
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout[result.stdout.index("{") :])
     documents = payload["documents"]
