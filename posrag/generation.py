@@ -293,30 +293,51 @@ def stream_from_inputs(
 
     worker = threading.Thread(target=_run, daemon=True, name="posrag-generate")
     worker.start()
-    hold = max((len(s) - 1 for s in config.stop), default=0)
-    seen = emitted = ""
-    try:
+
+    def completions() -> Iterator[str]:
+        seen = ""
         for piece in streamer:
             seen += piece
-            text, stopped = config.apply_stop(seen)
-            # Hold back a tail that might be the start of a stop sequence.
-            safe = text if stopped else text[: max(len(emitted), len(text) - hold)]
-            if len(safe) > len(emitted):
-                yield safe[len(emitted) :]
-                emitted = safe
-            if stopped:
-                return
+            yield seen
         if errors:
             raise errors[0]
-        if _stopped():
-            return
-        text, _ = config.apply_stop(seen)
-        if len(text) > len(emitted):
-            yield text[len(emitted) :]
+
+    try:
+        yield from held_pieces(completions(), config, keep_tail=lambda: not _stopped())
     finally:
         cancelled.set()
         if worker is not threading.current_thread():  # a generator finalized in its own worker cannot wait for it
             worker.join()
+
+
+def held_pieces(
+    completions: Iterable[str], config: GenerationConfig, *, keep_tail: Callable[[], bool] | None = None
+) -> Iterator[str]:
+    """The new pieces of a completion that grows step by step, the stop strings applied across pieces.
+
+    ``completions``: the whole completion so far, after each step (a token or a streamer's piece). A tail that may
+    start a stop string, or an incomplete UTF-8 character, is held back until a later step decides it; the pieces
+    end at a stop. When the steps end without one, the held tail is yielded too, unless ``keep_tail`` says
+    otherwise (a cancelled generation ends without the rest). Every streaming path uses this, whatever runs the
+    model.
+    """
+    hold = max((len(s) - 1 for s in config.stop), default=0)
+    seen = emitted = ""
+    for seen in completions:
+        text, stopped = config.apply_stop(seen)
+        if text.endswith("\ufffd") and not stopped:
+            continue  # an incomplete UTF-8 sequence: wait for the next step
+        safe = text if stopped else text[: max(len(emitted), len(text) - hold)]
+        if len(safe) > len(emitted):
+            yield safe[len(emitted) :]
+            emitted = safe
+        if stopped:
+            return
+    if keep_tail is not None and not keep_tail():
+        return
+    text, _ = config.apply_stop(seen)
+    if len(text) > len(emitted):
+        yield text[len(emitted) :]
 
 
 def stream_text(
@@ -343,6 +364,7 @@ __all__ = [
     "generate_from_inputs",
     "generate_text",
     "has_chat_template",
+    "held_pieces",
     "stream_from_inputs",
     "stream_text",
     "truncate_at_stop",

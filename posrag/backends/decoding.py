@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from posrag.generation import GenerationConfig
+from posrag.generation import GenerationConfig, held_pieces
 
 
 def next_token(
@@ -69,26 +69,17 @@ def completion(
 
 
 def pieces(tokens: Iterator[int], tokenizer: Any, generation: GenerationConfig) -> Iterator[str]:
-    """Yield the completion of a token stream piece by piece, stops applied across pieces (a tail that may
-    start a stop string is held back); closing it closes the token stream."""
-    hold = max((len(s) - 1 for s in generation.stop), default=0)
+    """Yield the completion of a token stream piece by piece, stops applied across pieces
+    (:func:`posrag.generation.held_pieces`); closing it closes the token stream."""
     new: list[int] = []
-    emitted = ""
-    try:
+
+    def completions() -> Iterator[str]:
         for token in tokens:
             new.append(token)
-            text, stopped = generation.apply_stop(_text(tokenizer, new))
-            if text.endswith("\ufffd") and not stopped:
-                continue  # an incomplete UTF-8 sequence: wait for the next token
-            safe = text if stopped else text[: max(len(emitted), len(text) - hold)]
-            if len(safe) > len(emitted):
-                yield safe[len(emitted) :]
-                emitted = safe
-            if stopped:
-                return
-        text, _ = generation.apply_stop(_text(tokenizer, new))
-        if len(text) > len(emitted):
-            yield text[len(emitted) :]
+            yield _text(tokenizer, new)
+
+    try:
+        yield from held_pieces(completions(), generation)
     finally:
         tokens.close()  # type: ignore[attr-defined]
 
