@@ -87,3 +87,16 @@ def test_generation_config_accepts_exactly_the_valid_values_and_names_the_field(
 def test_generation_config_messages_name_the_allowed_range(kwargs, allowed):
     with pytest.raises(ConfigurationError, match=re.escape(allowed)):
         GenerationConfig(**kwargs)
+
+
+def test_held_pieces_hold_what_may_start_a_stop_or_a_character():
+    from posrag.generation import held_pieces
+
+    config = GenerationConfig(stop=("\nQ:",))
+    stopped = list(held_pieces(["Paris", "Paris\n", "Paris\nQ", "Paris\nQ:", "Paris\nQ: more"], config))
+    # The last two characters wait (they may start "\nQ:"); "\n" and "\nQ" never go out, the stop drops them.
+    assert stopped == ["Par", "i", "s"]
+    assert "".join(held_pieces(["Paris", "Paris\n", "Paris\nis"], config)) == "Paris\nis"
+    assert list(held_pieces(["caf", "caf\ufffd", "café"], GenerationConfig())) == ["caf", "é"]
+    cancelled = list(held_pieces(["Paris", "Paris\n"], config, keep_tail=lambda: False))
+    assert "".join(cancelled) == "Par"  # a cancelled generation ends without its held tail
