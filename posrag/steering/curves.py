@@ -9,7 +9,7 @@ piecewise-linear curve can be given as points, and :func:`measured_curve` derive
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -85,6 +85,17 @@ class IntensityCurve:
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "kind": self.kind, "points": [list(p) for p in self.points]}
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> IntensityCurve:
+        """The curve :meth:`to_dict` wrote (what a result's ``steering_configs`` hold): ``points`` and, optionally,
+        ``kind`` (``"linear"`` or ``"step"``) and ``name``."""
+        unknown = set(data) - {"name", "kind", "points"}
+        if unknown or "points" not in data:
+            raise ConfigurationError(
+                f"A curve mapping has 'points' and optionally 'kind' and 'name'; got the keys {sorted(data)}."
+            )
+        return cls(data.get("kind", "linear"), data["points"], data.get("name", "custom"))
+
 
 #: The seed's step curve: steer the earliest documents hardest (for a model with a recency bias).
 STEP_CURVE = IntensityCurve("step", ((0.15, 1.5), (0.50, 1.2), (0.75, 1.0), (1.0, 0.7)), "step")
@@ -101,13 +112,16 @@ BUILTIN_CURVES: dict[str, IntensityCurve] = {
     "flat": FLAT_CURVE,
 }
 
-CurveSpec = BuiltinCurve | IntensityCurve | Sequence[Sequence[float]]
+CurveSpec = BuiltinCurve | IntensityCurve | Sequence[Sequence[float]] | Mapping[str, Any]
 
 
 def resolve_curve(curve: CurveSpec) -> IntensityCurve:
-    """A curve from a built-in name, an :class:`IntensityCurve`, or ``[(p, multiplier), ...]`` points."""
+    """A curve from a built-in name, an :class:`IntensityCurve`, ``[(p, multiplier), ...]`` points, or the mapping
+    :meth:`IntensityCurve.to_dict` writes (so a result's steering settings can be passed back as they are)."""
     if isinstance(curve, IntensityCurve):
         return curve
+    if isinstance(curve, Mapping):
+        return IntensityCurve.from_dict(curve)
     if isinstance(curve, str):
         try:
             return BUILTIN_CURVES[curve]

@@ -304,3 +304,19 @@ def test_config_validation(kwargs: dict[str, object]) -> None:
 def test_target_validation(start: int, end: int, p: float) -> None:
     with pytest.raises(ConfigurationError):
         SteeringTarget(start, end, p)
+
+
+def test_a_steering_config_written_to_json_is_read_back_with_its_curve():
+    import json
+
+    from posrag.steering import SteeringConfig
+    from posrag.steering.curves import IntensityCurve, resolve_curve
+
+    step = IntensityCurve("step", ((0.5, 1.0), (1.0, 0.3)), "calibrated")
+    config = SteeringConfig(mechanism="attention", attention_bias=5.0, curve=step)
+    written = json.loads(json.dumps(config.to_dict()))["curve"]  # as a result's steering_configs hold it
+    again = SteeringConfig(mechanism="attention", attention_bias=5.0, curve=written)
+    curve = resolve_curve(again.curve)
+    assert curve == step and curve(1.0) == 0.3 and curve(0.4) == 1.0
+    with pytest.raises(ConfigurationError, match="'points' and optionally 'kind' and 'name'"):
+        resolve_curve({"kind": "step"})
