@@ -34,10 +34,10 @@ def load_backend(
     ``"torch"`` (the reference) takes what :func:`posrag.models.resolve_model` takes (``None``: the packaged Gemma 3
     270M; a path, a cached hub id, a ``LoadedModel``, a ``(model, tokenizer)`` pair) and ``quantize``
     (:func:`~posrag.models.load_causal_lm`'s). ``"llama.cpp"`` runs a ``.gguf`` file (``None``: the packaged one)
-    with ``threads`` threads per decode (``None``: the CPU count). ``"auto"`` is the torch backend: llama.cpp
-    becomes the default for GGUF files only once its accuracy parity with the torch backend is shown
-    (``docs/backends.md``). ``progress``: a progress bar while a model is prepared for the first time (``None``: on
-    a terminal, a log line otherwise).
+    with ``threads`` threads per decode (``None``: the CPU count). ``"auto"`` is the torch backend: the accuracy
+    parity of llama.cpp's steering is shown for Gemma 3 but not for SmolLM2 (``docs/backends.md``), so llama.cpp
+    is not chosen for anyone who did not ask for it. ``progress``: a progress bar while a model is prepared for the
+    first time (``None``: on a terminal, a log line otherwise).
     """
     if backend not in BACKENDS:
         raise ConfigurationError(f"backend={backend!r} is not one of {', '.join(map(repr, BACKENDS))}.")

@@ -471,3 +471,14 @@ def test_only_the_backends_run_a_model() -> None:
         "generate_text",
         "self.model.generate",
     ]
+
+
+def test_auto_runs_a_hugging_face_model_on_the_torch_backend(tiny: TinyModel, tmp_path: Path) -> None:
+    from posrag.backends import load_backend
+
+    tiny.model.save_pretrained(tmp_path)
+    tiny.tokenizer.save_pretrained(tmp_path)
+    assert load_backend(str(tmp_path), "auto", progress=False).name == "torch"  # not a GGUF: llama.cpp cannot run it
+    assert load_backend((tiny.model, tiny.tokenizer), "auto").name == "torch"
+    with pytest.raises(ConfigurationError, match="is not one of"):
+        load_backend(None, "onnx")

@@ -77,7 +77,8 @@ class PosragLLM(CustomLLM):
     model_name: str | None = Field(default=None, description="Name reported in metadata (default: the model's).")
     steering: SteeringConfig | None = Field(default_factory=SteeringConfig)
     backend: Literal["torch", "llama.cpp", "auto"] = Field(
-        default="torch", description="What runs the model: torch (hooks) or llama.cpp (a GGUF, posrag[llamacpp])."
+        default="torch",
+        description="What runs the model: torch (hooks) or llama.cpp (a GGUF, posrag[llamacpp]); auto is torch.",
     )
     max_new_tokens: int = Field(default=256, ge=1, description="Maximum number of new tokens (or max_tokens=).")
     temperature: float = Field(default=0.0, ge=0.0, description="0 = greedy (deterministic).")
