@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from posrag.cli import bench, calibrate, choose_prompt, demo, doctor, explore, profile
+from posrag.cli import bench, calibrate, choose_prompt, compare, demo, doctor, explore, profile
 
 app = typer.Typer(
     name="posrag",
@@ -26,6 +26,7 @@ doctor.register(app)
 
 bench.register(app)
 choose_prompt.register(bench.bench_app)
+compare.register(bench.bench_app)
 profile.register(app)
 calibrate.register(app)
 
