@@ -38,7 +38,7 @@ def build_demo_pipeline(
         ids=[d.id for d in corpus],
         embedder=load_embedder(),
     )
-    llm = load_backend(None, backend)
+    llm = load_backend(None, backend, progress=True)  # the first conversion shows its progress, as before
     return RAGPipeline(index, llm, k=k, reorder=strategy, steering=steering)  # type: ignore[arg-type]
 
 

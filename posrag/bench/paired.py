@@ -57,16 +57,20 @@ def paired_differences(trials: Sequence[TrialRecord], baseline: str = "baseline"
         groups[(t.condition, t.regime, t.position)].append(int(t.correct) - int(base[(t.question_id, t.position)]))
     out = []
     for (condition, regime, position), diffs in sorted(groups.items()):
-        n = len(diffs)
-        mean = sum(diffs) / n
-        sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1)) if n > 1 else 0.0
-        half = Z95 * sd / math.sqrt(n)
+        mean, low, high = _mean_interval(diffs)
         out.append(
-            PairedDifference(
-                condition, regime, position, n, mean, mean - half, mean + half, diffs.count(1), diffs.count(-1)
-            )
+            PairedDifference(condition, regime, position, len(diffs), mean, low, high, diffs.count(1), diffs.count(-1))
         )
     return out
+
+
+def _mean_interval(diffs: Sequence[int]) -> tuple[float, float, float]:
+    """The mean of paired differences and its 95 % normal interval (``mean ± 1.96·s/√n``)."""
+    n = len(diffs)
+    mean = sum(diffs) / n
+    sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1)) if n > 1 else 0.0
+    half = Z95 * sd / math.sqrt(n)
+    return mean, mean - half, mean + half
 
 
 @dataclass(frozen=True)
@@ -117,9 +121,7 @@ def paired_runs(a: Sequence[TrialRecord], b: Sequence[TrialRecord]) -> list[RunD
     for (condition, regime, position), pairs in sorted(groups.items()):
         diffs = [int(y.correct) - int(x.correct) for x, y in pairs]
         n = len(diffs)
-        mean = sum(diffs) / n
-        sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1)) if n > 1 else 0.0
-        half = Z95 * sd / math.sqrt(n)
+        mean, low, high = _mean_interval(diffs)
         out.append(
             RunDifference(
                 condition,
@@ -127,8 +129,8 @@ def paired_runs(a: Sequence[TrialRecord], b: Sequence[TrialRecord]) -> list[RunD
                 position,
                 n,
                 mean,
-                mean - half,
-                mean + half,
+                low,
+                high,
                 diffs.count(1),
                 diffs.count(-1),
                 sum(x.prediction != y.prediction for x, y in pairs),
