@@ -16,6 +16,7 @@ request's spans or rows reach another. Closing a stream hands the context back a
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -50,6 +51,35 @@ from posrag.generation import GenerationConfig
 from posrag.models import _DEFAULT_LLM_ALIASES, DEFAULT_LLM
 from posrag.steering.activation import ActivationTarget
 from posrag.steering.attention import AttentionTarget
+
+logger = logging.getLogger(__name__)
+
+#: A fixed probe prompt (:meth:`LlamaCppBackend._check_batches`): long enough that every ubatch size tried runs
+#: at least one full ubatch of it.
+_PROBE_TEXT = (
+    "Document [1](Title: Lighthouse) The keeper of the north lighthouse from 1890 to 1921 was a woman named "
+    "Ottoline Brisk, who kept a log of every ship that passed the point.\n\nQuestion: Who kept the north "
+    "lighthouse?\nAnswer:"
+)
+_PROBE_TOKENS = 40
+#: The correlation of the probe's next-token logits, prompt batch against token by token, that counts as the same
+#: function. Kernels that differ only in float summation order and activation rounding give > 0.998 (Gemma 3
+#: 270M Q4_K_M: 0.9989); the wrong Q4_1 path on SmolLM2-135M gave 0.86-0.93.
+_AGREEMENT = 0.98
+
+
+@dataclass(frozen=True)
+class BatchCheck:
+    """What :meth:`LlamaCppBackend._check_batches` found: the prompt batch asked for, the one used, and the logit
+    correlation (against decoding token by token) of each size tried."""
+
+    requested: int
+    used: int
+    agreement: dict[int, float]
+
+    @property
+    def lowered(self) -> bool:
+        return self.used != self.requested
 
 
 @dataclass(frozen=True)
@@ -101,6 +131,13 @@ class LlamaCppBackend:
     threads per decode (default: the process's CPU count). ``n_ctx``: positions per context (prompt + new
     tokens). ``max_contexts``: how many requests run at once (each its own context; more wait). ``steerable=False``
     installs no graph callback: plain llama.cpp, for comparison; a steered request is then refused.
+
+    ``check_batches``: at load, run a short probe prompt in ubatches of ``n_ubatch`` and token by token, and lower
+    ``n_ubatch`` until both give the same next-token distribution (:attr:`batch_check`). Some builds' batched
+    matrix kernels are wrong for some quantization types: the ``ik-llama-cpp-python`` 0.1.5 wheel, on an AVX-512
+    CPU, gives SmolLM2-135M's Q4_1 file other attention inputs from 32 prompt rows per ubatch on (the first
+    projection of layer 0 already differs, from the same input), while fewer rows take the same path as decoding.
+    A lowered batch is logged as a warning; it costs prefill speed, never accuracy.
     """
 
     name = "llama.cpp"
@@ -117,6 +154,7 @@ class LlamaCppBackend:
         steerable: bool = True,
         model_name: str | None = None,
         verbose: bool = False,
+        check_batches: bool = True,
     ) -> None:
         self.api = api = binding()
         if not verbose:
@@ -144,6 +182,7 @@ class LlamaCppBackend:
         self._unscalable: str | None = "the backend was loaded with steerable=False (no graph callback)"
         if steerable:
             self.scales, self._unscalable = self._read_softmax_scales()
+        self.batch_check: BatchCheck | None = self._check_batches() if check_batches else None
 
     @classmethod
     def load(cls, model: Any = None, *, progress: bool = False, **options: Any) -> LlamaCppBackend:
@@ -185,13 +224,19 @@ class LlamaCppBackend:
     # ------------------------------------------------------------------------- decoding
 
     def _decode(
-        self, context: LlamaContext, tokens: Sequence[int], first_position: int, steering: RequestSteering | None
+        self,
+        context: LlamaContext,
+        tokens: Sequence[int],
+        first_position: int,
+        steering: RequestSteering | None,
+        ubatch: int | None = None,
     ) -> np.ndarray:
-        """Run ``tokens`` from ``first_position`` (one ubatch per call); the last token's logits (a view)."""
+        """Run ``tokens`` from ``first_position`` (one ubatch of at most ``ubatch``, default ``n_ubatch``, rows
+        per call); the last token's logits (a view)."""
         api, batch = self.api, context.batch
-        rows = 0
-        for start in range(0, len(tokens), self.n_ubatch):
-            chunk = tokens[start : start + self.n_ubatch]
+        rows, ubatch = 0, ubatch or self.n_ubatch
+        for start in range(0, len(tokens), ubatch):
+            chunk = tokens[start : start + ubatch]
             last = start + len(chunk) == len(tokens)
             batch.n_tokens = rows = len(chunk)
             for i, token in enumerate(chunk):
@@ -381,6 +426,39 @@ class LlamaCppBackend:
                 "'shifted', or backend='torch'."
             )
 
+    def _check_batches(self) -> BatchCheck:
+        """Lower ``n_ubatch`` to the largest size whose prompt logits agree with decoding token by token (the
+        path every generated token takes), on a fixed probe prompt; sizes tried: ``n_ubatch``, 32, 31, 16, 8."""
+        ids = self.tokenizer(_PROBE_TEXT, add_special_tokens=False)["input_ids"][:_PROBE_TOKENS]
+        requested, agreement = self.n_ubatch, {}
+        with self._pool.hold() as context:
+
+            def logits(ubatch: int) -> np.ndarray:
+                self.api.llama_kv_cache_clear(context.ctx)
+                row = self._decode(context, ids, 0, None, ubatch=ubatch).copy()
+                self.api.llama_kv_cache_clear(context.ctx)
+                return row
+
+            reference = logits(1)
+            used = 1
+            for size in sorted({requested, *(s for s in (32, 31, 16, 8) if s < requested)}, reverse=True):
+                agreement[size] = round(float(np.corrcoef(reference, logits(size))[0, 1]), 5)
+                if agreement[size] >= _AGREEMENT:
+                    used = size
+                    break
+        if used != requested:
+            logger.warning(
+                "llama.cpp's batched prompt path gives %s other logits than decoding token by token (correlation "
+                "%.3f at n_ubatch=%d); prompts run in ubatches of %d tokens instead (slower prefill, same results). "
+                "A build with correct kernels for this file's quantization, or another quantization, avoids this.",
+                self.path.name,
+                agreement[requested],
+                requested,
+                used,
+            )
+            self.n_ubatch = used
+        return BatchCheck(requested=requested, used=used, agreement=agreement)
+
     def _read_softmax_scales(self) -> tuple[dict[int, float], str | None]:
         """Each layer's softmax scale read from the graph of a one-token decode (:class:`ScaleProbe`)."""
         probe = ScaleProbe()
@@ -393,4 +471,4 @@ class LlamaCppBackend:
         return probe.scales, probe.refusal(self.num_layers, self.path.name)
 
 
-__all__ = ["LlamaCppBackend", "LlamaPrefix", "LlamaRequest", "SteeredRequest"]
+__all__ = ["BatchCheck", "LlamaCppBackend", "LlamaPrefix", "LlamaRequest", "SteeredRequest"]

@@ -46,6 +46,9 @@ def environment(model: Any = None, *, backend: Any = None) -> dict[str, Any]:
             env["backend_threads"] = backend.n_threads
         if getattr(backend, "path", None) is not None:
             env["model_file"] = str(backend.path)
+        check = getattr(backend, "batch_check", None)
+        if check is not None:
+            env["backend_ubatch"] = {"requested": check.requested, "used": check.used, "agreement": check.agreement}
     return env
 
 

@@ -75,3 +75,34 @@ def test_the_model_object_alone_finds_its_shipped_calibration(smollm2, real_lm, 
         assert config.attention_bias == shipped.attention_bias  # Gemma 5, SmolLM2 8; the uncalibrated preset is 2
         assert config.attention_layers == (shipped.attention_layers or "all")
     assert not [w for w in recwarn if "no steering calibration" in str(w.message)]
+
+
+def test_llama_cpp_computes_the_same_next_token_distribution_as_torch_on_a_long_prompt(smollm2):
+    """The llama.cpp backend runs SmolLM2's Q4_1 file as the torch backend runs its de-quantized copy, also on a
+    prompt longer than 32 tokens: the batched prompt kernels of some builds differ there (the ik wheel on AVX-512
+    did, correlation 0.84), so the backend checks its prompt batches at load and lowers them where they disagree
+    with decoding token by token."""
+    import numpy as np
+    import torch
+
+    try:
+        from posrag.backends.llamacpp import LlamaCppBackend, LlamaRequest, binding
+
+        binding()
+    except ImportError as exc:
+        pytest.skip(str(exc))
+    path, loaded = smollm2
+    text = (
+        "Document [1](Title: Lighthouse) The keeper of the north lighthouse was Jormora Ashwell, appointed in "
+        "1890 by the harbour board.\n\nQuestion: Who was the keeper of the north lighthouse?\nAnswer:"
+    )
+    ids = loaded.tokenizer(text, add_special_tokens=False)["input_ids"]
+    assert len(ids) > 40
+    with torch.no_grad():
+        reference = loaded.model(torch.tensor([ids])).logits[0, -1].float().numpy()
+    with LlamaCppBackend(path, n_threads=1, max_contexts=1) as backend:
+        logits = backend.prompt_logits(LlamaRequest(tuple(ids), len(ids), (0, len(ids)), {}, {}))
+        check = backend.batch_check
+    assert check is not None and check.agreement[check.used] >= 0.98
+    assert float(np.corrcoef(reference, logits)[0, 1]) > 0.99, check
+    assert int(np.argmax(logits)) == int(np.argmax(reference))
