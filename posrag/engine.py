@@ -89,8 +89,8 @@ class Engine:
         """Load ``model`` (``None``: the packaged default; a path, a cached hub id, a ``LoadedModel`` or a
         ``(model, tokenizer)`` pair) on ``backend``.
 
-        ``backend``: ``"torch"``, ``"llama.cpp"`` or ``"auto"`` (the torch backend until llama.cpp's parity is shown
-        for every model family, :func:`posrag.backends.load_backend`). ``progress``: a progress bar while a
+        ``backend``: ``"torch"``, ``"llama.cpp"`` or ``"auto"`` (llama.cpp for a GGUF file when its extra is installed,
+        torch otherwise: :func:`posrag.backends.load_backend`). ``progress``: a progress bar while a
         model is prepared for the first time (``None``: on a terminal, a log line otherwise).
         """
         return cls(load_backend(model, backend, progress=progress), steering, embedder=embedder)

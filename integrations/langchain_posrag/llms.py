@@ -78,7 +78,8 @@ class PosragModelSettings(BaseModel):
     steering: SteeringConfig | None = Field(default_factory=SteeringConfig)
     backend: Literal["torch", "llama.cpp", "auto"] = Field(
         default="torch",
-        description="What runs the model: torch (hooks) or llama.cpp (a GGUF, posrag[llamacpp]); auto is torch.",
+        description="What runs the model: torch (hooks), llama.cpp (a GGUF, posrag[llamacpp]) or auto (llama.cpp "
+        "for a GGUF when the extra is installed, else torch).",
     )
     max_tokens: int = Field(default=256, ge=1, description="Maximum number of new tokens (or max_new_tokens=).")
     temperature: float = Field(default=0.0, ge=0.0, description="0 = greedy (deterministic).")

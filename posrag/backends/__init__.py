@@ -34,13 +34,16 @@ def load_backend(
     ``"torch"`` (the reference) takes what :func:`posrag.models.resolve_model` takes (``None``: the packaged Gemma 3
     270M; a path, a cached hub id, a ``LoadedModel``, a ``(model, tokenizer)`` pair) and ``quantize``
     (:func:`~posrag.models.load_causal_lm`'s). ``"llama.cpp"`` runs a ``.gguf`` file (``None``: the packaged one)
-    with ``threads`` threads per decode (``None``: the CPU count). ``"auto"`` is the torch backend: the accuracy
-    parity of llama.cpp's steering is shown for Gemma 3 but not for SmolLM2 (``docs/backends.md``), so llama.cpp
-    is not chosen for anyone who did not ask for it. ``progress``: a progress bar while a model is prepared for the
-    first time (``None``: on a terminal, a log line otherwise).
+    with ``threads`` threads per decode (``None``: the CPU count). ``"auto"`` picks llama.cpp for a GGUF file
+    (``None``: the packaged one) when the ``posrag[llamacpp]`` extra is installed and nothing asks for torch
+    (``quantize``), torch otherwise: both backends give the same accuracy on both model families
+    (``docs/backends.md``), and llama.cpp decodes several times faster. ``progress``: a progress bar while a model
+    is prepared for the first time (``None``: on a terminal, a log line otherwise).
     """
     if backend not in BACKENDS:
         raise ConfigurationError(f"backend={backend!r} is not one of {', '.join(map(repr, BACKENDS))}.")
+    if backend == "auto":
+        backend = "llama.cpp" if quantize is None and _llamacpp_runs(model) else "torch"
     if backend == "llama.cpp":
         if quantize is not None:
             raise ConfigurationError(
@@ -63,6 +66,23 @@ def load_backend(
         model = {"model": model, "quantize": quantize}
     hf_model, tokenizer, name = resolve_model(model, progress=progress)
     return TorchBackend(hf_model, tokenizer, model_name=name)
+
+
+def _llamacpp_runs(model: Any) -> bool:
+    """Whether ``model`` is a GGUF file (``None`` or a default alias: the packaged one) and llama.cpp's binding
+    imports: what ``backend="auto"`` needs to pick llama.cpp."""
+    from posrag.models import _DEFAULT_LLM_ALIASES
+
+    packaged = model is None or (isinstance(model, str) and model in _DEFAULT_LLM_ALIASES)
+    if not packaged and not (isinstance(model, (str, os.PathLike)) and os.fspath(model).endswith(".gguf")):
+        return False
+    try:
+        from posrag.backends.llamacpp_binding import binding
+
+        binding()
+    except (ImportError, MissingDependencyError):
+        return False
+    return True
 
 
 __all__ = ["BACKENDS", "Backend", "BackendName", "load_backend"]

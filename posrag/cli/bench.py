@@ -165,8 +165,9 @@ def litm(
     backend: Annotated[
         str,
         typer.Option(
-            help="What runs the model: torch (the reference; auto is torch too) or llama.cpp (a .gguf file, or "
-            "the packaged Gemma's; needs pip install 'posrag[llamacpp]'; --threads are its threads per decode)."
+            help="What runs the model: torch (the reference), llama.cpp (a .gguf file, or the packaged Gemma's; "
+            "needs pip install 'posrag[llamacpp]'; --threads are its threads per decode) or auto (llama.cpp for a "
+            "GGUF file when its extra is installed, torch otherwise)."
         ),
     ] = "torch",
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,

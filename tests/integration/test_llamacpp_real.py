@@ -260,3 +260,24 @@ def test_the_benchmark_runs_its_trials_on_the_llama_cpp_backend(backend: Any) ->
     assert steered > baseline
     # The steered trials continued the unsteered prefix the baseline prefilled in llama.cpp's own cache.
     assert result.timing["prefix_passes"] == 3 and result.timing["prefix_reuses"] == 3
+
+
+def test_gemma_prompts_keep_full_batches(backend: Any) -> None:
+    """The load-time batch check finds Gemma's batched prompt path the same function as decoding token by token,
+    so its prefill keeps 512-token ubatches (a lowered batch would cost prefill speed)."""
+    check = backend.batch_check
+    assert check is not None and not check.lowered and backend.n_ubatch == 512
+    assert check.agreement[512] > 0.995
+
+
+def test_auto_runs_the_packaged_gguf_on_llama_cpp() -> None:
+    """With the extra installed, backend='auto' runs a GGUF file on llama.cpp (parity shown for both families in
+    docs/backends.md); a Hugging Face model stays on torch (tests/unit/test_engine.py)."""
+    from posrag.backends import load_backend
+    from posrag.backends.llamacpp_binding import packaged_gguf
+
+    auto = load_backend(None, "auto", threads=1)
+    try:
+        assert auto.name == "llama.cpp" and auto.path == packaged_gguf()
+    finally:
+        auto.close()
