@@ -4,8 +4,10 @@
 by :func:`load_backend`, the one place a backend is chosen by name (for :meth:`posrag.engine.Engine.load`, the
 benchmark and the demo). The llama.cpp backend is split by concept:
 ``llamacpp_binding`` (the lazily imported binding, a context whose callback forwards to its holder, the GGUF's
-tokenizer and layout), ``llamacpp_callback`` (both steering mechanisms as the graph-evaluation callback) and
-``decoding`` (token choice, stops and streamed pieces for a backend with its own decode loop).
+tokenizer and layout), ``llamacpp_callback`` (both steering mechanisms as the graph-evaluation callback),
+``llamacpp_requests`` (the request and prefix types it takes), ``llamacpp_batches`` (the load-time check that its
+batched prompt path computes what decoding computes) and ``decoding`` (token choice, stops and streamed pieces for
+a backend with its own decode loop).
 """
 
 from __future__ import annotations

@@ -16,17 +16,16 @@ request's spans or rows reach another. Closing a stream hands the context back a
 from __future__ import annotations
 
 import ctypes
-import logging
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from posrag.aio import stop_requested
 from posrag.backends.decoding import completion, next_token, pieces
+from posrag.backends.llamacpp_batches import BatchCheck, check_batches_agree
 from posrag.backends.llamacpp_binding import (
     ContextPool,
     LlamaContext,
@@ -41,6 +40,7 @@ from posrag.backends.llamacpp_callback import (
     RequestSteering,
     ScaleProbe,
 )
+from posrag.backends.llamacpp_requests import LlamaPrefix, LlamaRequest, SteeredRequest
 from posrag.errors import (
     ConfigurationError,
     ModelNotFoundError,
@@ -49,78 +49,6 @@ from posrag.errors import (
 )
 from posrag.generation import GenerationConfig
 from posrag.models import _DEFAULT_LLM_ALIASES, DEFAULT_LLM
-from posrag.steering.activation import ActivationTarget
-from posrag.steering.attention import AttentionTarget
-
-logger = logging.getLogger(__name__)
-
-#: A fixed probe prompt (:meth:`LlamaCppBackend._check_batches`): long enough that every ubatch size tried runs
-#: at least one full ubatch of it.
-_PROBE_TEXT = (
-    "Document [1](Title: Lighthouse) The keeper of the north lighthouse from 1890 to 1921 was a woman named "
-    "Ottoline Brisk, who kept a log of every ship that passed the point.\n\nQuestion: Who kept the north "
-    "lighthouse?\nAnswer:"
-)
-_PROBE_TOKENS = 40
-#: The correlation of the probe's next-token logits, prompt batch against token by token, that counts as the same
-#: function. Kernels that differ only in float summation order and activation rounding give > 0.998 (Gemma 3
-#: 270M Q4_K_M: 0.9989); the wrong Q4_1 path on SmolLM2-135M gave 0.86-0.93.
-_AGREEMENT = 0.98
-
-
-@dataclass(frozen=True)
-class BatchCheck:
-    """What :meth:`LlamaCppBackend._check_batches` found: the prompt batch asked for, the one used, and the logit
-    correlation (against decoding token by token) of each size tried."""
-
-    requested: int
-    used: int
-    agreement: dict[int, float]
-
-    @property
-    def lowered(self) -> bool:
-        return self.used != self.requested
-
-
-@dataclass(frozen=True)
-class LlamaPrefix:
-    """A prompt prefix prefilled (unsteered) once: its token ids and the KV cache of its sequence."""
-
-    input_ids: tuple[int, ...]
-    state: bytes = field(repr=False)
-
-    def __len__(self) -> int:
-        return len(self.input_ids)
-
-
-class SteeredRequest(Protocol):
-    """What the backend reads of a request: a :class:`~posrag.steering.request_plan.RequestPlan` (the engine's)
-    or a hand-made :class:`LlamaRequest` (diagnostics, tests)."""
-
-    @property
-    def input_ids(self) -> Sequence[int]: ...
-    @property
-    def steer_from(self) -> int: ...
-    @property
-    def context(self) -> tuple[int, int]: ...
-    @property
-    def activation(self) -> Mapping[int, Sequence[ActivationTarget]]: ...
-    @property
-    def attention(self) -> Mapping[int, Sequence[AttentionTarget]]: ...
-    @property
-    def center(self) -> bool: ...
-
-
-@dataclass(frozen=True)
-class LlamaRequest:
-    """A request given layer by layer (a :class:`SteeredRequest` without the planning around it)."""
-
-    input_ids: tuple[int, ...]
-    steer_from: int
-    context: tuple[int, int]
-    activation: Mapping[int, Sequence[ActivationTarget]]
-    attention: Mapping[int, Sequence[AttentionTarget]]
-    center: bool = True
 
 
 class LlamaCppBackend:
@@ -132,12 +60,8 @@ class LlamaCppBackend:
     tokens). ``max_contexts``: how many requests run at once (each its own context; more wait). ``steerable=False``
     installs no graph callback: plain llama.cpp, for comparison; a steered request is then refused.
 
-    ``check_batches``: at load, run a short probe prompt in ubatches of ``n_ubatch`` and token by token, and lower
-    ``n_ubatch`` until both give the same next-token distribution (:attr:`batch_check`). Some builds' batched
-    matrix kernels are wrong for some quantization types: the ``ik-llama-cpp-python`` 0.1.5 wheel, on an AVX-512
-    CPU, gives SmolLM2-135M's Q4_1 file other attention inputs from 32 prompt rows per ubatch on (the first
-    projection of layer 0 already differs, from the same input), while fewer rows take the same path as decoding.
-    A lowered batch is logged as a warning; it costs prefill speed, never accuracy.
+    ``check_batches``: at load, lower ``n_ubatch`` until prompts run in ubatches give the next-token distribution
+    of decoding token by token (:mod:`posrag.backends.llamacpp_batches`; :attr:`batch_check` says what it found).
     """
 
     name = "llama.cpp"
@@ -182,7 +106,10 @@ class LlamaCppBackend:
         self._unscalable: str | None = "the backend was loaded with steerable=False (no graph callback)"
         if steerable:
             self.scales, self._unscalable = self._read_softmax_scales()
-        self.batch_check: BatchCheck | None = self._check_batches() if check_batches else None
+        self.batch_check: BatchCheck | None = None
+        if check_batches:
+            self.batch_check = check_batches_agree(self._probe_logits, self.tokenizer, self.n_ubatch, self.path.name)
+            self.n_ubatch = self.batch_check.used
 
     @classmethod
     def load(cls, model: Any = None, *, progress: bool = False, **options: Any) -> LlamaCppBackend:
@@ -426,38 +353,13 @@ class LlamaCppBackend:
                 "'shifted', or backend='torch'."
             )
 
-    def _check_batches(self) -> BatchCheck:
-        """Lower ``n_ubatch`` to the largest size whose prompt logits agree with decoding token by token (the
-        path every generated token takes), on a fixed probe prompt; sizes tried: ``n_ubatch``, 32, 31, 16, 8."""
-        ids = self.tokenizer(_PROBE_TEXT, add_special_tokens=False)["input_ids"][:_PROBE_TOKENS]
-        requested, agreement = self.n_ubatch, {}
+    def _probe_logits(self, ids: Sequence[int], ubatch: int) -> np.ndarray:
+        """The next-token logits after ``ids``, run in ubatches of ``ubatch`` tokens, unsteered (a copy)."""
         with self._pool.hold() as context:
-
-            def logits(ubatch: int) -> np.ndarray:
-                self.api.llama_kv_cache_clear(context.ctx)
-                row = self._decode(context, ids, 0, None, ubatch=ubatch).copy()
-                self.api.llama_kv_cache_clear(context.ctx)
-                return row
-
-            reference = logits(1)
-            used = 1
-            for size in sorted({requested, *(s for s in (32, 31, 16, 8) if s < requested)}, reverse=True):
-                agreement[size] = round(float(np.corrcoef(reference, logits(size))[0, 1]), 5)
-                if agreement[size] >= _AGREEMENT:
-                    used = size
-                    break
-        if used != requested:
-            logger.warning(
-                "llama.cpp's batched prompt path gives %s other logits than decoding token by token (correlation "
-                "%.3f at n_ubatch=%d); prompts run in ubatches of %d tokens instead (slower prefill, same results). "
-                "A build with correct kernels for this file's quantization, or another quantization, avoids this.",
-                self.path.name,
-                agreement[requested],
-                requested,
-                used,
-            )
-            self.n_ubatch = used
-        return BatchCheck(requested=requested, used=used, agreement=agreement)
+            self.api.llama_kv_cache_clear(context.ctx)
+            logits = self._decode(context, ids, 0, None, ubatch=ubatch).copy()
+            self.api.llama_kv_cache_clear(context.ctx)
+        return logits
 
     def _read_softmax_scales(self) -> tuple[dict[int, float], str | None]:
         """Each layer's softmax scale read from the graph of a one-token decode (:class:`ScaleProbe`)."""
@@ -471,4 +373,4 @@ class LlamaCppBackend:
         return probe.scales, probe.refusal(self.num_layers, self.path.name)
 
 
-__all__ = ["BatchCheck", "LlamaCppBackend", "LlamaPrefix", "LlamaRequest", "SteeredRequest"]
+__all__ = ["LlamaCppBackend", "LlamaPrefix", "LlamaRequest", "SteeredRequest"]

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from posrag.bench.conditions import SINGLE_CONDITIONS, STEER_MECHANISMS
+from posrag.bench.paired import paired_differences
 from posrag.bench.results import LitmResult
 from posrag.bench.stats import percent
 
@@ -98,6 +99,8 @@ def evaluate_targets(result: LitmResult) -> list[TargetCheck]:
                     f"{percent(control.worst.accuracy)}% @{control.worst.position}",
                 )
             )
+    checks.extend(_paired_checks(result))
+    checks.extend(_oracle_gain_kept(result))
     alone = result.get("gold-alone", regime)
     if alone is not None and alone.format_failures is not None:
         checks.append(
@@ -128,6 +131,69 @@ def evaluate_targets(result: LitmResult) -> list[TargetCheck]:
                 ratio <= 0.10 and added <= 0.100,
                 f"{1000 * added:+.0f} ms per query ({100 * ratio:+.0f}% of the baseline's "
                 f"{baseline.mean_latency_s:.2f} s), {how}",
+            )
+        )
+    return checks
+
+
+def _paired_checks(result: LitmResult) -> list[TargetCheck]:
+    """From the trial records: every steering-vs-baseline paired difference's 95 % interval no wider than ±10
+    points (the run is large enough to decide), and none entirely below -2 points (steering never significantly
+    hurts)."""
+    if not result.records:
+        return []
+    steered = [d for d in paired_differences(result.records) if d.condition.startswith("steer-")]
+    if not steered:
+        return []
+    widest = max(steered, key=lambda d: d.ci_high - d.ci_low)
+    half = (widest.ci_high - widest.ci_low) / 2
+    harmed = [d for d in steered if d.ci_high < -0.02]
+    return [
+        TargetCheck(
+            "steering vs baseline: every paired 95% interval within +-10 points",
+            half <= 0.10 + 1e-9,
+            f"widest +-{100 * half:.1f} points at {_where(widest)}, n={widest.n}",
+        ),
+        TargetCheck(
+            "steering never significantly below the baseline (no paired interval entirely below -2 points)",
+            not harmed,
+            "none"
+            if not harmed
+            else "; ".join(
+                f"{_where(d)}: {100 * d.mean:+.1f} [{100 * d.ci_low:+.1f}, {100 * d.ci_high:+.1f}]" for d in harmed
+            ),
+        ),
+    ]
+
+
+def _where(d: Any) -> str:
+    return f"{d.condition} @{d.position} ({d.regime})"
+
+
+def _oracle_gain_kept(result: LitmResult) -> list[TargetCheck]:
+    """The share of the oracle regime's mean gain over the baseline that the retrieval regime keeps, per steered
+    condition (the retriever's misses cost the rest)."""
+    if not {"oracle", "retrieval"} <= set(result.regimes):
+        return []
+    checks = []
+    for r in result.results:
+        if r.regime != "oracle" or r.steering is None or r.condition.startswith("control-"):
+            continue
+        retrieved = result.get(r.condition, "retrieval")
+        base_o, base_r = result.get("baseline", "oracle"), result.get("baseline", "retrieval")
+        if retrieved is None or base_o is None or base_r is None:
+            continue
+        oracle_gain = r.mean_accuracy - base_o.mean_accuracy
+        retrieval_gain = retrieved.mean_accuracy - base_r.mean_accuracy
+        if oracle_gain <= 1e-9:
+            continue
+        kept = retrieval_gain / oracle_gain
+        checks.append(
+            TargetCheck(
+                f"{r.condition}: the retrieval regime keeps >= 90% of the oracle gain",
+                kept >= 0.90 - 1e-9,
+                f"{percent(kept)}% ({100 * retrieval_gain:+.1f} of {100 * oracle_gain:+.1f} points, mean over "
+                "positions)",
             )
         )
     return checks

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -11,7 +12,14 @@ from posrag.bench.conditions import CONDITIONS, LitmConfig, resolve_condition
 from posrag.bench.data import fit_documents, parse_record
 from posrag.bench.plot import plot_accuracy
 from posrag.bench.report import format_tables
-from posrag.bench.results import SCHEMA, SCHEMA_VERSION, ConditionResult, LitmResult, PositionAccuracy
+from posrag.bench.results import (
+    SCHEMA,
+    SCHEMA_VERSION,
+    ConditionResult,
+    LitmResult,
+    PositionAccuracy,
+    TrialRecord,
+)
 from posrag.bench.runner import LitmBenchmark
 from posrag.bench.synthetic import make_synthetic_records
 from posrag.errors import ConfigurationError
@@ -318,6 +326,41 @@ def test_target_rules_are_judged_plainly():
     assert _check(_result(u, gap), "steer-attention alone").met is False
     harm = _condition("steer-attention", "oracle", (9, 9, 9))  # flat but 10 points below baseline at the ends
     assert _check(_result(u, harm), "steer-attention alone").met is False
+
+
+def _trials(condition, regime, correct_by_position, n):
+    """``n`` questions per position, the first ``correct_by_position[p]`` of them right."""
+    return [
+        TrialRecord(f"q{i}", p, condition, regime, i < k, "", p, 0.0, 1, None, None, False)
+        for p, k in correct_by_position.items()
+        for i in range(n)
+    ]
+
+
+def test_paired_interval_and_harm_targets_are_judged_on_the_trials():
+    def run(n, base, steer):
+        records = _trials("baseline", "oracle", base, n) + _trials("steer-attention", "oracle", steer, n)
+        return replace(_result(_condition("baseline", "oracle", (1, 1, 1))), records=tuple(records))
+
+    small = run(30, {1: 6, 10: 6}, {1: 18, 10: 18})  # +40 points on 30 questions: +-17.8
+    width = _check(small, "steering vs baseline: every paired 95% interval")
+    assert width.met is False and "+-17.8" in width.detail and "n=30" in width.detail
+    assert _check(small, "steering never significantly below").met is True
+    large = run(100, {1: 20, 10: 20}, {1: 60, 10: 60})  # the same lift on 100 questions: +-9.6
+    assert _check(large, "steering vs baseline: every paired 95% interval").met is True
+    hurt = _check(run(100, {1: 20, 10: 20}, {1: 10, 10: 20}), "steering never significantly below")
+    assert hurt.met is False and "@1 (oracle): -10.0 [-15.9, -4.1]" in hurt.detail and "@10" not in hurt.detail
+
+
+def test_the_share_of_the_oracle_gain_kept_under_retrieval():
+    oracle = (_condition("baseline", "oracle", (2, 2, 2)), _condition("steer-attention", "oracle", (8, 8, 8)))
+    kept = _condition("steer-attention", "retrieval", (8, 7, 8))  # +5.7 of +6 points (out of 10): 94 %
+    lost = _condition("steer-attention", "retrieval", (5, 5, 5))  # +3 of +6: 50 %
+    base_r = _condition("baseline", "retrieval", (2, 2, 2))
+    good = _check(_result(*oracle, base_r, kept), "steer-attention: the retrieval regime keeps")
+    assert good.met is True and good.detail.startswith("94%")
+    bad = _check(_result(*oracle, base_r, lost), "steer-attention: the retrieval regime keeps")
+    assert bad.met is False and bad.detail.startswith("50%")
 
 
 def test_hybrid_target_compares_against_every_single_condition_per_position():
