@@ -61,8 +61,8 @@ def evaluate_targets(result: LitmResult) -> list[TargetCheck]:
                     "no position >3 points below baseline",
                     met,
                     f"best {percent(steer.best.accuracy)}% @{steer.best.position}, worst "
-                    f"{percent(steer.worst.accuracy)}% @{steer.worst.position} (gap {100 * gap:.0f}); largest "
-                    f"drop vs baseline {100 * worst_drop[1]:+.0f} points @{worst_drop[0]}; mean "
+                    f"{percent(steer.worst.accuracy)}% @{steer.worst.position} (gap {100 * gap:.0f}); steering minus "
+                    f"baseline at worst {-100 * worst_drop[1]:+.0f} points @{worst_drop[0]}; mean "
                     f"{percent(steer.mean_accuracy)}% vs baseline {percent(base.mean_accuracy)}%",
                 )
             )
