@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from posrag.cli._common import comma_list, fail
 from posrag.errors import ConfigurationError, PosragError
 
 bench_app = typer.Typer(
@@ -20,15 +21,6 @@ bench_app = typer.Typer(
 
 def register(app: typer.Typer) -> None:
     app.add_typer(bench_app, name="bench")
-
-
-def _names(value: str) -> tuple[str, ...]:
-    return tuple(v.strip() for v in value.split(",") if v.strip())
-
-
-def _fail(exc: PosragError) -> typer.Exit:
-    typer.echo(f"Error: {exc}", err=True)
-    return typer.Exit(2)
 
 
 @bench_app.command("litm")
@@ -268,7 +260,7 @@ def litm(
         if part is not None and json_out is None:
             typer.echo("Note: a shard is merged from its --json file; none was written.", err=True)
     except PosragError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     timing = result.timing
     typer.echo(
         f"\n{timing['generations']} generations for {timing['trials']} trials in {timing['wall_s']:.0f} s "
@@ -300,7 +292,7 @@ def merge(
         typer.echo(format_tables(result))
         write_outputs(result, json_path=out, table_path=table, plot_path=plot, records_path=records)
     except PosragError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     typer.echo(
         f"\nMerged {len(shards)} shards: {result.data['questions']} questions, {len(result.records)} trials.", err=True
     )
@@ -331,9 +323,9 @@ def make_synthetic(
 
     make = make_hard_synthetic_records if hard else make_synthetic_records
     try:
-        written = write_jsonl(make(questions, docs, seed=seed, kinds=_names(kinds)), out)
+        written = write_jsonl(make(questions, docs, seed=seed, kinds=comma_list(kinds)), out)
     except PosragError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     typer.echo(f"Wrote {questions} questions with {docs} documents each to {written}.")
 
 
@@ -366,5 +358,5 @@ def make_nq(
         )
         written = write_jsonl(records, out)
     except PosragError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     typer.echo(f"Wrote {len(records)} {split} questions with {num_docs} documents each to {written}.")

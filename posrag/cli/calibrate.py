@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from posrag.cli._common import fail
 from posrag.errors import PosragError
 
 
@@ -79,8 +80,7 @@ def calibrate(
         )
         path = save_profile(run.profile, out)
     except PosragError as exc:
-        typer.echo(f"Error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise fail(exc) from None
     profile = run.profile
     steering = profile.steering
     assert steering is not None

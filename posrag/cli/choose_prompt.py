@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from posrag.cli._common import comma_list, fail
 from posrag.errors import PosragError
 
 
@@ -59,15 +60,12 @@ def choose_prompt_command(
         choice = choose_prompt(
             load_backend(model, backend, threads=threads, progress=progress),
             records,
-            candidates=None
-            if candidates.strip() == "all"
-            else tuple(c.strip() for c in candidates.split(",") if c.strip()),
+            candidates=None if candidates.strip() == "all" else comma_list(candidates),
             config=config,
             progress=progress,
         )
     except PosragError as exc:
-        typer.echo(f"Error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise fail(exc) from None
     typer.echo(choice.table())
     typer.echo(f"\nChosen: --prompt {choice.chosen} ({choice.rule}; {choice.questions} calibration questions).")
     if json_out is not None:

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from posrag.cli._common import comma_list, fail
 from posrag.errors import ConfigurationError, PosragError
 
 
@@ -31,7 +32,7 @@ def compare_command(
     from posrag.bench.paired import format_run_differences, paired_runs
     from posrag.bench.shards import read_result
 
-    labels = tuple(n.strip() for n in names.split(",") if n.strip())
+    labels = comma_list(names)
     try:
         if len(labels) != 2:
             raise ConfigurationError(f"--names needs two names, comma-separated; got {names!r}.")
@@ -43,8 +44,7 @@ def compare_command(
                 )
         differences = paired_runs(runs[0].records, runs[1].records)
     except PosragError as exc:
-        typer.echo(f"Error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise fail(exc) from None
     text = format_run_differences(differences, (labels[0], labels[1]))
     typer.echo(text)
     if table is not None:

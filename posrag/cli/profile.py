@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from posrag.bias import DEFAULT_TOLERANCE
+from posrag.cli._common import fail
 from posrag.errors import PosragError
 
 
@@ -66,8 +67,7 @@ def profile(
         )
         path = save_profile(result, out)
     except PosragError as exc:
-        typer.echo(f"Error: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise fail(exc) from None
     if as_json:
         typer.echo(json.dumps({**result.to_dict(), "path": str(path)}, indent=2))
         return
