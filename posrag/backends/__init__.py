@@ -71,18 +71,14 @@ def load_backend(
 
 
 def _llamacpp_runs(model: Any) -> bool:
-    """Whether ``model`` is a GGUF file (``None`` or a default alias: the packaged one) and llama.cpp's binding
-    imports: what ``backend="auto"`` needs to pick llama.cpp."""
-    from posrag.models import _DEFAULT_LLM_ALIASES
+    """Whether ``model`` names a GGUF file (:func:`~posrag.backends.llamacpp_binding.gguf_model`) and llama.cpp's
+    binding imports: what ``backend="auto"`` needs to pick llama.cpp."""
+    from posrag.backends.llamacpp_binding import binding, gguf_model
 
-    packaged = model is None or (isinstance(model, str) and model in _DEFAULT_LLM_ALIASES)
-    if not packaged and not (isinstance(model, (str, os.PathLike)) and os.fspath(model).endswith(".gguf")):
-        return False
     try:
-        from posrag.backends.llamacpp_binding import binding
-
+        gguf_model(model)
         binding()
-    except (ImportError, MissingDependencyError):
+    except (ConfigurationError, MissingDependencyError):
         return False
     return True
 

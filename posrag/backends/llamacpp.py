@@ -30,6 +30,7 @@ from posrag.backends.llamacpp_binding import (
     ContextPool,
     LlamaContext,
     binding,
+    gguf_model,
     is_packaged,
     layout_of,
     packaged_gguf,
@@ -48,7 +49,7 @@ from posrag.errors import (
     PosragError,
 )
 from posrag.generation import GenerationConfig
-from posrag.models import _DEFAULT_LLM_ALIASES, DEFAULT_LLM
+from posrag.models import DEFAULT_LLM
 
 
 class LlamaCppBackend:
@@ -115,14 +116,7 @@ class LlamaCppBackend:
     def load(cls, model: Any = None, *, progress: bool = False, **options: Any) -> LlamaCppBackend:
         """The backend for :meth:`posrag.engine.Engine.load`: ``None`` (the packaged Gemma 3 270M GGUF) or the
         path of a ``.gguf`` file; ``options`` as for the constructor."""
-        if model is None or (isinstance(model, str) and model in _DEFAULT_LLM_ALIASES):
-            return cls(None, **options)
-        if isinstance(model, (str, os.PathLike)) and os.fspath(model).endswith(".gguf"):
-            return cls(model, **options)
-        raise ConfigurationError(
-            f"The llama.cpp backend runs GGUF files, got model={model!r}; pass the path of a .gguf file (or None "
-            "for the packaged Gemma 3 270M), or use backend='torch' for a Hugging Face model."
-        )
+        return cls(gguf_model(model), **options)
 
     # ------------------------------------------------------------------------- the pool
 
@@ -215,14 +209,19 @@ class LlamaCppBackend:
         )
 
     def prompt_logits(
-        self, request: SteeredRequest, *, taps: Mapping[str, Callable[[np.ndarray, int], None]] | None = None
+        self,
+        request: SteeredRequest,
+        *,
+        taps: Mapping[str, Callable[[np.ndarray, int], None]] | None = None,
+        ubatch: int | None = None,
     ) -> np.ndarray:
-        """The next-token logits after the (steered) prompt, a copy; ``taps`` observe nodes on the way."""
+        """The next-token logits after the (steered) prompt, a copy; ``taps`` observe nodes on the way; ``ubatch``:
+        tokens per ubatch (default ``n_ubatch``)."""
         steering = self.steering_for(request, taps)
         with self._pool.hold() as context:
             self.api.llama_kv_cache_clear(context.ctx)
             context.handler = steering.evaluate if steering.active else None
-            logits = self._decode(context, list(request.input_ids), 0, steering).copy()
+            logits = self._decode(context, list(request.input_ids), 0, steering, ubatch).copy()
             self.api.llama_kv_cache_clear(context.ctx)
         return logits
 
@@ -354,12 +353,8 @@ class LlamaCppBackend:
             )
 
     def _probe_logits(self, ids: Sequence[int], ubatch: int) -> np.ndarray:
-        """The next-token logits after ``ids``, run in ubatches of ``ubatch`` tokens, unsteered (a copy)."""
-        with self._pool.hold() as context:
-            self.api.llama_kv_cache_clear(context.ctx)
-            logits = self._decode(context, ids, 0, None, ubatch=ubatch).copy()
-            self.api.llama_kv_cache_clear(context.ctx)
-        return logits
+        """The unsteered next-token logits after ``ids``, run in ubatches of ``ubatch`` tokens."""
+        return self.prompt_logits(LlamaRequest(tuple(ids), len(ids), (0, len(ids)), {}, {}), ubatch=ubatch)
 
     def _read_softmax_scales(self) -> tuple[dict[int, float], str | None]:
         """Each layer's softmax scale read from the graph of a one-token decode (:class:`ScaleProbe`)."""

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from posrag.architectures import ModelLayout
-from posrag.errors import MissingDependencyError, PosragError
+from posrag.errors import ConfigurationError, MissingDependencyError, PosragError
 
 INSTALL_HINT = "pip install 'posrag[llamacpp]'  (the ik-llama-cpp-python wheel)"
 _LOG_CALLBACK = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
@@ -169,6 +169,21 @@ def packaged_gguf() -> Path:
     return Path(_gemma_package().assemble(packaged_gguf_path()))
 
 
+def gguf_model(model: Any) -> str | os.PathLike[str] | None:
+    """The GGUF file ``model`` names for llama.cpp: ``None`` for the packaged Gemma 3 270M (``None`` or a default
+    model alias), or the path of a ``.gguf`` file; anything else is a :class:`ConfigurationError` naming the fix."""
+    from posrag.models import _DEFAULT_LLM_ALIASES
+
+    if model is None or (isinstance(model, str) and model in _DEFAULT_LLM_ALIASES):
+        return None
+    if isinstance(model, (str, os.PathLike)) and os.fspath(model).endswith(".gguf"):
+        return model
+    raise ConfigurationError(
+        f"The llama.cpp backend runs GGUF files, got model={model!r}; pass the path of a .gguf file (or None for "
+        "the packaged Gemma 3 270M), or use backend='torch' for a Hugging Face model."
+    )
+
+
 def is_packaged(path: str | os.PathLike[str]) -> bool:
     """Whether ``path`` is the packaged model's assembled GGUF file."""
     return Path(path).expanduser().resolve() == packaged_gguf_path().resolve()
@@ -199,6 +214,7 @@ __all__ = [
     "ContextPool",
     "LlamaContext",
     "binding",
+    "gguf_model",
     "is_packaged",
     "layout_of",
     "packaged_gguf",
