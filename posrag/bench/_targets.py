@@ -173,15 +173,15 @@ def _where(d: Any) -> str:
 def _oracle_gain_kept(result: LitmResult) -> list[TargetCheck]:
     """The share of the oracle regime's mean gain over the baseline that the retrieval regime keeps, per steered
     condition (the retriever's misses cost the rest)."""
-    if not {"oracle", "retrieval"} <= set(result.regimes):
+    base_o, base_r = result.get("baseline", "oracle"), result.get("baseline", "retrieval")
+    if base_o is None or base_r is None:
         return []
     checks = []
     for r in result.results:
         if r.regime != "oracle" or r.steering is None or r.condition.startswith("control-"):
             continue
         retrieved = result.get(r.condition, "retrieval")
-        base_o, base_r = result.get("baseline", "oracle"), result.get("baseline", "retrieval")
-        if retrieved is None or base_o is None or base_r is None:
+        if retrieved is None:
             continue
         oracle_gain = r.mean_accuracy - base_o.mean_accuracy
         retrieval_gain = retrieved.mean_accuracy - base_r.mean_accuracy
