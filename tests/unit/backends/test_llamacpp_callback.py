@@ -18,6 +18,7 @@ from posrag.backends.llamacpp_callback import (
     RequestSteering,
     add_attention_bias,
     bias_by_position,
+    name_filter,
     softmax_scale,
     steer,
     tensor_array,
@@ -145,6 +146,33 @@ def test_request_asks_only_for_its_nodes_and_acts_on_them() -> None:
     assert steering.evaluate(ctypes.addressof(kq), False)
     assert scores[0, 0, 3, :2].tolist() == [2.0, 2.0] and not scores[0, 0, :3].any() and not scores[0, 0, 3, 2:].any()
     assert steering.calls == {"kq-2": 1}
+
+
+def test_the_ask_time_filter_wants_exactly_the_named_nodes() -> None:
+    wanted = frozenset({b"kq-2", b"kq-20", b"l_out-1", b"l_out-12", b"blk.attn_output-3"})
+    is_wanted = name_filter(wanted)
+    tensor = GgmlTensor()
+    address = ctypes.addressof(tensor)
+    names = [
+        *wanted,
+        *(b"kq-%d" % layer for layer in (0, 1, 3, 21, 200)),
+        b"kq",
+        b"kq-",
+        b"l_out-12x",  # the first 8 bytes of a wanted 8-byte name, then more
+        b"l_out-120",
+        b"l_out-2",
+        b"blk.attn_output-30",
+        b"kq_soft_max_ext-2",
+        b"",
+    ]
+    for name in names:
+        # A renamed node keeps the old name's bytes after its NUL: the filter must not read them.
+        for leftover in (b"", b"\xff" * 20, b"kq-2"):
+            field = address + GgmlTensor.name.offset  # type: ignore[attr-defined]
+            ctypes.memset(field, 0, 64)
+            ctypes.memmove(field, name + b"\0" + leftover, len(name) + 1 + len(leftover))
+            assert is_wanted(address) == (name in wanted), (name, leftover)
+    assert not name_filter(frozenset())(address)
 
 
 def test_an_error_in_the_callback_is_kept_for_the_caller_and_computation_continues() -> None:

@@ -9,7 +9,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from posrag.bench.calibrate import CalibrateConfig, Calibrator, _pick
+from posrag.bench.calibrate import CalibrateConfig, Calibrator, _pick, guard_band
 from posrag.calibration import BANDS
 from posrag.cli.main import app
 from posrag.errors import ConfigurationError
@@ -70,6 +70,36 @@ def test_pick_prefers_no_steering_unless_a_bias_clearly_helps_and_then_the_small
     assert _pick({0.0: 0.50, 2.0: 0.505, 6.0: 0.50}, 0.01) == 0.0
     assert _pick({0.0: 0.20, 2.0: 0.60, 6.0: 0.604, 8.0: 0.61}, 0.02) == 2.0
     assert _pick({0.0: 0.20, 2.0: 0.40, 6.0: 0.61, 8.0: 0.60}, 0.01) == 6.0
+
+
+def test_the_guard_halves_a_bias_that_answers_less_and_drops_one_worse_than_not_steering() -> None:
+    def by_bias(table: dict[float, float]):
+        asked: list[float] = []
+
+        def measure(bias: float) -> float:
+            asked.append(bias)
+            return table[bias]
+
+        return measure, asked
+
+    # Gemma's late band (budget 12): 5 answers 0.67 with the best band at 0.92; half of it answers 0.75.
+    measure, asked = by_bias({2.5: 0.75})
+    assert guard_band(5.0, 0.67, 0.08, measure, best=0.92) == (2.5, 0.75) and asked == [2.5]
+    # Within 15 points of the best band: left as chosen (one answer in twelve is noise).
+    measure, asked = by_bias({})
+    assert guard_band(5.0, 0.83, 0.08, measure, best=0.92) == (5.0, 0.83) and asked == []
+    # Half answers no more: the chosen bias stays.
+    measure, asked = by_bias({4.0: 0.83})
+    assert guard_band(8.0, 0.83, 0.0, measure, best=1.0) == (8.0, 0.83) and asked == [4.0]
+    # Worse than not steering, and half is no cure: not steered.
+    measure, asked = by_bias({1.5: 0.3, 0.0: 0.7})
+    assert guard_band(3.0, 0.38, 0.7, measure, best=0.75) == (0.0, 0.7) and asked == [1.5, 0.0]
+    # Worse than not steering, half better than both: half.
+    measure, asked = by_bias({1.5: 0.8})
+    assert guard_band(3.0, 0.38, 0.7, measure, best=0.75) == (1.5, 0.8) and asked == [1.5]
+    # A band that is not steered is left alone.
+    measure, asked = by_bias({})
+    assert guard_band(0.0, 0.4, 0.4, measure, best=1.0) == (0.0, 0.4) and asked == []
 
 
 def test_bad_settings_are_refused() -> None:
