@@ -13,16 +13,13 @@ import pytest
 import torch
 
 from posrag.backends.llamacpp_callback import (
-    GgmlTensor,
     LayerActivation,
     RequestSteering,
     add_attention_bias,
     bias_by_position,
-    name_filter,
-    softmax_scale,
     steer,
-    tensor_array,
 )
+from posrag.backends.llamacpp_nodes import GgmlTensor, name_filter, softmax_scale, tensor_array
 from posrag.errors import MissingDependencyError, PosragError
 from posrag.steering.activation import ActivationTarget, combined_steer
 from posrag.steering.attention import AttentionTarget
