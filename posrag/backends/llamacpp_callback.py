@@ -28,6 +28,7 @@ import ctypes
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -215,20 +216,17 @@ class RequestSteering:
         return bool(self.wanted)
 
     def _attention(self, bias: np.ndarray) -> Callable[[np.ndarray], None]:
-        slices: dict[tuple[int, int], tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]] = {}
+        # Decode steps repeat one node view (cached in evaluate) and one start row: slice once, then only add
+        # (what add_attention_bias does, without re-slicing in the hot path). Holds the last view it sliced.
+        last: list[Any] = [None, -1, None]  # scores, start row, their attention_bias_slices
 
         def handle(scores: np.ndarray) -> None:
             first = self.first_position + self.batch_size - scores.shape[-2]
-            # Decode steps repeat one node view and one start row: slice once, add each step (what
-            # add_attention_bias does, without re-slicing in the hot path).
-            key = (id(scores), max(self.steer_from - first, 0))
-            known = slices.get(key)
-            if known is None or known[0] is not scores:
-                if len(slices) > _MAX_NODES:
-                    slices.clear()
-                known = slices[key] = (scores, attention_bias_slices(scores, first, self.steer_from, bias))
-            if known[1] is not None:
-                target, row = known[1]
+            start = max(self.steer_from - first, 0)
+            if scores is not last[0] or start != last[1]:
+                last[:] = [scores, start, attention_bias_slices(scores, first, self.steer_from, bias)]
+            if last[2] is not None:
+                target, row = last[2]
                 target += row
 
         return handle

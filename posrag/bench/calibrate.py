@@ -567,14 +567,15 @@ def guard_band(
       strong for greedy answers: Gemma 3 270M's ``late`` band chose 5, which answered 63 % of 60 calibration
       questions against 73 % at 2 and 72 % at 3 (``docs/calibration.md``). Bands within ``spread`` of the
       best are left as chosen: on a budget of a dozen questions a one-answer difference is noise.
-    * A band that still answers worse than not steering (``unsteered``) is not steered (bias 0).
+    * A band that still answers worse than not steering is not steered: bias 0, which answers ``unsteered`` (the
+      curve's greedy accuracy at the same position, on the same questions; not measured again).
     """
     if bias and (accuracy < best - spread or accuracy < unsteered):
         at_half = measure(bias / 2)
         if at_half > accuracy:
             bias, accuracy = bias / 2, at_half
     if bias and accuracy < unsteered:
-        bias, accuracy = 0.0, measure(0.0)
+        bias, accuracy = 0.0, unsteered
     return bias, accuracy
 
 
