@@ -104,9 +104,10 @@ class LlamaCppBackend:
         self._pool = ContextPool(self._new_context, max_contexts)
         self.steerable = steerable
         self.scales: dict[int, float] = {}
+        self.masks: dict[int, str] = {}  # the mask each layer's softmax reads (the bias goes there when it can)
         self._unscalable: str | None = "the backend was loaded with steerable=False (no graph callback)"
         if steerable:
-            self.scales, self._unscalable = self._read_softmax_scales()
+            self.scales, self.masks, self._unscalable = self._read_softmax_scales()
         self.batch_check: BatchCheck | None = None
         if check_batches:
             self.batch_check = check_batches_agree(self._probe_logits, self.tokenizer, self.n_ubatch, self.path.name)
@@ -206,6 +207,7 @@ class LlamaCppBackend:
             scales=self.scales,
             center=request.center,
             taps=taps,
+            masks=self.masks,
         )
 
     def prompt_logits(
@@ -356,8 +358,8 @@ class LlamaCppBackend:
         """The unsteered next-token logits after ``ids``, run in ubatches of ``ubatch`` tokens."""
         return self.prompt_logits(LlamaRequest(tuple(ids), len(ids), (0, len(ids)), {}, {}), ubatch=ubatch)
 
-    def _read_softmax_scales(self) -> tuple[dict[int, float], str | None]:
-        """Each layer's softmax scale read from the graph of a one-token decode (:class:`ScaleProbe`)."""
+    def _read_softmax_scales(self) -> tuple[dict[int, float], dict[int, str], str | None]:
+        """Each layer's softmax scale and mask read from the graph of a one-token decode (:class:`ScaleProbe`)."""
         probe = ScaleProbe()
         with self._pool.hold() as context:
             self.api.llama_kv_cache_clear(context.ctx)
@@ -365,7 +367,7 @@ class LlamaCppBackend:
             bos = self.tokenizer.bos_token_id
             self._decode(context, [bos if bos is not None else 0], 0, None)
             self.api.llama_kv_cache_clear(context.ctx)
-        return probe.scales, probe.refusal(self.num_layers, self.path.name)
+        return probe.scales, probe.masks(self.num_layers), probe.refusal(self.num_layers, self.path.name)
 
 
 __all__ = ["LlamaCppBackend", "LlamaPrefix", "LlamaRequest", "SteeredRequest"]

@@ -18,6 +18,17 @@ also upstream's, flash attention off):
   ``hidden_mean`` vectors are accumulated from the prefill rows over each document's span (and the context, for
   centering) as they pass, so a prefill split into several micro-batches gives the same vectors.
 
+Attention bias through the mask. Every layer's softmax adds an attention mask, an input tensor llama.cpp writes
+before each evaluation and several layers share (``KQ_mask``; Gemma 3 has a second, ``KQ_mask_swa``, for its
+sliding-window layers). When the steered layers of one mask are all the layers that read it from some layer on,
+with one bias row, the bias is added once to that mask instead of to each layer's ``kq`` (:func:`plan_mask_bias`):
+just before the first steered layer's softmax reads it. That is after the previous layer on the same mask has
+computed its softmax (the callback wants that node: one stop of the scheduler instead of one per steered layer), or,
+when the first layer on the mask is steered, at the moment the scheduler asks about that layer's softmax node,
+before anything reading the mask has run (no stop at all): the scheduler asks about a node before it computes it
+and the nodes since the last one it stopped at. The sum is the same (``scale·kq + (mask + b)``); a layer whose
+``kq`` node has a tap keeps the bias on ``kq``, where the tap reads it.
+
 Everything that depends on one request lives in a :class:`RequestSteering`; the callback of a llama.cpp
 context only forwards to the request that currently holds the context.
 """
@@ -80,6 +91,37 @@ def attention_bias_slices(
     if start < scores.shape[-2] and columns:
         return scores[..., start:, :columns], bias[:columns]
     return None
+
+
+def plan_mask_bias(
+    rows: Mapping[int, np.ndarray], masks: Mapping[int, str]
+) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray], frozenset[int]]:
+    """Which layers' attention bias can go into the mask they share, and where it is added.
+
+    ``rows``: each steered layer's bias by key position, in the softmax's (scaled) units; ``masks``: the name of
+    the mask each layer's softmax reads (every layer of the model, or empty: none known). A mask takes the bias
+    when the layers steered on it are all its layers from some layer on and have one bias row. Returns
+    ``(after, before, covered)``: layer -> bias row, add the row to that layer's mask after its softmax ran (the
+    layer before the first steered one on the mask) or before its softmax runs (the first layer on the mask is
+    steered); and the steered layers this covers. Any other steered layer keeps its bias on ``kq``.
+    """
+    groups: dict[str, list[int]] = {}
+    for layer in sorted(masks):
+        groups.setdefault(masks[layer], []).append(layer)
+    after: dict[int, np.ndarray] = {}
+    before: dict[int, np.ndarray] = {}
+    covered: set[int] = set()
+    for layers in groups.values():
+        steered = [layer for layer in layers if layer in rows]
+        if not steered:
+            continue
+        first = layers.index(steered[0])
+        row = rows[steered[0]]
+        if layers[first:] != steered or any(not np.array_equal(rows[layer], row) for layer in steered):
+            continue
+        (after if first else before)[layers[first - 1] if first else layers[0]] = row
+        covered.update(steered)
+    return after, before, frozenset(covered)
 
 
 def steer(hidden: np.ndarray, vectors: np.ndarray, intensities: np.ndarray) -> np.ndarray:
@@ -171,9 +213,10 @@ _Node = tuple[str, np.ndarray, "Callable[[np.ndarray], None] | None", "Callable[
 class RequestSteering:
     """One request's steering, as the nodes it acts on: what the callback does while this request runs.
 
-    ``scales``: each layer's softmax scale (:class:`ScaleProbe`); ``taps``: extra read-only observers by node
-    name, called with the node's array and the position of its first row after steering (diagnostics, tests).
-    The backend sets :attr:`first_position` / :attr:`batch_size` before each ``llama_decode``.
+    ``scales``: each layer's softmax scale and ``masks`` the name of the mask each layer's softmax reads
+    (:class:`ScaleProbe`; empty: every bias goes on ``kq``); ``taps``: extra read-only observers by node name,
+    called with the node's array and the position of its first row after steering (diagnostics, tests). The
+    backend sets :attr:`first_position` / :attr:`batch_size` before each ``llama_decode``.
     """
 
     def __init__(
@@ -186,6 +229,7 @@ class RequestSteering:
         scales: Mapping[int, float],
         center: bool = True,
         taps: Mapping[str, Callable[[np.ndarray, int], None]] | None = None,
+        masks: Mapping[int, str] | None = None,
     ) -> None:
         self.steer_from = steer_from
         self.first_position = 0
@@ -193,27 +237,48 @@ class RequestSteering:
         self.calls: Counter[str] = Counter()
         self.error: BaseException | None = None
         self._handlers: dict[bytes, Callable[[np.ndarray], None]] = {}
-        for layer, targets in attention.items():
-            if not any(t.bias for t in targets):
-                continue
+        self._mask_rows: dict[bytes, np.ndarray] = {}  # softmax node -> bias row its mask gets after it ran
+        self._on_ask: dict[bytes, np.ndarray] = {}  # softmax node -> bias row its mask gets when it is asked about
+        attention = {layer: targets for layer, targets in attention.items() if any(t.bias for t in targets)}
+        for layer in attention:
             if layer not in scales:
                 raise PosragError(f"No softmax scale known for layer {layer}; the model has layers {sorted(scales)}.")
-            self._handlers[ATTENTION_NODE.format(layer).encode()] = self._attention(
-                bias_by_position(targets, scales[layer])
-            )
+        tapped = {name.encode() for name in taps or {}}  # a tap on kq reads the bias there
+        untapped = {
+            layer: bias_by_position(targets, 1.0)
+            for layer, targets in attention.items()
+            if ATTENTION_NODE.format(layer).encode() not in tapped
+        }
+        after, before, covered = plan_mask_bias(untapped, masks or {})
+        self._mask_rows = {SOFTMAX_NODE.format(layer).encode(): row for layer, row in after.items()}
+        self._on_ask = {SOFTMAX_NODE.format(layer).encode(): row for layer, row in before.items()}
+        for layer, targets in attention.items():
+            if layer not in covered:
+                self._handlers[ATTENTION_NODE.format(layer).encode()] = self._attention(
+                    bias_by_position(targets, scales[layer])
+                )
         for layer, act_targets in activation.items():
             if act_targets:
                 self._handlers[LAYER_OUTPUT_NODE.format(layer).encode()] = self._activation(
                     LayerActivation(act_targets, steer_from, context, center)
                 )
         self._taps = {name.encode(): tap for name, tap in (taps or {}).items()}
-        self.wanted = frozenset(self._handlers) | frozenset(self._taps)
-        self._is_wanted = name_filter(self.wanted)
+        self.wanted = frozenset(self._handlers) | frozenset(self._mask_rows) | frozenset(self._taps)
+        self._is_wanted = name_filter(self.wanted | frozenset(self._on_ask))
         self._nodes: dict[bytes, _Node] = {}
 
     @property
     def active(self) -> bool:
-        return bool(self.wanted)
+        return bool(self.wanted or self._on_ask)
+
+    def _add_to_mask(self, mask_address: int, row: np.ndarray) -> None:
+        """Add ``row`` (by key position) to the rows of the mask at ``mask_address`` that belong to queries at
+        ``steer_from`` and after (row ``r``: the query at ``first_position + r``; padding rows stay as they are)."""
+        mask = tensor_array(GgmlTensor.from_address(mask_address))  # its data moves between graphs: read it anew
+        start = max(self.steer_from - self.first_position, 0)
+        columns = min(mask.shape[-1], row.shape[0])
+        if start < self.batch_size and columns:
+            mask[..., start : self.batch_size, :columns] += row[:columns]
 
     def _attention(self, bias: np.ndarray) -> Callable[[np.ndarray], None]:
         # Decode steps repeat one node view (cached in evaluate) and one start row: slice once, then only add
@@ -242,7 +307,19 @@ class RequestSteering:
     def evaluate(self, address: int, ask: bool) -> bool:
         """The callback's work: at ask time, whether this node is wanted; after it is computed, act on it."""
         if ask:
-            return self._is_wanted(address)
+            if not self._is_wanted(address):
+                return False
+            if not self._on_ask:
+                return True
+            name = node_name(address)
+            row = self._on_ask.get(name)
+            if row is not None and self.error is None:
+                try:
+                    self._add_to_mask(int(GgmlTensor.from_address(address).src[1]), row)
+                    self.calls[name.decode()] += 1
+                except BaseException as exc:  # raised by the backend after llama_decode returns
+                    self.error = exc
+            return name in self.wanted
         if self.error is not None:
             return True
         try:
@@ -267,15 +344,21 @@ class RequestSteering:
     def _node(self, address: int) -> _Node:
         tensor = GgmlTensor.from_address(address)
         name = bytes(tensor.name)
-        return name.decode(), tensor_array(tensor), self._handlers.get(name), self._taps.get(name)
+        handler = self._handlers.get(name)
+        row = self._mask_rows.get(name)
+        if row is not None:  # the mask's address is part of the header this node is cached under
+            mask = int(tensor.src[1])
+            handler = lambda _: self._add_to_mask(mask, row)  # noqa: E731
+        return name.decode(), tensor_array(tensor), handler, self._taps.get(name)
 
 
 class ScaleProbe:
-    """A callback handler for one decode that reads each layer's softmax scale and checks that ``kq`` feeds the
-    softmax directly (a softcap or another operation between them would squash an additive bias)."""
+    """A callback handler for one decode that reads each layer's softmax scale and mask, and checks that ``kq``
+    feeds the softmax directly (a softcap or another operation between them would squash an additive bias)."""
 
     def __init__(self) -> None:
         self.scales: dict[int, float] = {}
+        self._masks: dict[int, str | None] = {}  # None: not a mask the bias can be added to
         self._scores: dict[int, int] = {}
         self._sources: dict[int, int] = {}
 
@@ -291,7 +374,13 @@ class ScaleProbe:
             tensor = GgmlTensor.from_address(address)
             self.scales[layer] = softmax_scale(tensor)
             self._sources[layer] = int(tensor.src[0] or 0)
+            self._masks[layer] = _mask_name(tensor.src[1])
         return True
+
+    def masks(self, num_layers: int) -> dict[int, str]:
+        """The mask each layer's softmax reads, by name, when every layer's is an input f32 tensor (else empty)."""
+        masks = {layer: self._masks.get(layer) for layer in range(num_layers)}
+        return {layer: name for layer, name in masks.items() if name} if all(masks.values()) else {}
 
     def refusal(self, num_layers: int, model: str) -> str | None:
         """Why attention-bias steering cannot run on this graph, or ``None`` when it can."""
@@ -312,6 +401,21 @@ class ScaleProbe:
         return None
 
 
+def _mask_name(address: int | None) -> str | None:
+    """The name of the softmax's mask at ``address`` when the bias can be added to it: an input (computed by no
+    operation, so llama.cpp writes it anew for every evaluation), f32, contiguous, named."""
+    if not address:
+        return None
+    mask = GgmlTensor.from_address(address)
+    if mask.op != 0 or mask.view_src or not mask.name:  # GGML_OP_NONE
+        return None
+    try:
+        tensor_array(mask)
+    except PosragError:
+        return None
+    return mask.name.decode()
+
+
 __all__ = [
     "LayerActivation",
     "RequestSteering",
@@ -319,5 +423,6 @@ __all__ = [
     "add_attention_bias",
     "attention_bias_slices",
     "bias_by_position",
+    "plan_mask_bias",
     "steer",
 ]

@@ -109,6 +109,25 @@ def test_the_activation_change_equals_the_torch_formula(backend: Any) -> None:
     assert not torch.equal(expected[steer:], hidden[steer:])
 
 
+def test_the_bias_added_once_to_a_shared_mask_steers_as_the_bias_on_each_layers_scores(backend: Any) -> None:
+    """Layers 12-17 take the bias through both masks (after layers 10 and 11 ran); all 18 layers take it before
+    layers 0 and 5 read them: the same logits and tokens, step after step, as the bias on every ``kq`` node (where
+    a tap on ``kq`` keeps it)."""
+    prompt, target, question, _ = synthetic_prompt(3, n_docs=20, position=10)
+    span = _span(backend, prompt, target.start_char, target.end_char)
+    plain = backend.prompt_logits(_request(backend, prompt, question)).copy()
+    generation = GenerationConfig(max_new_tokens=12, min_new_tokens=12)
+    for layers in (range(12, 18), range(18)):
+        bias = {layer: [AttentionTarget(span, 3.0)] for layer in layers}
+        request = _request(backend, prompt, question, attention=bias)
+        on_scores = {f"kq-{layer}": lambda array, first: None for layer in layers}
+        assert not any(name.startswith(b"kq-") for name in backend.steering_for(request).wanted)
+        through_mask = backend.prompt_logits(request).copy()
+        np.testing.assert_allclose(through_mask, backend.prompt_logits(request, taps=on_scores), atol=1e-4)
+        assert np.abs(through_mask - plain).max() > 1.0
+        assert list(backend.tokens(request, generation)) == list(backend.tokens(request, generation, taps=on_scores))
+
+
 def test_the_callback_fires_on_every_decode_step(backend: Any) -> None:
     prompt, target, question, _ = synthetic_prompt(3, n_docs=5, position=3)
     span = _span(backend, prompt, target.start_char, target.end_char)
@@ -153,7 +172,8 @@ def test_the_engine_runs_on_the_backend_and_refuses_what_it_cannot_honour(backen
         engine.generate(prompt, [target], GenerationConfig(max_new_tokens=2048))
 
 
-def test_two_concurrent_requests_each_steer_their_own_document(backend: Any) -> None:
+@pytest.mark.parametrize("layers", [(FULL_LAYER,), tuple(range(18))], ids=["on kq", "through the masks"])
+def test_two_concurrent_requests_each_steer_their_own_document(backend: Any, layers: tuple[int, ...]) -> None:
     prompt, _, question, _ = synthetic_prompt(4, n_docs=6, position=3)
     starts = [prompt.index("Document [2]"), prompt.index("Document [5]")]
     spans = [_span(backend, prompt, s, prompt.index("\n", s)) for s in starts]
@@ -161,7 +181,9 @@ def test_two_concurrent_requests_each_steer_their_own_document(backend: Any) -> 
     generation = GenerationConfig(max_new_tokens=8, min_new_tokens=8)
 
     def run(span: Any, mass: list[float], barrier: threading.Barrier | None) -> list[int]:
-        request = _request(backend, prompt, question, attention={FULL_LAYER: [AttentionTarget(span, 3.0)]})
+        request = _request(
+            backend, prompt, question, attention={layer: [AttentionTarget(span, 3.0)] for layer in layers}
+        )
         taps = {node: lambda a, first: mass.append(float(a[0, :, -1, span.start : span.end].sum(-1).mean()))}
         if barrier is not None:
             barrier.wait()

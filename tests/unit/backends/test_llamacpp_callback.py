@@ -17,6 +17,7 @@ from posrag.backends.llamacpp_callback import (
     RequestSteering,
     add_attention_bias,
     bias_by_position,
+    plan_mask_bias,
     steer,
 )
 from posrag.backends.llamacpp_nodes import GgmlTensor, name_filter, softmax_scale, tensor_array
@@ -184,6 +185,81 @@ def test_an_error_in_the_callback_is_kept_for_the_caller_and_computation_continu
     tensor.type = 1
     assert steering.evaluate(ctypes.addressof(tensor), False)
     assert isinstance(steering.error, PosragError)
+
+
+def _rows(layers: Any, value: float = 1.0) -> dict[int, np.ndarray]:
+    return {layer: np.full(3, value, dtype=np.float32) for layer in layers}
+
+
+GEMMA_MASKS = {layer: "KQ_mask" if layer in (5, 11, 17) else "KQ_mask_swa" for layer in range(18)}
+
+
+def test_the_mask_takes_the_bias_of_the_layers_that_read_it_to_the_end() -> None:
+    masks = dict.fromkeys(range(30), "KQ_mask")
+    after, before, covered = plan_mask_bias(_rows(range(20, 30)), masks)
+    assert list(after) == [19] and not before and covered == set(range(20, 30))  # one stop, after layer 19
+    after, before, covered = plan_mask_bias(_rows(range(30)), masks)
+    assert not after and list(before) == [0] and covered == set(range(30))  # no stop: before layer 0 reads it
+    after, before, covered = plan_mask_bias(_rows(range(12, 18)), GEMMA_MASKS)  # each mask from some layer on
+    assert sorted(after) == [10, 11] and not before and covered == set(range(12, 18))
+    after, before, covered = plan_mask_bias(_rows([5, 11, 17]), GEMMA_MASKS)
+    assert not after and list(before) == [5] and covered == {5, 11, 17}
+
+
+def test_layers_that_the_mask_would_not_steer_alike_keep_their_bias_on_kq() -> None:
+    masks = dict.fromkeys(range(30), "KQ_mask")
+    for rows in (_rows(range(20, 29)), _rows([0, 5, 29]), {**_rows(range(20, 29)), **_rows([29], 2.0)}):
+        assert plan_mask_bias(rows, masks) == ({}, {}, frozenset())  # a later layer unsteered / steered otherwise
+    assert plan_mask_bias(_rows(range(20, 30)), {}) == ({}, {}, frozenset())  # no mask known
+    after, before, covered = plan_mask_bias(_rows([5, 11, 15, 17]), GEMMA_MASKS)  # 15: not the window mask's tail
+    assert list(before) == [5] and not after and covered == {5, 11, 17}
+
+
+def _softmax_over(mask: np.ndarray, name: bytes) -> tuple[GgmlTensor, GgmlTensor]:
+    mask_tensor = _tensor(mask, b"KQ_mask")
+    softmax = _tensor(np.zeros((1, 4, 6), dtype=np.float32), name)
+    softmax.src[1] = ctypes.addressof(mask_tensor)
+    return softmax, mask_tensor
+
+
+def _steering(layers: Any, masks: Any, **options: Any) -> RequestSteering:
+    return RequestSteering(
+        steer_from=3,
+        context=(0, 3),
+        activation={},
+        attention={layer: [AttentionTarget(TokenSpan(0, 2), 1.5)] for layer in layers},
+        scales=dict.fromkeys(range(4), 0.5),
+        masks=masks,
+        **options,
+    )
+
+
+def test_the_bias_goes_into_the_mask_rows_of_the_steered_queries() -> None:
+    masks = dict.fromkeys(range(4), "KQ_mask")
+    for layers, node, at_ask in (((2, 3), b"kq_soft_max_ext-1", False), (range(4), b"kq_soft_max_ext-0", True)):
+        steering = _steering(layers, masks)
+        assert not any(name.startswith(b"kq-") for name in steering.wanted)  # no stop at any steered layer
+        mask = np.zeros((8, 6), dtype=np.float32)  # 8 rows: 4 queries of this ubatch, then padding
+        softmax, _ = _softmax_over(mask, node)
+        steering.first_position, steering.batch_size = 1, 4  # rows at positions 1..4; steer_from=3: rows 2, 3
+        asked = steering.evaluate(ctypes.addressof(softmax), True)
+        if not at_ask:
+            assert asked and not mask.any()  # wanted: the bias goes in once the node has been computed
+            assert steering.evaluate(ctypes.addressof(softmax), False)
+        else:
+            assert not asked  # added while the scheduler asks; it need not stop there
+        expected = np.zeros((8, 6), dtype=np.float32)
+        expected[2:4, :2] = 1.5  # the softmax's scaled units (kq would get 1.5 / 0.5)
+        np.testing.assert_array_equal(mask, expected)
+        assert steering.calls == {node.decode(): 1}
+
+
+def test_a_tapped_kq_node_keeps_its_layers_bias_where_the_tap_reads_it() -> None:
+    masks = dict.fromkeys(range(4), "KQ_mask")
+    steering = _steering((2, 3), masks, taps={"kq-2": lambda array, first: None})
+    assert steering.wanted == {b"kq-2", b"kq_soft_max_ext-2"}  # layer 2 on kq; layer 3 through the mask after it
+    steering = _steering((2, 3), masks, taps={"kq-3": lambda array, first: None})
+    assert steering.wanted == {b"kq-2", b"kq-3"}  # layer 2 alone is not the mask's tail: both on kq
 
 
 def test_missing_binding_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
