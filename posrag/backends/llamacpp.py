@@ -37,10 +37,8 @@ from posrag.backends.llamacpp_binding import (
     quiet_logs,
     tokenizer_and_config,
 )
-from posrag.backends.llamacpp_callback import (
-    RequestSteering,
-    ScaleProbe,
-)
+from posrag.backends.llamacpp_callback import RequestSteering
+from posrag.backends.llamacpp_nodes import ScaleProbe
 from posrag.backends.llamacpp_requests import LlamaPrefix, LlamaRequest, SteeredRequest
 from posrag.errors import (
     ConfigurationError,

@@ -9,9 +9,9 @@ also upstream's, flash attention off):
 * ``kq-<layer>``: the raw attention scores, f32, ``ne = (n_kv, n_tokens, n_head)`` (key cell, query row,
   head). llama.cpp then computes ``soft_max_ext(kq, mask, scale)`` = softmax(scale·kq + mask), so a bias ``b``
   on the scaled scores (what the torch backend adds) is ``b / scale`` here. The scale is read from the softmax
-  node's parameters when the model is loaded (:class:`ScaleProbe`), never assumed. Key cell ``i`` holds
-  position ``i`` because each request's sequence starts at 0 in a cleared cache; the mask added later keeps
-  masked cells at -inf, so biasing the whole column is safe.
+  node's parameters when the model is loaded (:class:`~posrag.backends.llamacpp_nodes.ScaleProbe`), never
+  assumed. Key cell ``i`` holds position ``i`` because each request's sequence starts at 0 in a cleared cache;
+  the mask added later keeps masked cells at -inf, so biasing the whole column is safe.
 * ``l_out-<layer>``: the decoder layer's output (the residual stream), f32, ``ne = (n_embd, n_rows)``: the same
   tensor the torch backend's layer hook sees. Activation steering adds :func:`steer` (the torch backend's
   :func:`posrag.steering.activation.combined_steer` in numpy; tested equal) to the rows from the question on; the
@@ -52,7 +52,6 @@ from posrag.backends.llamacpp_nodes import (
     GgmlTensor,
     name_filter,
     node_name,
-    softmax_scale,
     tensor_array,
 )
 from posrag.errors import PosragError
@@ -214,9 +213,10 @@ class RequestSteering:
     """One request's steering, as the nodes it acts on: what the callback does while this request runs.
 
     ``scales``: each layer's softmax scale and ``masks`` the name of the mask each layer's softmax reads
-    (:class:`ScaleProbe`; empty: every bias goes on ``kq``); ``taps``: extra read-only observers by node name,
-    called with the node's array and the position of its first row after steering (diagnostics, tests). The
-    backend sets :attr:`first_position` / :attr:`batch_size` before each ``llama_decode``.
+    (:class:`~posrag.backends.llamacpp_nodes.ScaleProbe`; empty: every bias goes on ``kq``); ``taps``: extra
+    read-only observers by node name, called with the node's array and the position of its first row after
+    steering (diagnostics, tests). The backend sets :attr:`first_position` / :attr:`batch_size` before each
+    ``llama_decode``.
     """
 
     def __init__(
@@ -352,74 +352,9 @@ class RequestSteering:
         return name.decode(), tensor_array(tensor), handler, self._taps.get(name)
 
 
-class ScaleProbe:
-    """A callback handler for one decode that reads each layer's softmax scale and mask, and checks that ``kq``
-    feeds the softmax directly (a softcap or another operation between them would squash an additive bias)."""
-
-    def __init__(self) -> None:
-        self.scales: dict[int, float] = {}
-        self._masks: dict[int, str | None] = {}  # None: not a mask the bias can be added to
-        self._scores: dict[int, int] = {}
-        self._sources: dict[int, int] = {}
-
-    def evaluate(self, address: int, ask: bool) -> bool:
-        name = node_name(address)
-        is_scores = name.startswith(b"kq-")
-        if ask:
-            return is_scores or name.startswith(b"kq_soft_max_ext-")
-        layer = int(name.rsplit(b"-", 1)[1])
-        if is_scores:
-            self._scores[layer] = address
-        else:
-            tensor = GgmlTensor.from_address(address)
-            self.scales[layer] = softmax_scale(tensor)
-            self._sources[layer] = int(tensor.src[0] or 0)
-            self._masks[layer] = _mask_name(tensor.src[1])
-        return True
-
-    def masks(self, num_layers: int) -> dict[int, str]:
-        """The mask each layer's softmax reads, by name, when every layer's is an input f32 tensor (else empty)."""
-        masks = {layer: self._masks.get(layer) for layer in range(num_layers)}
-        return {layer: name for layer, name in masks.items() if name} if all(masks.values()) else {}
-
-    def refusal(self, num_layers: int, model: str) -> str | None:
-        """Why attention-bias steering cannot run on this graph, or ``None`` when it can."""
-        missing = [layer for layer in range(num_layers) if layer not in self.scales or layer not in self._scores]
-        if missing:
-            return (
-                f"llama.cpp's graph for {model} has no {ATTENTION_NODE.format('<layer>')} / "
-                f"{SOFTMAX_NODE.format('<layer>')} nodes on layers {missing}, so attention-bias steering cannot run "
-                "on the llama.cpp backend; use SteeringConfig(mechanism='activation') or backend='torch'."
-            )
-        indirect = [layer for layer in range(num_layers) if self._sources[layer] != self._scores[layer]]
-        if indirect:
-            return (
-                f"In llama.cpp's graph for {model} the attention scores pass through another operation (a softcap?) "
-                f"between kq and the softmax on layers {indirect}, which would squash an additive bias; use "
-                "SteeringConfig(mechanism='activation') or backend='torch'."
-            )
-        return None
-
-
-def _mask_name(address: int | None) -> str | None:
-    """The name of the softmax's mask at ``address`` when the bias can be added to it: an input (computed by no
-    operation, so llama.cpp writes it anew for every evaluation), f32, contiguous, named."""
-    if not address:
-        return None
-    mask = GgmlTensor.from_address(address)
-    if mask.op != 0 or mask.view_src or not mask.name:  # GGML_OP_NONE
-        return None
-    try:
-        tensor_array(mask)
-    except PosragError:
-        return None
-    return mask.name.decode()
-
-
 __all__ = [
     "LayerActivation",
     "RequestSteering",
-    "ScaleProbe",
     "add_attention_bias",
     "attention_bias_slices",
     "bias_by_position",

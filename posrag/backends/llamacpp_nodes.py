@@ -1,6 +1,7 @@
 """llama.cpp graph nodes as Python sees them in the graph callback: the head of ``struct ggml_tensor``, its name
 (and the exact, cheap test the callback runs on every node of every graph), a numpy view on its data, and the
-softmax node's scale parameter. No steering here: :mod:`posrag.backends.llamacpp_callback` acts on the nodes.
+softmax node's scale parameter, and the probe that reads each layer's scale and mask once at load. No steering
+here: :mod:`posrag.backends.llamacpp_callback` acts on the nodes.
 """
 
 from __future__ import annotations
@@ -108,6 +109,70 @@ def softmax_scale(tensor: GgmlTensor) -> float:
     return float(struct.unpack("<f", struct.pack("<i", int(tensor.op_params[0])))[0])
 
 
+class ScaleProbe:
+    """A callback handler for one decode that reads each layer's softmax scale and mask, and checks that ``kq``
+    feeds the softmax directly (a softcap or another operation between them would squash an additive bias)."""
+
+    def __init__(self) -> None:
+        self.scales: dict[int, float] = {}
+        self._masks: dict[int, str | None] = {}  # None: not a mask the bias can be added to
+        self._scores: dict[int, int] = {}
+        self._sources: dict[int, int] = {}
+
+    def evaluate(self, address: int, ask: bool) -> bool:
+        name = node_name(address)
+        is_scores = name.startswith(b"kq-")
+        if ask:
+            return is_scores or name.startswith(b"kq_soft_max_ext-")
+        layer = int(name.rsplit(b"-", 1)[1])
+        if is_scores:
+            self._scores[layer] = address
+        else:
+            tensor = GgmlTensor.from_address(address)
+            self.scales[layer] = softmax_scale(tensor)
+            self._sources[layer] = int(tensor.src[0] or 0)
+            self._masks[layer] = _mask_name(tensor.src[1])
+        return True
+
+    def masks(self, num_layers: int) -> dict[int, str]:
+        """The mask each layer's softmax reads, by name, when every layer's is an input f32 tensor (else empty)."""
+        masks = {layer: self._masks.get(layer) for layer in range(num_layers)}
+        return {layer: name for layer, name in masks.items() if name} if all(masks.values()) else {}
+
+    def refusal(self, num_layers: int, model: str) -> str | None:
+        """Why attention-bias steering cannot run on this graph, or ``None`` when it can."""
+        missing = [layer for layer in range(num_layers) if layer not in self.scales or layer not in self._scores]
+        if missing:
+            return (
+                f"llama.cpp's graph for {model} has no {ATTENTION_NODE.format('<layer>')} / "
+                f"{SOFTMAX_NODE.format('<layer>')} nodes on layers {missing}, so attention-bias steering cannot run "
+                "on the llama.cpp backend; use SteeringConfig(mechanism='activation') or backend='torch'."
+            )
+        indirect = [layer for layer in range(num_layers) if self._sources[layer] != self._scores[layer]]
+        if indirect:
+            return (
+                f"In llama.cpp's graph for {model} the attention scores pass through another operation (a softcap?) "
+                f"between kq and the softmax on layers {indirect}, which would squash an additive bias; use "
+                "SteeringConfig(mechanism='activation') or backend='torch'."
+            )
+        return None
+
+
+def _mask_name(address: int | None) -> str | None:
+    """The name of the softmax's mask at ``address`` when the bias can be added to it: an input (computed by no
+    operation, so llama.cpp writes it anew for every evaluation), f32, contiguous, named."""
+    if not address:
+        return None
+    mask = GgmlTensor.from_address(address)
+    if mask.op != 0 or mask.view_src or not mask.name:  # GGML_OP_NONE
+        return None
+    try:
+        tensor_array(mask)
+    except PosragError:
+        return None
+    return mask.name.decode()
+
+
 __all__ = [
     "ATTENTION_NODE",
     "HEADER_BYTES",
@@ -115,6 +180,7 @@ __all__ = [
     "NAME_OFFSET",
     "SOFTMAX_NODE",
     "GgmlTensor",
+    "ScaleProbe",
     "name_filter",
     "node_name",
     "softmax_scale",
