@@ -118,7 +118,10 @@ def plan_mask_bias(
         row = rows[steered[0]]
         if layers[first:] != steered or any(not np.array_equal(rows[layer], row) for layer in steered):
             continue
-        (after if first else before)[layers[first - 1] if first else layers[0]] = row
+        if first:
+            after[layers[first - 1]] = row
+        else:
+            before[layers[0]] = row
         covered.update(steered)
     return after, before, frozenset(covered)
 
@@ -237,8 +240,6 @@ class RequestSteering:
         self.calls: Counter[str] = Counter()
         self.error: BaseException | None = None
         self._handlers: dict[bytes, Callable[[np.ndarray], None]] = {}
-        self._mask_rows: dict[bytes, np.ndarray] = {}  # softmax node -> bias row its mask gets after it ran
-        self._on_ask: dict[bytes, np.ndarray] = {}  # softmax node -> bias row its mask gets when it is asked about
         attention = {layer: targets for layer, targets in attention.items() if any(t.bias for t in targets)}
         for layer in attention:
             if layer not in scales:
@@ -250,6 +251,7 @@ class RequestSteering:
             if ATTENTION_NODE.format(layer).encode() not in tapped
         }
         after, before, covered = plan_mask_bias(untapped, masks or {})
+        # softmax node -> the bias row its mask gets after the node ran / when the scheduler asks about it
         self._mask_rows = {SOFTMAX_NODE.format(layer).encode(): row for layer, row in after.items()}
         self._on_ask = {SOFTMAX_NODE.format(layer).encode(): row for layer, row in before.items()}
         for layer, targets in attention.items():
