@@ -208,6 +208,11 @@ class ModelLayout:
         """The attention window of ``layer``: the sliding window on sliding layers, ``None`` on full ones."""
         return self.sliding_window if self.layer_types[layer] == "sliding_attention" else None
 
+    @property
+    def full_attention_layers(self) -> tuple[int, ...]:
+        """The layers whose attention sees the whole context (every layer on a model without sliding windows)."""
+        return tuple(layer for layer in range(self.num_layers) if self.window(layer) is None)
+
 
 def layout(model: nn.Module) -> ModelLayout:
     """The :class:`ModelLayout` of a Hugging Face causal LM."""

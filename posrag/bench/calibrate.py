@@ -17,11 +17,17 @@ What is measured, in this order:
 4. **Per band**: the smallest bias whose score is within ``margin / 2`` of the band's best; 0 (not steered)
    when no bias beats not steering by ``margin``.
 5. **Activation**: activation steering (``base_intensity``) on top of the calibrated attention at the middle
-   position: kept as "helps" only if it adds ``margin``.
+   position: kept as "helps" only if it adds ``margin`` (measured after phase 6, on the layers it keeps).
 6. **Check and guard**: greedy generation with the calibrated setting at each probe position (accuracy on the
    calibration questions, next to the curve); :func:`guard_band` then tries half the bias of a band that
    answers more than 15 points below the best band, or below not steering, and keeps it when it answers more;
-   a band still worse than not steering is not steered. Then the teacher-forced score with and without it at
+   a band still worse than not steering is not steered. On a model that mixes sliding-window and full
+   attention layers (Gemma 2/3), the same check and guard run again with the bias on the full-attention layers
+   only (the ``full`` subset, from the band biases the scores chose), and those layers are kept when their
+   greedy accuracy, averaged over the probe positions, beats the layers phase 3 chose by ``margin``: the
+   teacher-forced score ranks them about equal, but steering the sliding-window layers, which only see the
+   last documents and the question, makes Gemma 3 270M copy headers or repeat its answer cue at the late and
+   last positions (``docs/calibration.md``). Then the teacher-forced score with and without the band bias at
    the first, middle and last position of ``transfer_docs`` documents (does the band rule carry over?).
 
 Speed: every probe prompt's documents are prefilled once without steering and their KV cache reused for every
@@ -146,6 +152,7 @@ class Calibrator:
         self.tokenizer = tokenizer
         self.config = config or CalibrateConfig()
         self.num_layers = len(architectures.decoder_layers(model))
+        self.layout = architectures.layout(model)
         litm = LitmConfig(
             positions=(1,),
             conditions=("baseline",),
@@ -194,16 +201,20 @@ class Calibrator:
                 out.write(json.dumps({"fingerprint": self._fingerprint(), "key": key, "value": value}) + "\n")
 
     def layer_subsets(self) -> dict[str, tuple[int, ...]]:
-        """Contiguous layer groups, each alone and each pair (named ``g0``, ``g0+g1``, ...)."""
+        """Contiguous layer groups, each alone and each pair (named ``g0``, ``g0+g1``, ...), and on a model that
+        mixes sliding-window and full attention (Gemma 2/3) its full-attention layers (``full``)."""
         groups = min(self.config.layer_groups, self.num_layers)
         bounds = [round(i * self.num_layers / groups) for i in range(groups + 1)]
         parts = [tuple(range(bounds[i], bounds[i + 1])) for i in range(groups)]
-        subsets = {f"g{i}": part for i, part in enumerate(parts)}
+        subsets = {f"g{i}": part for i, part in enumerate(parts)} if groups > 1 else {}
         if groups > 2:
             for i in range(groups):
                 for j in range(i + 1, groups):
                     subsets[f"g{i}+g{j}"] = parts[i] + parts[j]
-        return subsets if groups > 1 else {}
+        full = self.layout.full_attention_layers
+        if 0 < len(full) < self.num_layers:
+            subsets["full"] = full
+        return subsets
 
     def _generator(self, bias: float, layers: tuple[int, ...] | None, intensity: float = 0.0) -> Any:
         from posrag.steering import SteeringConfig
@@ -397,8 +408,18 @@ class Calibrator:
                     for p in positions
                 }
             band_bias = {band_of((p - 1) / (cfg.num_docs - 1)): _pick(table[p], cfg.margin) for p in positions}
-            activation = self._activation(probes[interior[len(interior) // 2]], band_bias["middle"], chosen, passes)
+            by_score, layers_by_score = dict(band_bias), chosen
             calibrated, guarded = self._check_and_guard(probes, curve, band_bias, chosen, passes)
+            greedy_layers: dict[str, float] = {}
+            full = subsets.get("full")
+            if full is not None and chosen != full:
+                bar.total += n * len(positions)
+                full_bias = dict(by_score)
+                on_full = self._check_and_guard(probes, curve, full_bias, full, passes)
+                greedy_layers = {"chosen": _mean(calibrated), "full": _mean(on_full[0])}
+                if greedy_layers["full"] > greedy_layers["chosen"] + cfg.margin:
+                    chosen, band_bias, (calibrated, guarded) = full, full_bias, on_full
+            activation = self._activation(probes[interior[len(interior) // 2]], band_bias["middle"], chosen, passes)
             transfer = {str(docs): self._transfer(docs, band_bias, chosen, passes.tick) for docs in cfg.transfer_docs}
         seconds = time.perf_counter() - started
         details = {
@@ -410,6 +431,8 @@ class Calibrator:
             "reference_bias": reference,
             "layer_subsets": {k: list(v) for k, v in subsets.items()},
             "layer_scores": {k: round(v, 4) for k, v in layer_scores.items()},
+            "layers_by_score": None if layers_by_score is None else list(layers_by_score),
+            "greedy_layers": {k: round(v, 4) for k, v in greedy_layers.items()},
             "all_layers_score": round(interior_mean[reference], 4),
             "activation": {k: round(v, 4) for k, v in activation.items()},
             "accuracy_baseline": {str(p): curve[p] for p in positions},
@@ -537,6 +560,10 @@ class _Passes:
             total += measure(probe)
             self.tick(phase)
         return total / len(items)
+
+
+def _mean(accuracy: dict[int, float]) -> float:
+    return sum(accuracy.values()) / len(accuracy)
 
 
 def _scorer(calibrator: Calibrator, bias: float, layers: tuple[int, ...] | None = None) -> Callable[[_Probe], float]:

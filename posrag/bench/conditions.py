@@ -88,6 +88,14 @@ class BenchPrompt:
 
 
 _INSTRUCTION_LAST = PromptTemplate(header="", footer="\n\n" + LITM_INSTRUCTION + "\n\nQuestion: {question}\nAnswer:")
+#: LITM's instruction asking for the answer alone: small chat models otherwise restate the question in a sentence
+#: that the 20-token budget cuts off before its answer.
+_SHORT_INSTRUCTION = LITM_INSTRUCTION + " Answer with a short phrase of a few words, not a sentence."
+_SHORT = PromptTemplate(header=_SHORT_INSTRUCTION + "\n\n")
+#: ...and one worked question (not from NQ's questions) showing that form.
+_SHORT_EXAMPLE = PromptTemplate(
+    header=_SHORT_INSTRUCTION + "\n\nExample:\nQuestion: what is the capital city of france\nAnswer: Paris\n\n"
+)
 #: The prompts ``LitmConfig.prompt`` names. All keep LITM's instruction and put the question last with an answer
 #: cue; they differ in where the instruction sits and whether the cue opens the model's reply. ``litm`` is the
 #: paper's and the published numbers'; the others are candidates for chat-templated models that do not answer
@@ -108,6 +116,18 @@ PROMPTS: dict[str, BenchPrompt] = {
             _INSTRUCTION_LAST,
             "Answer:",
             "documents, then LITM's instruction and question; the reply opens with 'Answer:'",
+        ),
+        BenchPrompt(
+            "short-reply-cue",
+            _SHORT,
+            "Answer:",
+            "LITM's prompt asking for a short phrase; the reply opens with 'Answer:'",
+        ),
+        BenchPrompt(
+            "short-example-reply-cue",
+            _SHORT_EXAMPLE,
+            "Answer:",
+            "LITM's prompt asking for a short phrase, with one worked example; the reply opens with 'Answer:'",
         ),
     )
 }

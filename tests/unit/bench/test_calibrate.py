@@ -54,8 +54,9 @@ def test_a_reused_prefix_scores_exactly_like_a_whole_prompt(tiny: TinyModel, bia
         assert reused != pytest.approx(calibrator.score(probe, 0.0), rel=1e-3, abs=0), "the bias must change the score"
 
 
-def test_layer_subsets_are_groups_and_pairs(tiny: TinyModel) -> None:
+def test_layer_subsets_are_groups_pairs_and_the_full_attention_layers(tiny: TinyModel) -> None:
     subsets = Calibrator(tiny.model, tiny.tokenizer, SMALL, model_name="tiny-calibration").layer_subsets()
+    assert tiny.model.config.layer_types == ["sliding_attention", "full_attention"] * 3  # the tiny model's mix
     assert subsets == {
         "g0": (0, 1),
         "g1": (2, 3),
@@ -63,7 +64,14 @@ def test_layer_subsets_are_groups_and_pairs(tiny: TinyModel) -> None:
         "g0+g1": (0, 1, 2, 3),
         "g0+g2": (0, 1, 4, 5),
         "g1+g2": (2, 3, 4, 5),
+        "full": (1, 3, 5),  # the layers without a sliding window, which see the whole context
     }
+
+
+def test_a_model_without_sliding_windows_gets_no_full_attention_subset() -> None:
+    llama = tiny_model("llama", num_layers=4)
+    subsets = Calibrator(llama.model, llama.tokenizer, SMALL, model_name="tiny-llama").layer_subsets()
+    assert "full" not in subsets and set(subsets) == {"g0", "g1", "g2", "g0+g1", "g0+g2", "g1+g2"}
 
 
 def test_pick_prefers_no_steering_unless_a_bias_clearly_helps_and_then_the_smallest_good_one() -> None:
@@ -122,6 +130,13 @@ def test_a_run_measures_every_band_and_resumes_without_recomputing(tiny: TinyMod
     assert set(details["transfer"]["6"]) == {"1", "3", "6"}
     assert run.profile.positions == (1, 2, 3, 4, 5) and run.profile.questions == 2
     assert checkpoint.read_text().count("\n") > 20
+    # The tiny Gemma 3 mixes sliding-window and full layers, so the greedy check also ran on the full-attention
+    # layers, and the layers kept are the ones whose greedy accuracy the rule prefers.
+    greedy = details["greedy_layers"]
+    assert set(greedy) == {"chosen", "full"}
+    full_wins = greedy["full"] > greedy["chosen"] + SMALL.margin
+    by_score = details["layers_by_score"]
+    assert steering.attention_layers == ((1, 3, 5) if full_wins else by_score and tuple(by_score))
 
     calls = []
     handle = tiny.model.register_forward_pre_hook(lambda *_: calls.append(1))

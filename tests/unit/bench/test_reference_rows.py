@@ -145,6 +145,10 @@ def test_the_prompt_option_sets_the_template_and_the_reply_cue(tiny, records):
     last = texts["instruction-last", "off"]
     assert last.index(LITM_INSTRUCTION) > last.index(record.gold.text) and last.endswith("\nAnswer:")
     assert texts["litm", "off"].startswith(LITM_INSTRUCTION)
+    for short in ("short-reply-cue", "short-example-reply-cue"):  # LITM's instruction, then a request for brevity
+        assert texts[short, "off"].startswith(LITM_INSTRUCTION + " Answer with a short phrase")
+        assert texts[short, "on"].endswith("Answer:") and texts[short, "off"].endswith(f"{record.question}\nAnswer:")
+    assert "Answer: Paris" in texts["short-example-reply-cue", "off"] and "Paris" not in texts["short-reply-cue", "off"]
     with pytest.raises(ConfigurationError, match="not one of"):
         LitmConfig(prompt="nope")
 
