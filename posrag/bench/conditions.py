@@ -88,8 +88,7 @@ class BenchPrompt:
 
 
 _INSTRUCTION_LAST = PromptTemplate(header="", footer="\n\n" + LITM_INSTRUCTION + "\n\nQuestion: {question}\nAnswer:")
-#: LITM's instruction asking for the answer alone: small chat models otherwise restate the question in a sentence
-#: that the 20-token budget cuts off before its answer.
+#: LITM's instruction asking for the answer alone (small chat models restate the question, cut off at 20 tokens).
 _SHORT_INSTRUCTION = LITM_INSTRUCTION + " Answer with a short phrase of a few words, not a sentence."
 _SHORT = PromptTemplate(header=_SHORT_INSTRUCTION + "\n\n")
 #: ...and one worked question (not from NQ's questions) showing that form.
@@ -100,35 +99,16 @@ _SHORT_EXAMPLE = PromptTemplate(
 #: cue; they differ in where the instruction sits and whether the cue opens the model's reply. ``litm`` is the
 #: paper's and the published numbers'; the others are candidates for chat-templated models that do not answer
 #: under it (``posrag bench choose-prompt`` picks one on calibration questions).
+_CUE = "Answer:"
 PROMPTS: dict[str, BenchPrompt] = {
-    p.name: p
-    for p in (
-        BenchPrompt("litm", DEFAULT_TEMPLATE, "", "LITM's prompt: instruction, documents, question, 'Answer:'"),
-        BenchPrompt("litm-reply-cue", DEFAULT_TEMPLATE, "Answer:", "LITM's prompt; the reply opens with 'Answer:'"),
-        BenchPrompt(
-            "instruction-last",
-            _INSTRUCTION_LAST,
-            "",
-            "documents, then LITM's instruction, question, 'Answer:'",
-        ),
-        BenchPrompt(
-            "instruction-last-reply-cue",
-            _INSTRUCTION_LAST,
-            "Answer:",
-            "documents, then LITM's instruction and question; the reply opens with 'Answer:'",
-        ),
-        BenchPrompt(
-            "short-reply-cue",
-            _SHORT,
-            "Answer:",
-            "LITM's prompt asking for a short phrase; the reply opens with 'Answer:'",
-        ),
-        BenchPrompt(
-            "short-example-reply-cue",
-            _SHORT_EXAMPLE,
-            "Answer:",
-            "LITM's prompt asking for a short phrase, with one worked example; the reply opens with 'Answer:'",
-        ),
+    name: BenchPrompt(name, template, cue, description)
+    for name, template, cue, description in (
+        ("litm", DEFAULT_TEMPLATE, "", "LITM's prompt: instruction, documents, question, 'Answer:'"),
+        ("litm-reply-cue", DEFAULT_TEMPLATE, _CUE, "LITM's prompt; the reply opens with 'Answer:'"),
+        ("instruction-last", _INSTRUCTION_LAST, "", "documents, then LITM's instruction, question, 'Answer:'"),
+        ("instruction-last-reply-cue", _INSTRUCTION_LAST, _CUE, "instruction-last; the reply opens with 'Answer:'"),
+        ("short-reply-cue", _SHORT, _CUE, "LITM's prompt asking for a short phrase; the reply opens with 'Answer:'"),
+        ("short-example-reply-cue", _SHORT_EXAMPLE, _CUE, "short-reply-cue with one worked example"),
     )
 }
 
