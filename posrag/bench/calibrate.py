@@ -151,8 +151,8 @@ class Calibrator:
         self.model = model
         self.tokenizer = tokenizer
         self.config = config or CalibrateConfig()
-        self.num_layers = len(architectures.decoder_layers(model))
         self.layout = architectures.layout(model)
+        self.num_layers = self.layout.num_layers
         litm = LitmConfig(
             positions=(1,),
             conditions=("baseline",),
