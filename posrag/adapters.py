@@ -245,6 +245,12 @@ def stream_info(header: Any, model_name: str | None) -> dict[str, Any]:
     return {TRACE_KEY: trace_dicts(header.trace), SELECTION_KEY: _selection(header), "model_name": model_name}
 
 
+def stream_usage(header: Any, stream: Any) -> dict[str, int]:
+    """What an adapter reports on the last chunk of a finished stream: its token counts, as
+    :func:`generation_info` reports them for the same request not streamed."""
+    return {"prompt_tokens": header.prompt_tokens, "generated_tokens": stream.generated_tokens}
+
+
 def steering_kwargs(config: SteeringConfig | None) -> dict[str, Any] | None:
     """The constructor arguments of a ``SteeringConfig`` (what a serialized LLM records), ``None`` for no steering."""
     if config is None:
@@ -307,5 +313,6 @@ __all__ = [
     "steering_from_kwargs",
     "steering_kwargs",
     "stream_info",
+    "stream_usage",
     "trace_dicts",
 ]

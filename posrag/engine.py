@@ -34,6 +34,7 @@ from posrag.steering.planning import SteeringTarget
 from posrag.steering.request_plan import RequestPlan, plan_request
 from posrag.steering.selection import SelectionSummary, select_targets
 from posrag.steering.trace import SteeredGeneration, SteeringTraceEntry
+from posrag.streaming import CompletionStream
 
 logger = logging.getLogger("posrag")
 
@@ -171,10 +172,11 @@ class Engine:
         *,
         steer_from: int | None = None,
         add_special_tokens: bool = True,
-    ) -> Iterator[str]:
-        """Yield the completion piece by piece; closing the iterator stops generation (hooks removed)."""
+    ) -> CompletionStream:
+        """The completion piece by piece (planned now, generated as it is read); closing the stream stops
+        generation (hooks removed)."""
         plan = self.plan(prompt, targets, steer_from=steer_from, add_special_tokens=add_special_tokens)
-        yield from self.backend.stream(plan, generation)
+        return self.backend.stream(plan, generation)
 
     def prefill(self, input_ids: list[int]) -> Any:
         """Run a prompt prefix once, unsteered, for :meth:`generate` (``prefix=``) to continue."""
@@ -343,7 +345,7 @@ class Engine:
         steer: bool = True,
         documents: Sequence[ScoredDocument] | None = None,
         query: str | None = None,
-    ) -> tuple[SteeredGeneration, Iterator[str]]:
+    ) -> tuple[SteeredGeneration, CompletionStream]:
         """What is known before the first token (trace and selection, as a text-less ``SteeredGeneration``)
         and the stream of pieces, steering toward the request's ``documents`` found in ``prompt``."""
         targets, selection = self.select(prompt, documents, query=query) if steer else ([], None)

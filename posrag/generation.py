@@ -20,6 +20,7 @@ from posrag.aio import stop_requested
 from posrag.architectures import context_window
 from posrag.errors import ConfigurationError, PositionOutOfRangeError
 from posrag.prefix import check_cache
+from posrag.streaming import CompletionStream, held_pieces
 
 AroundGeneration = Callable[[], AbstractContextManager[Any]]
 
@@ -254,22 +255,46 @@ def stream_from_inputs(
     config: GenerationConfig | None = None,
     *,
     around: AroundGeneration | None = None,
-) -> Iterator[str]:
-    """Yield the completion of encoded ``inputs`` piece by piece (stop sequences applied across pieces).
+) -> CompletionStream:
+    """The completion of encoded ``inputs`` piece by piece (stop sequences applied across pieces).
 
-    Generation runs in a worker thread (transformers' ``TextIteratorStreamer``), inside ``around()`` if given.
-    Closing the iterator early stops generation at the next token and waits for the worker, so whatever
-    ``around`` set up is undone by the time ``close()`` returns. Under :func:`posrag.aio.iterate_in_thread`
-    its stop flag (set when the async consumer is cancelled) also stops generation at the next token; the
-    iterator then ends without yielding the rest.
+    Generation runs in a worker thread (transformers' ``TextIteratorStreamer``), inside ``around()`` if given,
+    from the first piece asked for. Closing the stream early stops generation at the next token and waits for
+    the worker, so whatever ``around`` set up is undone by the time ``close()`` returns. Under
+    :func:`posrag.aio.iterate_in_thread` its stop flag (set when the async consumer is cancelled) also stops
+    generation at the next token; the stream then ends without yielding the rest.
     """
+    streamer = _counting_streamer(tokenizer)
+    return CompletionStream(_stream(model, tokenizer, inputs, config, around, streamer), lambda: streamer.generated)
+
+
+def _counting_streamer(tokenizer: Any) -> Any:
+    """A ``TextIteratorStreamer`` (prompt skipped) that counts the tokens generated."""
     from transformers import TextIteratorStreamer
 
+    class _Counting(TextIteratorStreamer):
+        generated = 0
+
+        def put(self, value: torch.Tensor) -> None:
+            if not (self.skip_prompt and self.next_tokens_are_prompt):
+                self.generated += int(value.numel())
+            super().put(value)
+
+    return _Counting(tokenizer, skip_prompt=True, skip_special_tokens=True)
+
+
+def _stream(
+    model: Any,
+    tokenizer: Any,
+    inputs: Mapping[str, torch.Tensor],
+    config: GenerationConfig | None,
+    around: AroundGeneration | None,
+    streamer: Any,
+) -> Iterator[str]:
     config = config or GenerationConfig()
     prompt_length = int(inputs["input_ids"].shape[1])
     check_context_window(model, prompt_length, config)
     check_cache(model, inputs.get("cache"))
-    streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
     cancelled = threading.Event()
     external = stop_requested()
 
@@ -310,36 +335,6 @@ def stream_from_inputs(
             worker.join()
 
 
-def held_pieces(
-    completions: Iterable[str], config: GenerationConfig, *, keep_tail: Callable[[], bool] | None = None
-) -> Iterator[str]:
-    """The new pieces of a completion that grows step by step, the stop strings applied across pieces.
-
-    ``completions``: the whole completion so far, after each step (a token or a streamer's piece). A tail that may
-    start a stop string, or an incomplete UTF-8 character, is held back until a later step decides it; the pieces
-    end at a stop. When the steps end without one, the held tail is yielded too, unless ``keep_tail`` says
-    otherwise (a cancelled generation ends without the rest). Every streaming path uses this, whatever runs the
-    model.
-    """
-    hold = max((len(s) - 1 for s in config.stop), default=0)
-    seen = emitted = ""
-    for seen in completions:
-        text, stopped = config.apply_stop(seen)
-        if text.endswith("\ufffd") and not stopped:
-            continue  # an incomplete UTF-8 sequence: wait for the next step
-        safe = text if stopped else text[: max(len(emitted), len(text) - hold)]
-        if len(safe) > len(emitted):
-            yield safe[len(emitted) :]
-            emitted = safe
-        if stopped:
-            return
-    if keep_tail is not None and not keep_tail():
-        return
-    text, _ = config.apply_stop(seen)
-    if len(text) > len(emitted):
-        yield text[len(emitted) :]
-
-
 def stream_text(
     model: Any,
     tokenizer: Any,
@@ -347,13 +342,13 @@ def stream_text(
     config: GenerationConfig | None = None,
     *,
     add_special_tokens: bool = True,
-) -> Iterator[str]:
-    """Yield the completion of ``prompt`` piece by piece (stop sequences applied across pieces).
+) -> CompletionStream:
+    """The completion of ``prompt`` piece by piece (stop sequences applied across pieces).
 
-    Closing the iterator early stops generation at the next token.
+    Closing the stream early stops generation at the next token.
     """
     inputs = encode_prompt(tokenizer, prompt, model.device, add_special_tokens=add_special_tokens)
-    yield from stream_from_inputs(model, tokenizer, inputs, config)
+    return stream_from_inputs(model, tokenizer, inputs, config)
 
 
 __all__ = [
@@ -364,7 +359,6 @@ __all__ = [
     "generate_from_inputs",
     "generate_text",
     "has_chat_template",
-    "held_pieces",
     "stream_from_inputs",
     "stream_text",
     "truncate_at_stop",

@@ -18,7 +18,7 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from pydantic import PrivateAttr
 
 from langchain_posrag.llms import PosragModelSettings, iterate_in_executor
-from posrag.adapters import generation_info, no_tools, stream_info
+from posrag.adapters import generation_info, no_tools, stream_info, stream_usage
 from posrag.aio import run_in_thread
 from posrag.chat import FormattedPrompt
 from posrag.engine import Engine
@@ -93,11 +93,7 @@ class ChatPosrag(PosragModelSettings, BaseChatModel):
             query=query,
         )
         info = generation_info(result, str(self.model_name))
-        usage = UsageMetadata(
-            input_tokens=result.prompt_tokens,
-            output_tokens=result.generated_tokens,
-            total_tokens=result.prompt_tokens + result.generated_tokens,
-        )
+        usage = _usage(result.prompt_tokens, result.generated_tokens)
         message = AIMessage(content=result.text, response_metadata=info, usage_metadata=usage)
         return ChatResult(generations=[ChatGeneration(message=message, generation_info=info)])
 
@@ -137,9 +133,15 @@ class ChatPosrag(PosragModelSettings, BaseChatModel):
                     run_manager.on_llm_new_token(piece, chunk=chunk)
                 yield chunk
         finally:
-            pieces.close()  # type: ignore[attr-defined]
-        if first:
-            yield ChatGenerationChunk(message=AIMessageChunk(content="", response_metadata=metadata))
+            pieces.close()
+        # The finished stream's usage rides on a last, empty chunk (with the trace if nothing was generated):
+        # the chunks add up to what invoke() returns, usage_metadata included, for tracers and cost callbacks.
+        counts = stream_usage(header, pieces)
+        usage = _usage(counts["prompt_tokens"], counts["generated_tokens"])
+        last = AIMessageChunk(
+            content="", response_metadata={**(metadata if first else {}), **counts}, usage_metadata=usage
+        )
+        yield ChatGenerationChunk(message=last)
 
     async def _astream(
         self,
@@ -151,6 +153,12 @@ class ChatPosrag(PosragModelSettings, BaseChatModel):
         request = self._with_request(run_manager, kwargs)
         async for chunk in iterate_in_executor(self._stream, messages, stop, run_manager, request):
             yield chunk
+
+
+def _usage(prompt_tokens: int, generated_tokens: int) -> UsageMetadata:
+    return UsageMetadata(
+        input_tokens=prompt_tokens, output_tokens=generated_tokens, total_tokens=prompt_tokens + generated_tokens
+    )
 
 
 __all__ = ["ChatPosrag"]

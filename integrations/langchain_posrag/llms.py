@@ -42,6 +42,7 @@ from posrag.adapters import (
     steering_from_kwargs,
     steering_kwargs,
     stream_info,
+    stream_usage,
 )
 from posrag.aio import iterate_in_thread, run_in_thread
 from posrag.documents import ScoredDocument
@@ -335,9 +336,10 @@ class PosragLLM(PosragModelSettings, LLM):
                     run_manager.on_llm_new_token(piece, chunk=chunk)
                 yield chunk
         finally:
-            pieces.close()  # type: ignore[attr-defined]
-        if info is not None:  # nothing was generated: still report the trace
-            yield GenerationChunk(text="", generation_info=info)
+            pieces.close()
+        # The token counts on a last, empty chunk (with the trace if nothing was generated): the chunks' infos
+        # add up to what a non-streamed call reports.
+        yield GenerationChunk(text="", generation_info={**(info or {}), **stream_usage(header, pieces)})
 
     async def _astream(
         self,

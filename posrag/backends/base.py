@@ -9,13 +9,14 @@ to a :class:`Backend`, which only decides *how* each layer's targets act on its 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 from posrag.architectures import ModelLayout
 from posrag.generation import GenerationConfig
 from posrag.steering.config import SteeringConfig
 from posrag.steering.request_plan import RequestPlan
+from posrag.streaming import CompletionStream
 
 
 @runtime_checkable
@@ -55,9 +56,9 @@ class Backend(Protocol):
         """
         ...
 
-    def stream(self, plan: RequestPlan, generation: GenerationConfig | None = None) -> Iterator[str]:
-        """The completion piece by piece; closing the iterator (or cancelling its async consumer) stops
-        generation at the next token and leaves the model usable."""
+    def stream(self, plan: RequestPlan, generation: GenerationConfig | None = None) -> CompletionStream:
+        """The completion piece by piece, counting its tokens; closing the stream (or cancelling its async
+        consumer) stops generation at the next token and leaves the model usable."""
         ...
 
     def prefill(self, input_ids: list[int]) -> Any:

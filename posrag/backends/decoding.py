@@ -9,7 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from posrag.generation import GenerationConfig, held_pieces
+from posrag.generation import GenerationConfig
+from posrag.streaming import CompletionStream, held_pieces
 
 
 def next_token(
@@ -68,9 +69,9 @@ def completion(
     return generation.apply_stop(_text(tokenizer, new))[0], len(new)
 
 
-def pieces(tokens: Iterator[int], tokenizer: Any, generation: GenerationConfig) -> Iterator[str]:
-    """Yield the completion of a token stream piece by piece, stops applied across pieces
-    (:func:`posrag.generation.held_pieces`); closing it closes the token stream."""
+def pieces(tokens: Iterator[int], tokenizer: Any, generation: GenerationConfig) -> CompletionStream:
+    """The completion of a token stream piece by piece, stops applied across pieces
+    (:func:`posrag.streaming.held_pieces`), counting the tokens drawn; closing it closes the token stream."""
     new: list[int] = []
 
     def completions() -> Iterator[str]:
@@ -78,10 +79,13 @@ def pieces(tokens: Iterator[int], tokenizer: Any, generation: GenerationConfig) 
             new.append(token)
             yield _text(tokenizer, new)
 
-    try:
-        yield from held_pieces(completions(), generation)
-    finally:
-        tokens.close()  # type: ignore[attr-defined]
+    def run() -> Iterator[str]:
+        try:
+            yield from held_pieces(completions(), generation)
+        finally:
+            tokens.close()  # type: ignore[attr-defined]
+
+    return CompletionStream(run(), lambda: len(new))
 
 
 __all__ = ["completion", "next_token", "pieces", "sample"]

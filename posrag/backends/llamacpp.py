@@ -48,6 +48,7 @@ from posrag.errors import (
 )
 from posrag.generation import GenerationConfig
 from posrag.models import DEFAULT_LLM
+from posrag.streaming import CompletionStream
 
 
 class LlamaCppBackend:
@@ -281,8 +282,8 @@ class LlamaCppBackend:
 
     def stream(
         self, request: SteeredRequest, generation: GenerationConfig | None = None, *, prefix: LlamaPrefix | None = None
-    ) -> Iterator[str]:
-        """Yield the completion piece by piece (stops applied across pieces); closing it stops generation."""
+    ) -> CompletionStream:
+        """The completion piece by piece (stops applied across pieces); closing it stops generation."""
         generation = generation or GenerationConfig()
         return pieces(self.tokens(request, generation, prefix=prefix), self.tokenizer, generation)
 

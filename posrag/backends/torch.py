@@ -27,6 +27,7 @@ from posrag.steering.attention import SUPPORTED_ATTENTION, attention_bias_hook
 from posrag.steering.config import SteeringConfig
 from posrag.steering.hooks import Handle, HookSpec, RequestScope, patched, scoped
 from posrag.steering.request_plan import RequestPlan
+from posrag.streaming import CompletionStream
 
 
 @dataclass(frozen=True)
@@ -108,12 +109,13 @@ class TorchBackend:
             generate_from_inputs, self.model, self.tokenizer, inputs, generation, around=around, until=until
         )
 
-    def stream(self, plan: RequestPlan, generation: GenerationConfig | None = None) -> Iterator[str]:
+    def stream(self, plan: RequestPlan, generation: GenerationConfig | None = None) -> CompletionStream:
         prepared = self.prepare(plan)
         around = self._hooks(prepared) if prepared.active else None
-        # The worker thread enters ``around`` itself: it registers the hooks, activates the scope for its own
-        # forward passes and removes the hooks when generation ends; closing this iterator cancels and joins it.
-        yield from stream_from_inputs(self.model, self.tokenizer, prepared.inputs, generation, around=around)
+        # The worker thread enters ``around`` itself (from the first piece asked for): it registers the hooks,
+        # activates the scope for its own forward passes and removes the hooks when generation ends; closing
+        # the stream cancels and joins it.
+        return stream_from_inputs(self.model, self.tokenizer, prepared.inputs, generation, around=around)
 
     def prefill(self, input_ids: list[int]) -> PrefixCache:
         return prefill(self.model, input_ids)

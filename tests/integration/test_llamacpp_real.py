@@ -269,6 +269,37 @@ def test_the_frameworks_llm_steers_the_best_document_on_the_llama_cpp_backend() 
     assert "Brisk" in info.text
 
 
+def test_a_streamed_chat_on_llama_cpp_steers_and_reports_invokes_usage() -> None:
+    """``ChatPosrag(backend="llama.cpp").stream``: the stream steers the request's best document and its chunks
+    add up to invoke()'s text and usage_metadata (what a chat UI's tracer bills), also when a stop cuts it."""
+    pytest.importorskip("langchain_core")
+    from langchain_core.messages import HumanMessage
+    from langchain_posrag import ChatPosrag
+
+    docs = [
+        ScoredDocument("Marrowvale is a fishing town on the northern coast.", score=0.31, id="town"),
+        ScoredDocument(
+            "The Marrowvale lighthouse was built in 1887 by the engineer Ottoline Brisk.", score=0.82, id="gold"
+        ),
+        ScoredDocument("The town's market opens every Saturday morning.", score=0.12, id="market"),
+    ]
+    messages = [HumanMessage(build_prompt("Who built the Marrowvale lighthouse?", docs).text)]
+    chat = ChatPosrag(backend="llama.cpp", max_tokens=16, strip_leading=True)
+    used = []
+    for stop in (None, ["Brisk"]):
+        invoked = chat.invoke(messages, documents=docs, stop=stop)
+        merged = None
+        for chunk in chat.stream(messages, documents=docs, stop=stop):
+            merged = chunk if merged is None else merged + chunk
+        assert merged is not None and merged.text == invoked.text
+        assert merged.usage_metadata == invoked.usage_metadata and invoked.usage_metadata["output_tokens"] > 0
+        trace = merged.response_metadata["posrag_trace"]
+        assert [entry["doc_id"] for entry in trace if entry["tier"] == "full"] == ["gold"]
+        used.append((merged.text, merged.usage_metadata["output_tokens"]))
+    (whole, whole_tokens), (cut, cut_tokens) = used
+    assert "Brisk" in whole and cut == whole[: whole.index("Brisk")] and cut_tokens < whole_tokens
+
+
 def test_the_benchmark_runs_its_trials_on_the_llama_cpp_backend(backend: Any) -> None:
     from posrag.bench.conditions import LitmConfig
     from posrag.bench.data import load_records, packaged_dataset

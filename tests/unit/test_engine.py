@@ -100,6 +100,23 @@ def test_steered_generation_differs_and_is_deterministic(tiny: TinyModel) -> Non
     assert _no_hooks(tiny.model)
 
 
+def test_a_stream_counts_the_tokens_the_same_request_reports_unstreamed(tiny: TinyModel) -> None:
+    """What a streaming caller bills and traces: once exhausted, the stream's token count is the generated
+    length of the same request not streamed, also when a stop string ends it early."""
+    generator = Engine.from_model(tiny.model, tiny.tokenizer, SteeringConfig(mechanism="both"))
+    whole = generator.generate(PROMPT, _targets(), GenerationConfig(max_new_tokens=16))
+    stop = whole.text.strip()[3:6]
+    assert stop and stop in whole.text
+    for config in (GenerationConfig(max_new_tokens=16), GenerationConfig(max_new_tokens=16, stop=(stop,))):
+        expected = generator.generate(PROMPT, _targets(), config)
+        stream = generator.stream(PROMPT, _targets(), config)
+        assert stream.generated_tokens == 0
+        assert "".join(stream) == expected.text
+        assert stream.generated_tokens == expected.generated_tokens
+    cut = generator.generate(PROMPT, _targets(), GenerationConfig(max_new_tokens=16, stop=(stop,)))
+    assert 0 < cut.generated_tokens < whole.generated_tokens == 16
+
+
 # ----------------------------------------------------------------------------- exactly the planned layers and spans
 
 

@@ -90,7 +90,7 @@ def test_generation_config_messages_name_the_allowed_range(kwargs, allowed):
 
 
 def test_held_pieces_hold_what_may_start_a_stop_or_a_character():
-    from posrag.generation import held_pieces
+    from posrag.streaming import held_pieces
 
     config = GenerationConfig(stop=("\nQ:",))
     stopped = list(held_pieces(["Paris", "Paris\n", "Paris\nQ", "Paris\nQ:", "Paris\nQ: more"], config))

@@ -208,6 +208,32 @@ def test_chat_model_steers_in_an_lcel_chain_and_reports_in_response_metadata() -
     assert "".join(c.text for c in streamed) == chat.invoke([HumanMessage("hi"), SystemMessage("be brief")]).text
 
 
+def test_a_streamed_chat_reports_the_usage_invoke_reports_to_the_callers_tracer() -> None:
+    """Streaming chat UIs bill and trace by usage_metadata: the chunks add up to invoke()'s usage, and
+    LangChain's usage callback sees the same counts for a stream as for a call; also when a stop cuts it."""
+    from langchain_core.callbacks import get_usage_metadata_callback
+
+    chat = ChatPosrag(model=TINY, max_tokens=10, steering=SteeringConfig(mechanism="attention", top_k=None))
+    messages = [HumanMessage("\n".join(d.page_content for d in DOCS) + "\n\nQuestion: What is the capital of France?")]
+    whole = chat.invoke(messages, documents=DOCS).text
+    for stop in (None, [whole.strip()[2:4]]):
+        invoked = chat.invoke(messages, documents=DOCS, stop=stop)
+        with get_usage_metadata_callback() as usage:
+            merged = None
+            for chunk in chat.stream(messages, documents=DOCS, stop=stop):
+                merged = chunk if merged is None else merged + chunk
+        assert merged is not None and merged.text == invoked.text
+        assert merged.usage_metadata == invoked.usage_metadata
+        assert 0 < invoked.usage_metadata["output_tokens"] <= 10 < invoked.usage_metadata["input_tokens"]
+        assert usage.usage_metadata == {invoked.response_metadata["model_name"]: invoked.usage_metadata}
+        assert merged.response_metadata == invoked.response_metadata  # trace, selection, model and token counts
+    llm = _llm(use_chat_template=False, max_tokens=10)
+    expected = llm.generate([PLAIN_PROMPT]).generations[0][0].generation_info
+    streamed = list(llm._stream(PLAIN_PROMPT))
+    info = {k: v for c in streamed for k, v in (c.generation_info or {}).items()}
+    assert (info["prompt_tokens"], info["generated_tokens"]) == (expected["prompt_tokens"], expected["generated_tokens"])
+
+
 def test_chat_model_without_documents_is_the_templated_plain_output() -> None:
     chat = ChatPosrag(model=TINY, max_tokens=8)
     templated = apply_chat_template(TINY.tokenizer, [{"role": "user", "content": "Hello there"}])

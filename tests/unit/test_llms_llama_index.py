@@ -106,6 +106,23 @@ def test_streaming_query_engine_and_stream_complete(traces: list) -> None:
     assert pieces[-1].text == llm.complete(PLAIN_PROMPT).text == "".join(p.delta for p in pieces)
 
 
+def test_a_stream_ends_with_the_token_counts_a_completion_reports() -> None:
+    """The last streamed response (the one LlamaIndex's end event carries to handlers) has the whole text and
+    the token counts of the same call not streamed, also when a stop string cuts the stream; chat too."""
+    llm = _llm(steering=SteeringConfig(mechanism="both"), max_new_tokens=12)
+    whole = llm.complete(PLAIN_PROMPT).text
+    for stop in ([], [whole.strip()[2:4]]):
+        called = _llm(steering=SteeringConfig(mechanism="both"), max_new_tokens=12, stop=stop)
+        completed = called.complete(PLAIN_PROMPT)
+        last = list(called.stream_complete(PLAIN_PROMPT))[-1]
+        counts = {k: completed.additional_kwargs[k] for k in ("prompt_tokens", "generated_tokens")}
+        assert last.text == completed.text and {k: last.additional_kwargs[k] for k in counts} == counts
+        assert 0 < counts["generated_tokens"] <= 12 < counts["prompt_tokens"]
+    messages = [ChatMessage(role=MessageRole.USER, content=PLAIN_PROMPT)]
+    chatted = llm.chat(messages).additional_kwargs["generated_tokens"]
+    assert list(llm.stream_chat(messages))[-1].additional_kwargs["generated_tokens"] == chatted
+
+
 def test_stop_sequences_and_chat() -> None:
     llm = _llm(max_new_tokens=16)
     full = llm.complete(PLAIN_PROMPT).text

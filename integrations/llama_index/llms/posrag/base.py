@@ -51,6 +51,7 @@ from posrag.adapters import (
     generation_info,
     max_tokens_option,
     stream_info,
+    stream_usage,
 )
 from posrag.aio import iterate_in_thread, run_in_thread
 from posrag.chat import FormattedPrompt
@@ -58,6 +59,7 @@ from posrag.documents import ScoredDocument
 from posrag.engine import Engine
 from posrag.generation import GenerationConfig
 from posrag.steering import SteeredGeneration, SteeringConfig
+from posrag.streaming import CompletionStream
 
 #: posrag's RAG prompt (the one its pipeline and benchmark ask with) as a LlamaIndex question-answering template:
 #: ``index.as_query_engine(llm=PosragLLM(...), text_qa_template=RAG_PROMPT)``.
@@ -181,21 +183,20 @@ class PosragLLM(CustomLLM):
         header, pieces = self._generator.stream_complete(
             prompt, self._config(kwargs), steer=self.steering is not None, documents=documents, query=query
         )
-        return self._pieces(stream_info(header, self.model_name), pieces)
+        return self._pieces(header, stream_info(header, self.model_name), pieces)
 
     @staticmethod
-    def _pieces(extra: dict[str, Any], pieces: Any) -> CompletionResponseGen:
+    def _pieces(header: SteeredGeneration, extra: dict[str, Any], pieces: CompletionStream) -> CompletionResponseGen:
         text = ""
-        empty = True
         try:
             for piece in pieces:
                 text += piece
-                empty = False
                 yield CompletionResponse(text=text, delta=piece, additional_kwargs=extra)
         finally:
-            pieces.close()  # type: ignore[attr-defined]
-        if empty:  # nothing generated: one empty response, which LlamaIndex's end event needs, with the trace
-            yield CompletionResponse(text="", delta="", additional_kwargs=extra)
+            pieces.close()
+        # A last response with no new text (also the one LlamaIndex's end event needs when nothing was generated):
+        # the trace and the finished stream's token counts, as a non-streamed call reports them.
+        yield CompletionResponse(text=text, delta="", additional_kwargs={**extra, **stream_usage(header, pieces)})
 
     def _messages(self, messages: Sequence[ChatMessage]) -> FormattedPrompt:
         dicts = [{"role": m.role.value, "content": m.content or ""} for m in messages]
