@@ -10,8 +10,8 @@ import pytest
 
 pytest.importorskip("langchain_tests")
 
-from langchain_posrag import ChatPosrag  # noqa: E402
-from langchain_tests.integration_tests import ChatModelIntegrationTests  # noqa: E402
+from langchain_posrag import ChatPosrag
+from langchain_tests.integration_tests import ChatModelIntegrationTests
 
 
 class TestChatPosragIntegration(ChatModelIntegrationTests):

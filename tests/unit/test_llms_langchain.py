@@ -231,7 +231,8 @@ def test_a_streamed_chat_reports_the_usage_invoke_reports_to_the_callers_tracer(
     expected = llm.generate([PLAIN_PROMPT]).generations[0][0].generation_info
     streamed = list(llm._stream(PLAIN_PROMPT))
     info = {k: v for c in streamed for k, v in (c.generation_info or {}).items()}
-    assert (info["prompt_tokens"], info["generated_tokens"]) == (expected["prompt_tokens"], expected["generated_tokens"])
+    counts = ("prompt_tokens", "generated_tokens")
+    assert [info[k] for k in counts] == [expected[k] for k in counts]
 
 
 def test_chat_model_without_documents_is_the_templated_plain_output() -> None:
