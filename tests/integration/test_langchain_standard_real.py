@@ -10,24 +10,12 @@ import pytest
 
 pytest.importorskip("langchain_tests")
 
-from langchain_posrag import ChatPosrag
 from langchain_tests.integration_tests import ChatModelIntegrationTests
 
+from tests.unit.langchain_standard import ChatPosragDeclarations
 
-class TestChatPosragIntegration(ChatModelIntegrationTests):
-    @property
-    def chat_model_class(self) -> type[ChatPosrag]:
-        return ChatPosrag
 
+class TestChatPosragIntegration(ChatPosragDeclarations, ChatModelIntegrationTests):
     @property
     def chat_model_params(self) -> dict[str, Any]:
         return {"max_tokens": 24}
-
-    # posrag's models write text: bind_tools / with_structured_output raise an error that says what to use instead.
-    @property
-    def has_tool_calling(self) -> bool:
-        return False
-
-    @property
-    def has_structured_output(self) -> bool:
-        return False

@@ -30,6 +30,15 @@ except MissingDependencyError as exc:  # the extra is not installed: say how to 
     pytest.skip(str(exc), allow_module_level=True)
 
 FULL_LAYER = 5  # Gemma 3 270M: layers 5, 11, 17 attend globally, the others in a 512-token window
+#: A request whose best-scored document ("gold") holds the answer, "Ottoline Brisk", for the framework LLMs.
+LIGHTHOUSE_QUESTION = "Who built the Marrowvale lighthouse?"
+LIGHTHOUSE_DOCS = [
+    ScoredDocument("Marrowvale is a fishing town on the northern coast.", score=0.31, id="town"),
+    ScoredDocument(
+        "The Marrowvale lighthouse was built in 1887 by the engineer Ottoline Brisk.", score=0.82, id="gold"
+    ),
+    ScoredDocument("The town's market opens every Saturday morning.", score=0.12, id="market"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -254,16 +263,9 @@ def test_the_frameworks_llm_steers_the_best_document_on_the_llama_cpp_backend() 
     pytest.importorskip("langchain_core")
     from langchain_posrag import PosragLLM
 
-    docs = [
-        ScoredDocument("Marrowvale is a fishing town on the northern coast.", score=0.31, id="town"),
-        ScoredDocument(
-            "The Marrowvale lighthouse was built in 1887 by the engineer Ottoline Brisk.", score=0.82, id="gold"
-        ),
-        ScoredDocument("The town's market opens every Saturday morning.", score=0.12, id="market"),
-    ]
-    prompt = build_prompt("Who built the Marrowvale lighthouse?", docs).text
+    prompt = build_prompt(LIGHTHOUSE_QUESTION, LIGHTHOUSE_DOCS).text
     llm = PosragLLM(backend="llama.cpp", max_tokens=12, strip_leading=True, stop=["\n"])
-    info = llm.generate([prompt], documents=docs).generations[0][0]
+    info = llm.generate([prompt], documents=LIGHTHOUSE_DOCS).generations[0][0]
     steered = [entry["doc_id"] for entry in info.generation_info["posrag_trace"] if entry["tier"] == "full"]
     assert steered == ["gold"]
     assert "Brisk" in info.text
@@ -276,20 +278,13 @@ def test_a_streamed_chat_on_llama_cpp_steers_and_reports_invokes_usage() -> None
     from langchain_core.messages import HumanMessage
     from langchain_posrag import ChatPosrag
 
-    docs = [
-        ScoredDocument("Marrowvale is a fishing town on the northern coast.", score=0.31, id="town"),
-        ScoredDocument(
-            "The Marrowvale lighthouse was built in 1887 by the engineer Ottoline Brisk.", score=0.82, id="gold"
-        ),
-        ScoredDocument("The town's market opens every Saturday morning.", score=0.12, id="market"),
-    ]
-    messages = [HumanMessage(build_prompt("Who built the Marrowvale lighthouse?", docs).text)]
+    messages = [HumanMessage(build_prompt(LIGHTHOUSE_QUESTION, LIGHTHOUSE_DOCS).text)]
     chat = ChatPosrag(backend="llama.cpp", max_tokens=16, strip_leading=True)
     used = []
     for stop in (None, ["Brisk"]):
-        invoked = chat.invoke(messages, documents=docs, stop=stop)
+        invoked = chat.invoke(messages, documents=LIGHTHOUSE_DOCS, stop=stop)
         merged = None
-        for chunk in chat.stream(messages, documents=docs, stop=stop):
+        for chunk in chat.stream(messages, documents=LIGHTHOUSE_DOCS, stop=stop):
             merged = chunk if merged is None else merged + chunk
         assert merged is not None and merged.text == invoked.text
         assert merged.usage_metadata == invoked.usage_metadata and invoked.usage_metadata["output_tokens"] > 0

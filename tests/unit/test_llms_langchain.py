@@ -29,6 +29,7 @@ from posrag.errors import ConfigurationError
 from posrag.generation import GenerationConfig, apply_chat_template, generate_text
 from posrag.steering import SteeringConfig, hook_counts
 from posrag.testing import tiny_model
+from tests.unit.langchain_standard import ChatPosragDeclarations
 
 TINY = tiny_model("llama", num_layers=4)
 DOCS = [
@@ -254,23 +255,10 @@ def tiny_dir() -> str:
     return str(path)
 
 
-class TestChatPosragStandard(ChatModelUnitTests):
-    @property
-    def chat_model_class(self) -> type[ChatPosrag]:
-        return ChatPosrag
-
+class TestChatPosragStandard(ChatPosragDeclarations, ChatModelUnitTests):
     @property
     def chat_model_params(self) -> dict[str, Any]:
         return {"model": tiny_dir()}
-
-    # bind_tools / with_structured_output are overridden only to raise an error that says what to do instead.
-    @property
-    def has_tool_calling(self) -> bool:
-        return False
-
-    @property
-    def has_structured_output(self) -> bool:
-        return False
 
     @pytest.fixture
     def snapshot(self, snapshot: SnapshotAssertion) -> SnapshotAssertion:
