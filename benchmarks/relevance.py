@@ -4,7 +4,7 @@ For every question and every position of the gold document, the documents are pu
 prompt (posrag's default template) and ranked by:
 
 * ``retriever``: the benchmark's retrieval scores (``LitmBenchmark.retrieval_scores``: cosine of the question to
-  each document's text by the packaged MiniLM, through posrag's FAISS index);
+  each document's title and text by the packaged MiniLM, through posrag's FAISS index);
 * ``embedding``: :func:`posrag.relevance.embedding_relevance` as an unscored chain would run it: the query is
   the prompt's text after the last document (``query_after_documents``), the documents are the located spans;
 * ``attention``: the model's attention from the query to each document, corrected for position with the
@@ -43,25 +43,15 @@ import numpy as np
 import torch
 
 from posrag.bench.data import LitmDocument, LitmRecord, load_records, normalize_answer, packaged_dataset
+from posrag.bench.runner import retrieval_scores
 from posrag.documents import ScoredDocument
 from posrag.models import load_causal_lm, load_embedder
 from posrag.prompts import build_prompt
 from posrag.relevance import RelevanceScores, combine, embedding_relevance, query_after_documents, read_attention
-from posrag.retrieval import DocumentIndex
 from posrag.steering.confidence import DEFAULT_CONFIDENCE
 
 METHODS = ("retriever", "embedding", "attention", "attention_raw", "rank_mean", "z_mean")
 NQ_PATH = Path("/work/shared/data/nq-open-oracle.jsonl.gz")
-
-
-def retrieval_scores(record: LitmRecord, embedder: Any) -> list[float]:
-    """As ``LitmBenchmark.retrieval_scores``: cosine of the question to each document, from posrag's FAISS index."""
-    ids = [str(i) for i in range(len(record.documents))]
-    index = DocumentIndex.from_texts(
-        [doc.text for doc in record.documents], ids=ids, embedder=embedder, show_progress_bar=False
-    )
-    by_id = {doc.id: float(doc.score) for doc in index.search(record.question, k=len(ids)) if doc.score is not None}
-    return [by_id[i] for i in ids]
 
 
 def _contains_answer(doc: dict[str, str], answers: Sequence[str]) -> bool:

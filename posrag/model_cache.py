@@ -210,6 +210,47 @@ def _gemma_package() -> Any:
     return package
 
 
+def packaged_gguf_file(target: Path) -> Path:
+    """The packaged Gemma 3 270M GGUF file at ``target``, assembled from its package unless it is there intact.
+
+    Safe against concurrent processes (a file lock; the file is assembled under a staging name and renamed into
+    place only when its sha256 matches, so no process ever opens a half-written file) and against a file left
+    damaged or partial by a killed run (assembled again, with a warning).
+    """
+    from filelock import FileLock
+
+    package = _gemma_package()
+
+    def intact() -> bool:
+        if not target.is_file():
+            return False
+        try:
+            package.assemble(target)  # an existing file is only checked: its sha256 against the package's
+        except FileExistsError:
+            return False
+        return True
+
+    if intact():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target.parent / ".assemble.lock")):
+        if intact():  # another process assembled it while we waited
+            return target
+        if target.exists():
+            logger.warning(
+                "posrag: %s does not match its package's sha256 (a partial file?); assembling it again", target
+            )
+        for stale in target.parent.glob(f".{target.name}.tmp-*"):  # staging files of killed runs (we hold the lock)
+            stale.unlink(missing_ok=True)
+        staging = target.with_name(f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:12]}")
+        try:
+            package.assemble(staging)
+            os.replace(staging, target)
+        finally:
+            staging.unlink(missing_ok=True)
+    return target
+
+
 def _convert_packaged_gemma(package: Any, out_dir: Path, *, progress: bool) -> None:
     gguf_dir = out_dir / "gguf"
     gguf_path = package.assemble(gguf_dir / package.MODEL_NAME)
@@ -285,5 +326,6 @@ __all__ = [
     "gguf_cache_path",
     "gguf_cache_target",
     "gguf_identity",
+    "packaged_gguf_file",
     "verify_model_cache",
 ]

@@ -163,10 +163,11 @@ def packaged_gguf_path() -> Path:
 
 
 def packaged_gguf() -> Path:
-    """The packaged Gemma 3 270M GGUF file, assembled once into posrag's cache from its package."""
-    from posrag.model_cache import _gemma_package
+    """The packaged Gemma 3 270M GGUF file, assembled once into posrag's cache from its package (safely when
+    several processes start at once: :func:`posrag.model_cache.packaged_gguf_file`)."""
+    from posrag.model_cache import packaged_gguf_file
 
-    return Path(_gemma_package().assemble(packaged_gguf_path()))
+    return packaged_gguf_file(packaged_gguf_path())
 
 
 def gguf_model(model: Any) -> str | os.PathLike[str] | None:

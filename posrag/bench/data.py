@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from posrag.documents import passage_text
 from posrag.errors import ConfigurationError
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
@@ -75,6 +76,11 @@ class LitmDocument:
     title: str
     text: str
     isgold: bool = False
+
+    @property
+    def passage(self) -> str:
+        """What a retriever indexes of this document: its title and text (:func:`posrag.documents.passage_text`)."""
+        return passage_text(self.text, self.title)
 
     def to_dict(self) -> dict[str, Any]:
         return {"title": self.title, "text": self.text, "isgold": self.isgold}

@@ -168,7 +168,7 @@ def retriever_recall(records: Sequence[LitmRecord], embedder: Any = None, k: int
     """Share of records whose gold document is among the ``k`` best by the benchmark's retriever.
 
     Scores come from :meth:`posrag.bench.runner.LitmBenchmark.retrieval_scores` (posrag's FAISS index, cosine
-    of the question to each document's text), so this is the retrieval regime's own ranking.
+    of the question to each document's title and text), so this is the retrieval regime's own ranking.
     """
     if not records:
         raise ConfigurationError("retriever_recall needs at least one record.")

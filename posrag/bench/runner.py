@@ -535,8 +535,9 @@ class LitmBenchmark:
 
 
 def retrieval_scores(record: LitmRecord, embedder: Any = None) -> list[float]:
-    """Cosine similarity of the question to each of the record's documents, from posrag's FAISS index
-    (``embedder``: a sentence-transformer; ``None``: the packaged default)."""
+    """Cosine similarity of the question to each of the record's documents (their title and text,
+    :attr:`~posrag.bench.data.LitmDocument.passage`), from posrag's FAISS index (``embedder``: a
+    sentence-transformer; ``None``: the packaged default)."""
     from posrag.retrieval import DocumentIndex
 
     if embedder is None:
@@ -545,7 +546,7 @@ def retrieval_scores(record: LitmRecord, embedder: Any = None) -> list[float]:
         embedder = load_embedder()
     ids = [str(i) for i in range(len(record.documents))]
     index = DocumentIndex.from_texts(
-        [doc.text for doc in record.documents], ids=ids, embedder=embedder, show_progress_bar=False
+        [doc.passage for doc in record.documents], ids=ids, embedder=embedder, show_progress_bar=False
     )
     by_id = {doc.id: float(doc.score) for doc in index.search(record.question, k=len(ids)) if doc.score is not None}
     return [by_id[i] for i in ids]

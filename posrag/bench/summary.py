@@ -123,7 +123,7 @@ def retrieval_summary(gold_ranks: Sequence[int], steer_top_k: int) -> dict[str, 
     if not gold_ranks:
         return {}
     return {
-        "scorer": "posrag.retrieval.DocumentIndex (flat, cosine) over each question's documents",
+        "scorer": "posrag.retrieval.DocumentIndex (flat, cosine) over each question's documents (title and text)",
         "gold_top1": sum(r == 1 for r in gold_ranks) / len(gold_ranks),
         f"gold_top{steer_top_k}": sum(r <= steer_top_k for r in gold_ranks) / len(gold_ranks),
         "gold_mean_rank": mean([float(r) for r in gold_ranks]),

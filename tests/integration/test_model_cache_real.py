@@ -8,8 +8,11 @@ first load of the packaged model).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -66,3 +69,40 @@ def test_a_corrupted_copy_of_the_real_cache_is_found_and_repaired(cache_copy):
     assert generate_text(repaired.model, repaired.tokenizer, PROMPT, config) == expected
     for name, param in repaired.model.state_dict().items():
         assert torch.equal(param, pristine[name]), name
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def test_a_gguf_file_left_partial_by_a_killed_run_is_assembled_again(tmp_path):
+    package = model_cache._gemma_package()
+    target = tmp_path / "gguf" / package.MODEL_NAME
+    target.parent.mkdir()
+    target.write_bytes(b"GGUF" + b"\0" * 4096)  # what a run killed mid-assembly leaves behind
+    (target.parent / f".{target.name}.tmp-1-dead").write_bytes(b"\0" * 10)  # and its staging file
+
+    assert model_cache.packaged_gguf_file(target) == target
+    assert _sha256(target) == package.EXPECTED_SHA256
+    assert sorted(p.name for p in target.parent.iterdir()) == [".assemble.lock", target.name]
+
+
+def test_processes_that_start_at_once_on_an_empty_cache_all_get_the_intact_gguf_file(tmp_path):
+    # Two benchmark shards (or Ray workers) on a fresh machine: before, one of them read the file the other was
+    # still writing and failed with "already exists with an unexpected sha256".
+    target = tmp_path / "gguf" / model_cache._gemma_package().MODEL_NAME
+    code = "import sys; from pathlib import Path; from posrag.model_cache import packaged_gguf_file; "
+    code += "print(packaged_gguf_file(Path(sys.argv[1])))"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, str(target)], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(3)
+    ]
+    outcomes = [proc.communicate(timeout=300) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0, 0], [err.decode()[-500:] for _, err in outcomes]
+    assert {out.decode().strip() for out, _ in outcomes} == {str(target)}
+    assert _sha256(target) == model_cache._gemma_package().EXPECTED_SHA256
+    assert not list(target.parent.glob(".*.tmp-*"))

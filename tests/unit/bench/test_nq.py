@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from posrag.bench.data import LitmDocument, LitmRecord, is_correct, load_records, normalize_answer
 from posrag.bench.nq import make_nq_records, mine_distractors, retriever_recall, split_questions
+from posrag.bench.runner import retrieval_scores
 from posrag.errors import ConfigurationError
 from tests.unit.hashing_embedder import HashingEmbedder
 
@@ -152,6 +153,25 @@ def test_retriever_recall_counts_the_gold_among_the_k_best():
     assert retriever_recall([easy, hard], embedder, k=2) == 1.0
     with pytest.raises(ConfigurationError):
         retriever_recall([], embedder)
+
+
+def test_the_retriever_reads_each_documents_title_as_the_model_does():
+    # The two passages say the same; only the gold one's title names what the question asks about (as NQ's
+    # Wikipedia titles often do). The old retriever embedded the text alone: a tie, won by the distractor.
+    record = LitmRecord(
+        "t",
+        "when did the eiffel tower open",
+        ("1889",),
+        (
+            LitmDocument("Statue of Liberty", "It opened to visitors in 1886 after years of work."),
+            LitmDocument("Eiffel Tower", "It opened to visitors in 1889 after years of work.", True),
+        ),
+    )
+    scores = retrieval_scores(record, HashingEmbedder())
+    assert scores[1] > scores[0]
+    assert retriever_recall([record], HashingEmbedder()) == 1.0
+    assert record.gold.passage == "Eiffel Tower\nIt opened to visitors in 1889 after years of work."
+    assert LitmDocument("", "untitled").passage == "untitled"
 
 
 @pytest.mark.parametrize(

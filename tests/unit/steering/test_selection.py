@@ -110,3 +110,28 @@ def test_duplicate_documents_are_one_document_with_the_best_score(order: tuple[i
     assert summary.request_documents == 2 and summary.located == 2
     assert any("1 duplicate document(s) (same text) merged" in note for note in summary.notes)
     assert not any("not in this prompt" in note or "another call" in note for note in summary.notes)
+
+
+def test_an_unscored_request_steers_the_document_whose_title_answers_the_question() -> None:
+    # posrag's prompt shows the model each title ("Document [i](Title: ...)"), so posrag's relevance reads it
+    # too: the two passages say nothing of the question's words; only the second one's title does. Reading the
+    # text alone was a tie, and the first document was steered.
+    from posrag.prompts import build_prompt
+    from posrag.relevance import embedding_relevance
+    from tests.unit.hashing_embedder import HashingEmbedder
+
+    docs = [
+        ScoredDocument("It opened to visitors in 1886.", {"title": "Statue of Liberty"}, id="liberty"),
+        ScoredDocument("It opened to visitors in 1889.", {"title": "Eiffel Tower"}, id="eiffel"),
+    ]
+    prompt = build_prompt("When did the Eiffel Tower open?", docs)
+    assert "(Title: Eiffel Tower)" in prompt.text
+    embedder = HashingEmbedder()
+
+    def relevance(query: str, texts: list[str]) -> list[float]:
+        return list(embedding_relevance(query, texts, embedder).scores)
+
+    targets, summary = select_targets(prompt.text, docs, CONFIG, relevance=relevance)
+    assert summary.scores == "relevance"
+    assert [t.doc_id for t in targets if t.rank == 0] == ["eiffel"]
+    assert {p.target.doc_id: p.tier for p in plan_steering(targets, CONFIG, 4)} == {"eiffel": "full", "liberty": "off"}

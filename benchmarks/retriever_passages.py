@@ -1,0 +1,139 @@
+"""What the benchmark's retriever should embed of a passage: recall@1 and @2 on NQ with mined distractors.
+
+Compares, with the packaged all-MiniLM-L6-v2 (cosine, as ``posrag.bench.runner.retrieval_scores``):
+
+* ``text``: the passage's text alone (what the retriever embedded before 2026-12-04);
+* ``title+text``: its title, a newline and its text (``posrag.documents.passage_text``, what it embeds now);
+* ``bm25``: Okapi BM25 of the question over title and text (IDF from every passage of the file);
+* ``title+text & bm25``: the two z-scored per question and added (a hybrid dense + lexical ranking).
+
+The choice is made on the calibration questions and reported on the evaluation questions. Run from the
+repository root (about two minutes on one core):
+
+    python benchmarks/retriever_passages.py --json docs/calibration/retriever-passages.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from posrag.bench.data import LitmRecord, fit_documents, load_records
+from posrag.documents import passage_text
+from posrag.models import load_embedder
+
+SETS = {
+    "calibration": "docs/data/nq-mined-calibration-20.jsonl.gz",
+    "evaluation": "docs/data/nq-mined-eval-300-20.jsonl.gz",
+}
+_WORD = re.compile(r"\w+")
+_STOP = frozenset(
+    _WORD.findall(
+        "the a an of in on at to is was were be by for and or what who when where which how did does do from with "
+        "as that this it its are has have had i you he she they"
+    )
+)
+
+
+def _words(text: str) -> list[str]:
+    return [w for w in _WORD.findall(text.lower()) if w not in _STOP]
+
+
+class BM25:
+    """Okapi BM25 (k1 = 1.2, b = 0.75) with IDF over a corpus of passages."""
+
+    def __init__(self, corpus: Sequence[str]) -> None:
+        df: Counter[str] = Counter()
+        for text in corpus:
+            df.update(set(_words(text)))
+        n = len(corpus)
+        self.idf = {w: math.log(1 + (n - k + 0.5) / (k + 0.5)) for w, k in df.items()}
+        self.unseen = math.log(1 + n)
+
+    def scores(self, query: str, passages: Sequence[str], k1: float = 1.2, b: float = 0.75) -> np.ndarray:
+        words = [_words(p) for p in passages]
+        average = max(1.0, float(np.mean([len(w) for w in words])))
+        out = []
+        for passage in words:
+            counts = Counter(passage)
+            norm = k1 * (1 - b + b * len(passage) / average)
+            out.append(
+                sum(
+                    self.idf.get(w, self.unseen) * counts[w] * (k1 + 1) / (counts[w] + norm)
+                    for w in set(_words(query))
+                    if w in counts
+                )
+            )
+        return np.asarray(out, dtype=float)
+
+
+def _z(x: np.ndarray) -> np.ndarray:
+    spread = x.std()
+    return (x - x.mean()) / spread if spread > 0 else x * 0
+
+
+def recall(records: Sequence[LitmRecord], corpus: Sequence[str], embedder: object) -> dict[str, dict[str, float]]:
+    bm25 = BM25(corpus)
+    questions = embedder.encode([r.question for r in records], normalize_embeddings=True, convert_to_numpy=True)  # type: ignore[attr-defined]
+    hits: dict[str, list[int]] = {}
+    for record, q in zip(records, questions, strict=True):
+        texts = [d.text for d in record.documents]
+        passages = [passage_text(d.text, d.title) for d in record.documents]
+        encode = embedder.encode  # type: ignore[attr-defined]
+        by_text = encode(texts, normalize_embeddings=True, convert_to_numpy=True) @ q
+        by_passage = encode(passages, normalize_embeddings=True, convert_to_numpy=True) @ q
+        lexical = bm25.scores(record.question, passages)
+        methods = {
+            "text": by_text,
+            "title+text": by_passage,
+            "bm25": lexical,
+            "title+text & bm25": _z(by_passage) + _z(lexical),
+        }
+        for name, scores in methods.items():
+            order = list(np.argsort(-scores, kind="stable"))
+            hits.setdefault(name, []).append(order.index(record.gold_index) + 1)
+    return {
+        name: {"recall@1": sum(r == 1 for r in ranks) / len(ranks), "recall@2": sum(r <= 2 for r in ranks) / len(ranks)}
+        for name, ranks in hits.items()
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--num-docs", type=int, nargs="+", default=[10, 20])
+    parser.add_argument("--limit", type=int, default=300, help="questions per set (the evidence runs use 300)")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    embedder = load_embedder()
+    results = []
+    for split, path in SETS.items():
+        records = load_records(path)
+        corpus = sorted({passage_text(d.text, d.title) for r in records for d in r.documents})
+        for num_docs in args.num_docs:
+            fitted = fit_documents(records[: args.limit], num_docs)
+            for method, figures in recall(fitted, corpus, embedder).items():
+                row = {"set": split, "questions": len(fitted), "num_docs": num_docs, "method": method, **figures}
+                results.append(row)
+                print(
+                    f"{split:11s} {len(fitted):3d} q {num_docs:2d} docs  {method:18s} "
+                    f"recall@1 {figures['recall@1']:.3f}  recall@2 {figures['recall@2']:.3f}"
+                )
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        command = "python benchmarks/retriever_passages.py " + " ".join(
+            ["--num-docs", *map(str, args.num_docs), "--limit", str(args.limit)]
+        )
+        args.json.write_text(
+            json.dumps({"command": command, "embedder": "all-MiniLM-L6-v2", "results": results}, indent=1)
+        )
+
+
+if __name__ == "__main__":
+    main()
