@@ -8,7 +8,7 @@ Compares, with the packaged all-MiniLM-L6-v2 (cosine, as ``posrag.bench.runner.r
 * ``title+text & bm25``: the two z-scored per question and added (a hybrid dense + lexical ranking).
 
 The choice is made on the calibration questions and reported on the evaluation questions. Run from the
-repository root (about two minutes on one core):
+repository root (about ten minutes on an idle 2-core CPU machine; it embeds each question's passages twice):
 
     python benchmarks/retriever_passages.py --json docs/calibration/retriever-passages.json
 """
