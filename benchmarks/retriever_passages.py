@@ -3,7 +3,7 @@
 Compares, with the packaged all-MiniLM-L6-v2 (cosine, as ``posrag.bench.runner.retrieval_scores``):
 
 * ``text``: the passage's text alone (what the retriever embedded before 2026-12-04);
-* ``title+text``: its title, a newline and its text (``posrag.documents.passage_text``, what it embeds now);
+* ``title+text``: its title, a newline and its text (``LitmDocument.passage``, what it embeds now);
 * ``bm25``: Okapi BM25 of the question over title and text (IDF from every passage of the file);
 * ``title+text & bm25``: the two z-scored per question and added (a hybrid dense + lexical ranking).
 
@@ -26,7 +26,6 @@ from pathlib import Path
 import numpy as np
 
 from posrag.bench.data import LitmRecord, fit_documents, load_records
-from posrag.documents import passage_text
 from posrag.models import load_embedder
 
 SETS = {
@@ -60,6 +59,7 @@ class BM25:
     def scores(self, query: str, passages: Sequence[str], k1: float = 1.2, b: float = 0.75) -> np.ndarray:
         words = [_words(p) for p in passages]
         average = max(1.0, float(np.mean([len(w) for w in words])))
+        asked = set(_words(query))
         out = []
         for passage in words:
             counts = Counter(passage)
@@ -67,7 +67,7 @@ class BM25:
             out.append(
                 sum(
                     self.idf.get(w, self.unseen) * counts[w] * (k1 + 1) / (counts[w] + norm)
-                    for w in set(_words(query))
+                    for w in asked
                     if w in counts
                 )
             )
@@ -81,12 +81,12 @@ def _z(x: np.ndarray) -> np.ndarray:
 
 def recall(records: Sequence[LitmRecord], corpus: Sequence[str], embedder: object) -> dict[str, dict[str, float]]:
     bm25 = BM25(corpus)
-    questions = embedder.encode([r.question for r in records], normalize_embeddings=True, convert_to_numpy=True)  # type: ignore[attr-defined]
+    encode = embedder.encode  # type: ignore[attr-defined]
+    questions = encode([r.question for r in records], normalize_embeddings=True, convert_to_numpy=True)
     hits: dict[str, list[int]] = {}
     for record, q in zip(records, questions, strict=True):
         texts = [d.text for d in record.documents]
-        passages = [passage_text(d.text, d.title) for d in record.documents]
-        encode = embedder.encode  # type: ignore[attr-defined]
+        passages = [d.passage for d in record.documents]
         by_text = encode(texts, normalize_embeddings=True, convert_to_numpy=True) @ q
         by_passage = encode(passages, normalize_embeddings=True, convert_to_numpy=True) @ q
         lexical = bm25.scores(record.question, passages)
@@ -115,7 +115,7 @@ def main() -> None:
     results = []
     for split, path in SETS.items():
         records = load_records(path)
-        corpus = sorted({passage_text(d.text, d.title) for r in records for d in r.documents})
+        corpus = sorted({d.passage for r in records for d in r.documents})
         for num_docs in args.num_docs:
             fitted = fit_documents(records[: args.limit], num_docs)
             for method, figures in recall(fitted, corpus, embedder).items():

@@ -222,13 +222,7 @@ def packaged_gguf_file(target: Path) -> Path:
     package = _gemma_package()
 
     def intact() -> bool:
-        if not target.is_file():
-            return False
-        try:
-            package.assemble(target)  # an existing file is only checked: its sha256 against the package's
-        except FileExistsError:
-            return False
-        return True
+        return target.is_file() and sha256_file(target) == package.EXPECTED_SHA256
 
     if intact():
         return target

@@ -8,7 +8,6 @@ first load of the packaged model).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import subprocess
@@ -19,6 +18,7 @@ import pytest
 import torch
 
 from posrag import model_cache, models
+from posrag._files import sha256_file
 from posrag.generation import GenerationConfig, generate_text
 
 PROMPT = "Paris is"
@@ -71,14 +71,6 @@ def test_a_corrupted_copy_of_the_real_cache_is_found_and_repaired(cache_copy):
         assert torch.equal(param, pristine[name]), name
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def test_a_gguf_file_left_partial_by_a_killed_run_is_assembled_again(tmp_path):
     package = model_cache._gemma_package()
     target = tmp_path / "gguf" / package.MODEL_NAME
@@ -87,7 +79,7 @@ def test_a_gguf_file_left_partial_by_a_killed_run_is_assembled_again(tmp_path):
     (target.parent / f".{target.name}.tmp-1-dead").write_bytes(b"\0" * 10)  # and its staging file
 
     assert model_cache.packaged_gguf_file(target) == target
-    assert _sha256(target) == package.EXPECTED_SHA256
+    assert sha256_file(target) == package.EXPECTED_SHA256
     assert sorted(p.name for p in target.parent.iterdir()) == [".assemble.lock", target.name]
 
 
@@ -104,5 +96,5 @@ def test_processes_that_start_at_once_on_an_empty_cache_all_get_the_intact_gguf_
     outcomes = [proc.communicate(timeout=300) for proc in procs]
     assert [proc.returncode for proc in procs] == [0, 0, 0], [err.decode()[-500:] for _, err in outcomes]
     assert {out.decode().strip() for out, _ in outcomes} == {str(target)}
-    assert _sha256(target) == model_cache._gemma_package().EXPECTED_SHA256
+    assert sha256_file(target) == model_cache._gemma_package().EXPECTED_SHA256
     assert not list(target.parent.glob(".*.tmp-*"))
