@@ -23,7 +23,8 @@ would put the gold document in the best slot by construction and measure nothing
 what steering aims at:
 
 ``oracle``     the gold document. Measures the mechanisms themselves.
-``retrieval``  the ``steer_top_k`` best scored documents; ``isgold`` is never consulted. What users get.
+``retrieval``  the steering configuration's ``top_k`` best scored documents (``--steering '{"top_k": 2}'``;
+               ``None``: every document); ``isgold`` is never consulted. What users get.
 
 Conditions without steering (baseline, reorder strategies) are the same in both regimes and are reported
 under each (computed once). Controls aim at a seeded random document that is neither gold nor targeted.
@@ -218,7 +219,6 @@ class LitmConfig:
     steering: Mapping[str, Any] = field(default_factory=dict)
     hybrid_strategy: str | None = None
     hybrid_mechanism: str | None = None
-    steer_top_k: int = 1
     seed: int = 0
     template: PromptTemplate = DEFAULT_TEMPLATE
     chat_template: ChatTemplate = "off"
@@ -261,8 +261,6 @@ class LitmConfig:
                 f"num_docs={self.num_docs} is smaller than the largest position {max(positions)}; "
                 "use more documents or smaller positions."
             )
-        if self.steer_top_k < 1:
-            raise ConfigurationError(f"steer_top_k must be >= 1, got {self.steer_top_k}.")
         if self.hybrid_strategy is not None and self.hybrid_strategy not in (*STRATEGIES, "auto"):
             raise ConfigurationError(
                 f"hybrid_strategy={self.hybrid_strategy!r} is not one of {', '.join(STRATEGIES)} or 'auto' (the "
@@ -288,7 +286,6 @@ class LitmConfig:
             "steering_overrides": dict(self.steering),
             "hybrid_strategy": self.hybrid_strategy,
             "hybrid_mechanism": self.hybrid_mechanism,
-            "steer_top_k": self.steer_top_k,
             "seed": self.seed,
             "chat_template": self.chat_template,
             "measure_memory": self.measure_memory,
@@ -350,7 +347,6 @@ def config_from_options(
     steering: str = "{}",
     hybrid_strategy: str | None = None,
     hybrid_mechanism: str | None = None,
-    steer_top_k: int = 1,
     seed: int = 0,
     chat_template: str = "off",
     measure_memory: bool = False,
@@ -368,7 +364,6 @@ def config_from_options(
         steering=_json_object(steering, "steering"),
         hybrid_strategy=hybrid_strategy,
         hybrid_mechanism=hybrid_mechanism,
-        steer_top_k=steer_top_k,
         seed=seed,
         chat_template=chat_template,  # type: ignore[arg-type]
         measure_memory=measure_memory,

@@ -197,7 +197,8 @@ class LitmBenchmark:
         retriever's score of each document (indexed like ``record.documents``). Ordering always uses these
         scores (an oracle ordering would put the gold document in the best slot by construction and measure
         nothing); the regime decides what steering aims at: the gold document (oracle) or the
-        ``steer_top_k`` best scored documents (retrieval).
+        steering configuration's ``top_k`` best scored documents (retrieval; ``None``: all of them), as
+        posrag's LLM classes steer.
         """
         from posrag.steering.selection import select_targets
         from posrag.steering.targets import targets_from_spans
@@ -224,7 +225,11 @@ class LitmBenchmark:
         ids = [span.document.id for span in prompt.spans]
         targets: tuple[Any, ...] = ()
         if condition.steered:
-            relevant = [gold] if regime == "oracle" else [str(i) for i in rank(scores)[: self.config.steer_top_k]]
+            if regime == "oracle":
+                relevant = [gold]
+            else:
+                top_k = self._generators[condition.mechanism].config.top_k  # type: ignore[index]
+                relevant = [str(i) for i in rank(scores)[:top_k]]
             aimed = relevant
             if condition.aim == "distractor":
                 others = sorted((i for i in ids if i not in relevant and i != gold), key=int)
@@ -489,7 +494,7 @@ class LitmBenchmark:
                 **selected.shard_info,
             },
             settings=self._settings(),
-            retrieval=retrieval_summary(run.gold_ranks, config.steer_top_k),
+            retrieval=retrieval_summary(run.gold_ranks),
             results=results,
             environment=environment(getattr(self.backend, "model", None), backend=self.backend),
             timing={

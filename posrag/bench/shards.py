@@ -157,7 +157,6 @@ def merge_results(results: Sequence[LitmResult], labels: Sequence[str] | None = 
 
 def _build(results: Sequence[LitmResult], trials: list[TrialRecord], total: int) -> LitmResult:
     first = results[0]
-    settings = first.settings
     num_docs = int(first.data["num_docs"])
     summaries = tuple(
         summarize_condition(
@@ -172,7 +171,7 @@ def _build(results: Sequence[LitmResult], trials: list[TrialRecord], total: int)
         for r in first.results
     )
     ranks = {t.question_id: t.gold_rank for t in trials if t.gold_rank is not None}
-    retrieval = retrieval_summary(list(ranks.values()), int(settings["steer_top_k"]))
+    retrieval = retrieval_summary(list(ranks.values()))
     timings = [r.timing for r in results]
     generations = sum(int(t.get("generations", 0)) for t in timings)
     data = {k: v for k, v in first.data.items() if k not in _PER_SHARD_DATA}

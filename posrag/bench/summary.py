@@ -118,14 +118,14 @@ def steering_gains(result: LitmResult) -> list[SteeringGain]:
     return gains
 
 
-def retrieval_summary(gold_ranks: Sequence[int], steer_top_k: int) -> dict[str, Any]:
-    """How well the retriever ranked the gold documents (one rank per question; empty: nothing scored)."""
+def retrieval_summary(gold_ranks: Sequence[int]) -> dict[str, Any]:
+    """How well the retriever ranked the gold documents (one rank per question, 1 = best; empty: nothing
+    scored): its recall at 1, 2 and 3 and the gold document's mean rank."""
     if not gold_ranks:
         return {}
     return {
         "scorer": "posrag.retrieval.DocumentIndex (flat, cosine) over each question's documents (title and text)",
-        "gold_top1": sum(r == 1 for r in gold_ranks) / len(gold_ranks),
-        f"gold_top{steer_top_k}": sum(r <= steer_top_k for r in gold_ranks) / len(gold_ranks),
+        **{f"gold_top{k}": sum(r <= k for r in gold_ranks) / len(gold_ranks) for k in (1, 2, 3)},
         "gold_mean_rank": mean([float(r) for r in gold_ranks]),
     }
 

@@ -70,7 +70,6 @@ def litm(
     hybrid_mechanism: Annotated[
         str | None, typer.Option(help="Steering mechanism of 'hybrid' (default: SteeringConfig's).")
     ] = None,
-    steer_top_k: Annotated[int, typer.Option(help="Retrieval regime: steer the k best-scored documents.", min=1)] = 1,
     max_new_tokens: Annotated[int, typer.Option(help="Greedy tokens per answer (first line is scored).", min=1)] = 20,
     seed: Annotated[int, typer.Option(help="Seed for distractor filling and control targets.")] = 0,
     records: Annotated[
@@ -186,7 +185,6 @@ def litm(
             steering=steering,
             hybrid_strategy=hybrid_strategy,
             hybrid_mechanism=hybrid_mechanism,
-            steer_top_k=steer_top_k,
             seed=seed,
             chat_template=chat_template,
             measure_memory=memory,

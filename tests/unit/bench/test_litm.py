@@ -85,7 +85,6 @@ def test_config_validates_and_always_includes_the_baseline():
         {"conditions": ("x",)},
         {"regimes": ("both",)},
         {"num_docs": 3, "positions": (1, 5)},
-        {"steer_top_k": 0},
         {"hybrid_strategy": "best"},
         {"hybrid_mechanism": "magic"},
     ):
@@ -151,12 +150,20 @@ def test_steering_aims_at_the_gold_in_oracle_and_at_the_top_score_in_retrieval(t
         assert bench.variant(record, order, control, regime, scores, 3).targets == first.targets  # seeded
 
 
-def test_steer_top_k_targets_that_many(tiny, records):
-    bench = _bench(tiny, conditions=("steer-activation",), steer_top_k=2, regimes=("retrieval",))
+@pytest.mark.parametrize(("top_k", "steered"), [(None, ["0", "1", "2", "3"]), (1, ["1"]), (2, ["1", "3"])])
+def test_the_retrieval_regime_steers_the_steering_configurations_top_k(tiny, records, top_k, steered):
+    # One knob, as posrag's LLM classes read it: the configuration's top_k decides what is *steered* (the planned
+    # tiers), not only which targets are handed over (a separate benchmark option once did the latter while the
+    # configuration's top_k=1 left the second document unsteered).
+    from posrag.steering import plan_steering
+
+    bench = _bench(tiny, conditions=("steer-attention",), steering={"top_k": top_k}, regimes=("retrieval",))
     steer = next(c for c in bench.conditions if c.steered)
     scores = [0.1, 0.9, 0.5, 0.7]
     variant = bench.variant(records[0], _order(records[0], 1), steer, "retrieval", scores, 1)
-    assert sorted(t.doc_id for t in variant.targets) == ["1", "3"]
+    generator = bench._generators["attention"]
+    plans = plan_steering(list(variant.targets), generator.config, generator.num_layers)
+    assert sorted(p.target.doc_id for p in plans if p.tier == "full") == steered
 
 
 # ----------------------------------------------------------------------------- running
