@@ -100,13 +100,12 @@ def main() -> None:
         print(f"  {key}: {count}")
 
     def row(threshold: float | None) -> str:
+        def chosen(k: tuple[str, int]) -> TrialRecord:
+            return two[k] if threshold is not None and margin[k[0]] < threshold else one[k]
+
         gains, oracle_gains, accuracy = [], [], []
         for position in positions:
             keys = [k for k in one if k[1] == position]
-
-            def chosen(k: tuple[str, int]) -> TrialRecord:
-                return two[k] if threshold is not None and margin[k[0]] < threshold else one[k]
-
             n = len(keys)
             steered = sum(chosen(k).correct for k in keys) / n
             base = sum(baseline[k].correct for k in keys) / n

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -30,8 +31,10 @@ import numpy as np
 from posrag.bench.data import fit_documents, load_records
 from posrag.bench.paired import format_paired, paired_differences
 from posrag.bench.results import TrialRecord
+from posrag.bench.runner import retrieval_scores
 from posrag.bench.shards import read_result
 from posrag.models import load_embedder
+from posrag.ranking import rank
 
 STEER = "steer-attention"
 
@@ -41,12 +44,10 @@ def write_questions(data: Path, num_docs: int, limit: int, out: Path) -> None:
     embedder = load_embedder()
     changed = set()
     for record in records:
-        question = embedder.encode([record.question], normalize_embeddings=True)[0]
-        tops = []
-        for texts in ([d.text for d in record.documents], [d.passage for d in record.documents]):
-            scores = embedder.encode(texts, normalize_embeddings=True) @ question
-            tops.append(int(np.argmax(scores)))
-        if tops[0] != tops[1]:
+        # The benchmark's own ranking, of each passage's text alone (an untitled passage is its text) and of
+        # its title and text.
+        untitled = replace(record, documents=tuple(replace(d, title="") for d in record.documents))
+        if rank(retrieval_scores(untitled, embedder))[0] != rank(retrieval_scores(record, embedder))[0]:
             changed.add(record.id)
     with gzip.open(data, "rt", encoding="utf-8") as handle:
         lines = [line for line in handle if line.strip()][:limit]
