@@ -5,10 +5,14 @@ Compares, with the packaged all-MiniLM-L6-v2 (cosine, as ``posrag.bench.runner.r
 * ``text``: the passage's text alone (what the retriever embedded before 2026-12-04);
 * ``title+text``: its title, a newline and its text (``LitmDocument.passage``, what it embeds now);
 * ``bm25``: Okapi BM25 of the question over title and text (IDF from every passage of the file);
-* ``title+text & bm25``: the two z-scored per question and added (a hybrid dense + lexical ranking).
+* ``title+text & bm25``: the two z-scored per question and added (a hybrid dense + lexical ranking);
+* ``title+text + best sentence``: the passage's cosine plus that of its best sentence (each sentence with the
+  title; :func:`posrag.relevance.embedding_relevance` with ``sentences=True``, what the benchmark's retriever
+  and posrag's own relevance use since 2026-12-04). Its time per question is printed against the passage's
+  alone (both one ``encode`` call per question, side by side in this run).
 
 The choice is made on the calibration questions and reported on the evaluation questions. Run from the
-repository root (about ten minutes on an idle 2-core CPU machine; it embeds each question's passages twice):
+repository root (about half an hour on an idle 2-core CPU machine):
 
     python benchmarks/retriever_passages.py --json docs/calibration/retriever-passages.json
 """
@@ -19,6 +23,7 @@ import argparse
 import json
 import math
 import re
+import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,6 +32,7 @@ import numpy as np
 
 from posrag.bench.data import LitmRecord, fit_documents, load_records
 from posrag.models import load_embedder
+from posrag.relevance import embedding_relevance
 
 SETS = {
     "calibration": "docs/data/nq-mined-calibration-20.jsonl.gz",
@@ -84,25 +90,37 @@ def recall(records: Sequence[LitmRecord], corpus: Sequence[str], embedder: objec
     encode = embedder.encode  # type: ignore[attr-defined]
     questions = encode([r.question for r in records], normalize_embeddings=True, convert_to_numpy=True)
     hits: dict[str, list[int]] = {}
+    seconds = {"title+text": 0.0, "title+text + best sentence": 0.0}
     for record, q in zip(records, questions, strict=True):
-        texts = [d.text for d in record.documents]
+        texts, titles = [d.text for d in record.documents], [d.title or None for d in record.documents]
+        timed = {}
+        for name, sentences in (("title+text", False), ("title+text + best sentence", True)):
+            start = time.perf_counter()
+            timed[name] = np.asarray(
+                embedding_relevance(record.question, texts, embedder, titles=titles, sentences=sentences).scores
+            )
+            seconds[name] += time.perf_counter() - start
         passages = [d.passage for d in record.documents]
         by_text = encode(texts, normalize_embeddings=True, convert_to_numpy=True) @ q
-        by_passage = encode(passages, normalize_embeddings=True, convert_to_numpy=True) @ q
+        by_passage = timed["title+text"]
         lexical = bm25.scores(record.question, passages)
         methods = {
             "text": by_text,
             "title+text": by_passage,
             "bm25": lexical,
             "title+text & bm25": _z(by_passage) + _z(lexical),
+            "title+text + best sentence": timed["title+text + best sentence"],
         }
         for name, scores in methods.items():
             order = list(np.argsort(-scores, kind="stable"))
             hits.setdefault(name, []).append(order.index(record.gold_index) + 1)
-    return {
+    figures: dict[str, dict[str, float]] = {
         name: {"recall@1": sum(r == 1 for r in ranks) / len(ranks), "recall@2": sum(r <= 2 for r in ranks) / len(ranks)}
         for name, ranks in hits.items()
     }
+    for name, total in seconds.items():
+        figures[name]["seconds_per_question"] = total / len(records)
+    return figures
 
 
 def main() -> None:
@@ -118,12 +136,19 @@ def main() -> None:
         corpus = sorted({d.passage for r in records for d in r.documents})
         for num_docs in args.num_docs:
             fitted = fit_documents(records[: args.limit], num_docs)
-            for method, figures in recall(fitted, corpus, embedder).items():
+            measured = recall(fitted, corpus, embedder)
+            ratio = (
+                measured["title+text + best sentence"]["seconds_per_question"]
+                / measured["title+text"]["seconds_per_question"]
+            )
+            print(f"{split:11s} {num_docs:2d} docs: the best sentence takes {ratio:.1f}x the passage's time")
+            for method, figures in measured.items():
                 row = {"set": split, "questions": len(fitted), "num_docs": num_docs, "method": method, **figures}
                 results.append(row)
+                timing = f"  {figures['seconds_per_question']:.3f} s/q" if "seconds_per_question" in figures else ""
                 print(
-                    f"{split:11s} {len(fitted):3d} q {num_docs:2d} docs  {method:18s} "
-                    f"recall@1 {figures['recall@1']:.3f}  recall@2 {figures['recall@2']:.3f}"
+                    f"{split:11s} {len(fitted):3d} q {num_docs:2d} docs  {method:26s} "
+                    f"recall@1 {figures['recall@1']:.3f}  recall@2 {figures['recall@2']:.3f}{timing}"
                 )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

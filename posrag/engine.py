@@ -253,12 +253,15 @@ class Engine:
             self._warn_unlocated(summary)
         return targets, summary
 
-    def relevance(self, query: str, texts: list[str]) -> list[float]:
-        """posrag's own relevance of ``texts`` to ``query``: the embedder's cosine similarity (for unscored
-        documents; the packaged all-MiniLM-L6-v2 unless an ``embedder`` was given)."""
+    def relevance(self, query: str, documents: list[ScoredDocument]) -> list[float]:
+        """posrag's own relevance of unscored ``documents`` to ``query``: the embedder's cosine similarity to
+        each document's title and text plus that of its best sentence (:func:`posrag.relevance.embedding_relevance`
+        with ``sentences=True``; the packaged all-MiniLM-L6-v2 unless an ``embedder`` was given)."""
         from posrag.relevance import embedding_relevance
 
-        return list(embedding_relevance(query, texts, self.embedder).scores)
+        texts = [doc.text for doc in documents]
+        titles = [doc.metadata.get("title") or None for doc in documents]
+        return list(embedding_relevance(query, texts, self.embedder, titles=titles, sentences=True).scores)
 
     @property
     def embedder(self) -> Any:

@@ -167,8 +167,8 @@ def make_nq_records(
 def retriever_recall(records: Sequence[LitmRecord], embedder: Any = None, k: int = 1) -> float:
     """Share of records whose gold document is among the ``k`` best by the benchmark's retriever.
 
-    Scores come from :meth:`posrag.bench.runner.LitmBenchmark.retrieval_scores` (posrag's FAISS index, cosine
-    of the question to each document's title and text), so this is the retrieval regime's own ranking.
+    Scores come from :func:`posrag.bench.runner.retrieval_scores` (the cosine of the question to each
+    document's title and text plus that of its best sentence), so this is the retrieval regime's own ranking.
     """
     if not records:
         raise ConfigurationError("retriever_recall needs at least one record.")

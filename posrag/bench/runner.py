@@ -540,21 +540,22 @@ class LitmBenchmark:
 
 
 def retrieval_scores(record: LitmRecord, embedder: Any = None) -> list[float]:
-    """Cosine similarity of the question to each of the record's documents (their title and text,
-    :attr:`~posrag.bench.data.LitmDocument.passage`), from posrag's FAISS index (``embedder``: a
-    sentence-transformer; ``None``: the packaged default)."""
-    from posrag.retrieval import DocumentIndex
+    """The benchmark retriever's score of each of the record's documents: the cosine similarity of the question
+    to the document's title and text (:attr:`~posrag.bench.data.LitmDocument.passage`) plus that of its best
+    sentence, by :func:`posrag.relevance.embedding_relevance` (``sentences=True``), the relevance posrag's LLM
+    classes give unscored documents (``embedder``: a sentence-transformer; ``None``: the packaged default)."""
+    from posrag.relevance import embedding_relevance
 
-    if embedder is None:
-        from posrag.models import load_embedder
-
-        embedder = load_embedder()
-    ids = [str(i) for i in range(len(record.documents))]
-    index = DocumentIndex.from_texts(
-        [doc.passage for doc in record.documents], ids=ids, embedder=embedder, show_progress_bar=False
+    documents = record.documents
+    return list(
+        embedding_relevance(
+            record.question,
+            [doc.text for doc in documents],
+            embedder,
+            titles=[doc.title or None for doc in documents],
+            sentences=True,
+        ).scores
     )
-    by_id = {doc.id: float(doc.score) for doc in index.search(record.question, k=len(ids)) if doc.score is not None}
-    return [by_id[i] for i in ids]
 
 
 @dataclass(frozen=True)

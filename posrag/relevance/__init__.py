@@ -5,7 +5,9 @@ of them at full strength pulls the model toward the distractors too. Two ways to
 document, higher = more relevant, returned as a :class:`RelevanceScores`:
 
 * ``embedding``: cosine similarity between the query and each document by a sentence-transformers embedder
-  (the packaged all-MiniLM-L6-v2 by default). Cheap; the same signal a dense retriever uses.
+  (the packaged all-MiniLM-L6-v2 by default). Cheap; the same signal a dense retriever uses. With
+  ``sentences=True`` the document's best sentence adds its cosine (what posrag's LLM classes and the
+  benchmark's retriever use: the packaged embedder finds the answer document more often so).
 * ``attention``: the model's own attention from the query tokens to each document's tokens, **corrected for
   position**. "Found in the Middle" (Hsieh et al., 2024) shows that the attention a document receives is its
   relevance plus a bias of its position; In-Context Re-ranking (Chen et al., ICLR 2025) removes that bias by
@@ -44,7 +46,7 @@ from posrag.relevance.attention import (
     eager_attention,
     read_attention,
 )
-from posrag.relevance.embedding import embedding_relevance
+from posrag.relevance.embedding import embedding_relevance, split_sentences
 from posrag.relevance.query import query_after_documents, query_start
 from posrag.relevance.scores import Combination, RelevanceMethod, RelevanceScores, combine
 
@@ -62,4 +64,5 @@ __all__ = [
     "query_after_documents",
     "query_start",
     "read_attention",
+    "split_sentences",
 ]

@@ -35,9 +35,9 @@ from posrag.steering.config import SteeringConfig
 from posrag.steering.planning import SteeringTarget
 from posrag.steering.targets import target_from_span
 
-#: ``relevance(query, texts) -> scores``: posrag's own relevance of unscored documents (higher is better); each
-#: text is a document's :attr:`~posrag.documents.ScoredDocument.passage` (its title, when it has one, and text).
-RelevanceFn = Callable[[str, list[str]], Sequence[float]]
+#: ``relevance(query, documents) -> scores``: posrag's own relevance of unscored documents (higher is better),
+#: one score per document; it reads each document's text and ``metadata["title"]``.
+RelevanceFn = Callable[[str, list[ScoredDocument]], Sequence[float]]
 
 
 @dataclass(frozen=True)
@@ -120,7 +120,7 @@ def select_targets(
         if config.unscored == "relevance" and relevance is not None:
             if query is None or not query.strip():
                 query = prompt[max(span.end for span in spans) :].strip() or prompt
-            relevance_scores = tuple(float(s) for s in relevance(query, [d.passage for d in documents]))
+            relevance_scores = tuple(float(s) for s in relevance(query, list(documents)))
             scores = list(relevance_scores)
             source = "relevance"
         elif config.unscored == "off":

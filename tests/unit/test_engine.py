@@ -20,6 +20,7 @@ from posrag.steering import (
     SteeringConfig,
     SteeringTarget,
     hook_counts,
+    plan_steering,
     targets_from_prompt,
 )
 from posrag.testing import TINY_ARCHS, TinyModel, tiny_model
@@ -499,3 +500,23 @@ def test_auto_runs_a_hugging_face_model_on_the_torch_backend(tiny: TinyModel, tm
     assert load_backend((tiny.model, tiny.tokenizer), "auto").name == "torch"
     with pytest.raises(ConfigurationError, match="is not one of"):
         load_backend(None, "onnx")
+
+
+def test_an_unscored_request_steers_the_document_whose_one_sentence_answers(tiny: TinyModel) -> None:
+    # posrag's own relevance adds each document's best sentence: the answer document's passage as a whole looks
+    # less like the question than an on-topic distractor's does (the passage alone steers the distractor).
+    from posrag.chat import FormattedPrompt
+    from posrag.prompts import build_prompt
+    from tests.unit.hashing_embedder import HashingEmbedder
+    from tests.unit.test_relevance import DILUTED_ANSWER, MONA_LISA, ON_TOPIC_DISTRACTOR
+
+    docs = [
+        ScoredDocument(ON_TOPIC_DISTRACTOR, {"title": "Art"}, id="distractor"),
+        ScoredDocument(DILUTED_ANSWER, {"title": "Art"}, id="answer"),
+    ]
+    prompt = FormattedPrompt(build_prompt(MONA_LISA, docs).text, add_special_tokens=True)
+    generator = Engine.from_model(tiny.model, tiny.tokenizer, SteeringConfig(), embedder=HashingEmbedder())
+    targets, summary = generator.select(prompt, docs, query=MONA_LISA)
+    assert summary.scores == "relevance"
+    assert [t.doc_id for t in targets if t.rank == 0] == ["answer"]
+    assert [p.target.doc_id for p in plan_steering(targets, generator.config, 4) if p.active] == ["answer"]

@@ -18,6 +18,7 @@ from posrag.relevance import (
     embedding_relevance,
     query_after_documents,
     read_attention,
+    split_sentences,
 )
 from posrag.testing import tiny_model
 from tests.unit.hashing_embedder import HashingEmbedder
@@ -99,6 +100,61 @@ def test_embedding_normalizes_even_when_the_embedder_does_not() -> None:
     careless = embedding_relevance("capital of Germany", TEXTS, HashingEmbedder(normalizes=False))
     assert careless.scores == pytest.approx(careful.scores)
     assert careful.top() == 3
+
+
+MONA_LISA = "Who painted the Mona Lisa?"
+DILUTED_ANSWER = (
+    "Leonardo painted the Mona Lisa. It hangs in Paris today. Millions of visitors queue every year. "
+    "The museum opens at nine. Tickets are sold online."
+)
+ON_TOPIC_DISTRACTOR = (
+    "The Mona Lisa is a famous portrait. Copies of the Mona Lisa are sold as posters. The Mona Lisa smile is studied."
+)
+
+
+def test_the_best_sentence_lifts_the_document_whose_answer_the_rest_of_its_passage_dilutes() -> None:
+    # The passage as a whole looks more like the distractor (it repeats the question's words); one sentence of
+    # the answer document says what was asked. The passage alone ranks the distractor first.
+    docs, titles = [DILUTED_ANSWER, ON_TOPIC_DISTRACTOR], ["Art", "Art"]
+    passage = embedding_relevance(MONA_LISA, docs, HashingEmbedder(), titles=titles)
+    embedder = HashingEmbedder()
+    with_sentence = embedding_relevance(MONA_LISA, docs, embedder, titles=titles, sentences=True)
+    assert passage.top() == 1
+    assert with_sentence.top() == 0
+    # One encode call: the query, both passages, then each passage's sentences (5 + 3), each with its title.
+    assert [call["n"] for call in embedder.calls] == [1 + 2 + 8]
+    # Each score is the passage's cosine plus its best sentence's.
+    best = max(
+        embedding_relevance(MONA_LISA, split_sentences(DILUTED_ANSWER), HashingEmbedder(), titles=["Art"] * 5).scores
+    )
+    assert with_sentence.scores[0] == pytest.approx(passage.scores[0] + best)
+
+
+def test_sentences_split_where_a_sentence_visibly_ends() -> None:
+    assert split_sentences("It was 1889. Then (in May) it opened! Why? 3 days later") == [
+        "It was 1889.",
+        "Then (in May) it opened!",
+        "Why?",
+        "3 days later",
+    ]
+    assert split_sentences("e.g. a list, no end") == ["e.g. a list, no end"]
+    assert split_sentences("  ") == ["  "]
+
+
+def test_titles_are_read_and_must_match_the_documents() -> None:
+    untitled = embedding_relevance(
+        "When did the Eiffel Tower open?", ["It opened in 1889.", "It opened in 1886."], HashingEmbedder()
+    )
+    assert untitled.scores[0] == pytest.approx(untitled.scores[1])
+    titled = embedding_relevance(
+        "When did the Eiffel Tower open?",
+        ["It opened in 1889.", "It opened in 1886."],
+        HashingEmbedder(),
+        titles=["Eiffel Tower", None],
+    )
+    assert titled.top() == 0
+    with pytest.raises(ConfigurationError, match="one entry per document"):
+        embedding_relevance("q", ["a", "b"], HashingEmbedder(), titles=["only one"])
 
 
 def test_embedding_rejects_an_empty_query() -> None:

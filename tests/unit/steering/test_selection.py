@@ -37,9 +37,9 @@ def test_unscored_documents_get_posrags_relevance_and_no_threshold_score() -> No
     unscored = [ScoredDocument(d.text, id=d.id) for d in DOCS]
     calls = []
 
-    def relevance(query: str, texts: list[str]) -> list[float]:
+    def relevance(query: str, documents: list[ScoredDocument]) -> list[float]:
         calls.append(query)
-        return [float("mountains" in t) for t in texts]
+        return [float("mountains" in d.text) for d in documents]
 
     targets, summary = select_targets(prompt_with(*unscored), unscored, CONFIG, relevance=relevance)
     assert summary.scores == "relevance" and summary.relevance == (0.0, 1.0, 0.0)
@@ -128,8 +128,9 @@ def test_an_unscored_request_steers_the_document_whose_title_answers_the_questio
     assert "(Title: Eiffel Tower)" in prompt.text
     embedder = HashingEmbedder()
 
-    def relevance(query: str, texts: list[str]) -> list[float]:
-        return list(embedding_relevance(query, texts, embedder).scores)
+    def relevance(query: str, documents: list[ScoredDocument]) -> list[float]:
+        titles = [d.metadata.get("title") for d in documents]
+        return list(embedding_relevance(query, [d.text for d in documents], embedder, titles=titles).scores)
 
     targets, summary = select_targets(prompt.text, docs, CONFIG, relevance=relevance)
     assert summary.scores == "relevance"

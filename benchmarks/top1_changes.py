@@ -1,0 +1,178 @@
+"""A retrieval-regime run re-run only where a new retriever changes what is steered.
+
+In the retrieval regime steering aims at the retriever's top passage; the prompt (gold moved to the position,
+distractors in their order) does not depend on the retriever. So a steering trial depends on the retriever only
+through its top passage, and greedy decoding gives the same answer to the same prompt and plan. The retrievers,
+each :func:`posrag.relevance.embedding_relevance` of the packaged embedder:
+
+* ``text``: the passage's text alone (the benchmark's retriever until 2026-12-04);
+* ``passage``: its title and text (2026-12-04);
+* ``passage+sentence``: that plus its best sentence's cosine (:func:`posrag.bench.runner.retrieval_scores`, now).
+
+This script:
+
+* ``--write-questions FILE``: writes the questions of ``--data`` (first ``--limit``, ``--num-docs`` documents)
+  whose top passage differs between ``--before`` (what the published run used) and ``--after``: the only ones
+  whose steering trials can change;
+* ``--old`` / ``--new``: takes the published run's trials (``--old``, every file; for a (question, position) in
+  several, the last file wins, so a later re-run of some positions goes last) and replaces the steering trials
+  of the re-run questions with ``--new``'s, then prints the paired differences to the baseline and recall@1
+  before and after, and the share of the oracle's gain kept where ``--old`` holds oracle trials. ``--new``
+  must reproduce the old baseline trial for trial (checked). ``--hybrid``: a re-run of the hybrid condition
+  (ordering by the retriever's scores, so any change in the ranking changes its prompt) at one position,
+  standing for every position (``_position_free``).
+
+    python benchmarks/top1_changes.py --data docs/data/nq-mined-eval-300-20.jsonl.gz --num-docs 20 --limit 150 \\
+        --before text --after passage --write-questions docs/evidence/gemma-nq-20-titled-changed/questions.jsonl.gz
+    python benchmarks/top1_changes.py --old docs/evidence/gemma-nq-20.json docs/evidence/gemma-nq-20-late.json \\
+        --new docs/evidence/gemma-nq-20-titled-changed/shard-*.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from posrag.bench.data import LitmRecord, fit_documents, load_records
+from posrag.bench.paired import format_paired, paired_differences
+from posrag.bench.results import TrialRecord
+from posrag.bench.shards import read_result
+from posrag.models import load_embedder
+from posrag.ranking import rank
+from posrag.relevance import embedding_relevance
+
+STEER = "steer-attention"
+HYBRID = "hybrid"
+RETRIEVERS = ("text", "passage", "passage+sentence")
+
+
+def scores(record: LitmRecord, retriever: str, embedder: object) -> list[float]:
+    """The retriever's score of each of the record's documents (module docstring)."""
+    texts = [d.text for d in record.documents]
+    titles = None if retriever == "text" else [d.title or None for d in record.documents]
+    sentences = retriever == "passage+sentence"
+    return list(embedding_relevance(record.question, texts, embedder, titles=titles, sentences=sentences).scores)
+
+
+def write_questions(data: Path, num_docs: int, limit: int, before: str, after: str, out: Path) -> None:
+    records = fit_documents(load_records(data, limit=limit), num_docs)
+    embedder = load_embedder()
+    changed = set()
+    for record in records:
+        if rank(scores(record, before, embedder))[0] != rank(scores(record, after, embedder))[0]:
+            changed.add(record.id)
+    with gzip.open(data, "rt", encoding="utf-8") as handle:
+        lines = [line for line in handle if line.strip()][:limit]
+    kept = [line for line in lines if str(json.loads(line)["id"]) in changed]
+    with gzip.open(out, "wt", encoding="utf-8") as handle:
+        handle.writelines(kept)
+    print(f"{len(kept)} of {len(lines)} questions change their top passage; written to {out}")
+
+
+def _trials(paths: list[Path], regime: str, conditions: tuple[str, ...]) -> dict[tuple[str, str, int], TrialRecord]:
+    out = {}
+    for path in paths:
+        for trial in read_result(path).records:
+            if trial.regime == regime and trial.condition in conditions:
+                out[(trial.condition, trial.question_id, trial.position)] = trial
+    return out
+
+
+def _accuracy(trials: dict[tuple[str, str, int], TrialRecord], condition: str) -> dict[int, float]:
+    by_position: dict[int, list[bool]] = {}
+    for (name, _, position), trial in trials.items():
+        if name == condition:
+            by_position.setdefault(position, []).append(trial.correct)
+    return {p: 100 * float(np.mean(v)) for p, v in sorted(by_position.items())}
+
+
+def _lift(trials: dict[tuple[str, str, int], TrialRecord], condition: str) -> float:
+    """Mean accuracy of ``condition`` minus the baseline's, in points, over the positions."""
+    return float(np.mean(list(_accuracy(trials, condition).values()))) - float(
+        np.mean(list(_accuracy(trials, "baseline").values()))
+    )
+
+
+def _position_free(trials: dict[tuple[str, str, int], TrialRecord], new: list[Path]) -> dict:
+    """Hybrid orders the documents by the retriever's scores, so its prompt does not depend on where the gold
+    passage came from: checked on the published trials (one prediction per question), then the re-run's trial
+    of each question (at any position) stands for every position."""
+    hybrid = {k: t for k, t in trials.items() if k[0] == HYBRID}
+    predictions: dict[str, set[str]] = {}
+    for (_, question, _), trial in hybrid.items():
+        predictions.setdefault(question, set()).add(trial.prediction)
+    varying = sum(len(p) > 1 for p in predictions.values())
+    print(f"published hybrid trials: {varying} of {len(predictions)} questions answer differently by position")
+    if varying:
+        raise SystemExit("hybrid depends on the position here: re-run it at every position")
+    rerun = {k[1]: t for k, t in _trials(new, "retrieval", (HYBRID,)).items()}
+    return {k: replace(rerun[k[1]], position=k[2]) for k in hybrid if k[1] in rerun}
+
+
+def report(old_paths: list[Path], new_paths: list[Path], hybrid_paths: list[Path] | None = None) -> None:
+    old = _trials(old_paths, "retrieval", ("baseline", STEER, HYBRID))
+    new = _trials(new_paths, "retrieval", ("baseline", STEER))
+    oracle = {**_trials(old_paths, "retrieval", ("baseline",)), **_trials(old_paths, "oracle", (STEER, HYBRID))}
+    same = sum(new[k].prediction == old[k].prediction for k in new if k[0] == "baseline")
+    total = sum(1 for k in new if k[0] == "baseline")
+    print(f"re-run questions: {len({k[1] for k in new})}; baseline reproduced {same} of {total} predictions")
+    if same != total:
+        raise SystemExit("the re-run's baseline differs from the published run's: not the same setup")
+    merged = {**old, **{k: v for k, v in new.items() if k[0] == STEER}}
+    if hybrid_paths:
+        replaced = _position_free(old, hybrid_paths)
+        changed = sum(replaced[k].prediction != old[k].prediction for k in replaced)
+        won = sum(replaced[k].correct and not old[k].correct for k in replaced)
+        lost = sum(old[k].correct and not replaced[k].correct for k in replaced)
+        print(
+            f"hybrid re-run: {len(replaced)} trials replaced, {changed} predictions changed "
+            f"({won} now right, {lost} now wrong)"
+        )
+        merged.update(replaced)
+    for name, trials in (("published run", old), ("with the re-run questions", merged)):
+        steer = [t for k, t in trials.items() if k[0] == STEER]
+        ranks = {t.question_id: t.gold_rank for t in steer}
+        recall = sum(r == 1 for r in ranks.values()) / len(ranks)
+        print(f"\n{name}: recall@1 {recall:.3f} over {len(ranks)} questions")
+        for condition in (STEER, HYBRID):
+            accuracy = _accuracy(trials, condition)
+            if not accuracy:
+                continue
+            line = " / ".join(f"{p}: {a:.1f} %" for p, a in accuracy.items())
+            share = ""
+            if _accuracy(oracle, condition):
+                kept, gain = _lift(trials, condition), _lift(oracle, condition)
+                share = f"; lift {kept:+.1f} of the oracle's {gain:+.1f} points: {100 * kept / gain:.1f} % kept"
+            print(f"  {condition}: {line}{share}")
+        print(format_paired(paired_differences(list(trials.values()))))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path)
+    parser.add_argument("--num-docs", type=int, default=20)
+    parser.add_argument("--limit", type=int, default=150)
+    parser.add_argument("--before", choices=RETRIEVERS, default="text", help="the published run's retriever")
+    parser.add_argument("--after", choices=RETRIEVERS, default="passage+sentence", help="the new retriever")
+    parser.add_argument("--write-questions", type=Path)
+    parser.add_argument("--old", type=Path, nargs="+")
+    parser.add_argument("--new", type=Path, nargs="+")
+    parser.add_argument("--hybrid", type=Path, nargs="+", help="a re-run of hybrid (any one position suffices)")
+    args = parser.parse_args()
+    if args.write_questions:
+        if args.data is None:
+            parser.error("--write-questions needs --data")
+        write_questions(args.data, args.num_docs, args.limit, args.before, args.after, args.write_questions)
+    elif args.old and args.new:
+        report(args.old, args.new, args.hybrid)
+    else:
+        parser.error("pass --write-questions (with --data), or --old and --new")
+
+
+if __name__ == "__main__":
+    main()
