@@ -15,6 +15,9 @@ The choice is made on the calibration questions and reported on the evaluation q
 repository root (about half an hour on an idle 2-core CPU machine):
 
     python benchmarks/retriever_passages.py --json docs/calibration/retriever-passages.json
+    python benchmarks/retriever_passages.py --num-docs 10 --json docs/calibration/retriever-sentences.json
+
+(``retriever-passages.json`` was written before the best-sentence scorer was added, so it lacks its rows.)
 """
 
 from __future__ import annotations
