@@ -256,12 +256,14 @@ class Engine:
     def relevance(self, query: str, documents: list[ScoredDocument]) -> list[float]:
         """posrag's own relevance of unscored ``documents`` to ``query``: the embedder's cosine similarity to
         each document's title and text plus that of its best sentence (:func:`posrag.relevance.embedding_relevance`
-        with ``sentences=True``; the packaged all-MiniLM-L6-v2 unless an ``embedder`` was given)."""
+        with ``sentences=True``), or the passage's alone under ``config.unscored="passage"`` (the packaged
+        all-MiniLM-L6-v2 unless an ``embedder`` was given)."""
         from posrag.relevance import embedding_relevance
 
         texts = [doc.text for doc in documents]
         titles = [doc.metadata.get("title") or None for doc in documents]
-        return list(embedding_relevance(query, texts, self.embedder, titles=titles, sentences=True).scores)
+        sentences = self.config.unscored != "passage"
+        return list(embedding_relevance(query, texts, self.embedder, titles=titles, sentences=sentences).scores)
 
     @property
     def embedder(self) -> Any:

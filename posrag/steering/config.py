@@ -33,8 +33,10 @@ from posrag.steering.zones import LAYER_POLICIES, LayerPolicy
 
 Mechanism = Literal["activation", "attention", "both"]
 VectorSource = Literal["hidden_mean", "embedding"]
-UnscoredSteering = Literal["relevance", "all", "off"]
-UNSCORED_STEERING: tuple[str, ...] = ("relevance", "all", "off")
+UnscoredSteering = Literal["relevance", "passage", "all", "off"]
+UNSCORED_STEERING: tuple[str, ...] = ("relevance", "passage", "all", "off")
+#: The ``unscored`` choices that rank a request's documents by posrag's own relevance.
+RANKED_BY_RELEVANCE: tuple[str, ...] = ("relevance", "passage")
 AttentionLayers = Literal["all", "planned"]
 
 MECHANISMS: tuple[str, ...] = get_args(Mechanism)
@@ -167,8 +169,9 @@ class SteeringConfig:
     correct top-1s more than it spared wrong ones (``docs/litm-retrieval.md``), so it is opt-in until it is
     calibrated per model. ``unscored``: what to do when the request's documents
     carry no score (a standard retriever): ``relevance`` ranks them by posrag's own relevance (the packaged
-    embedder's similarity to the query, :mod:`posrag.relevance`), ``all`` steers every one (the old
-    behaviour), ``off`` steers none.
+    embedder's similarity of the query to each document's title and text plus that of its best sentence,
+    :mod:`posrag.relevance`), ``passage`` by the passage's similarity alone (about 3x faster, and wrong more
+    often: ``docs/relevance.md``), ``all`` steers every one (the old behaviour), ``off`` steers none.
 
     Every field is checked here; a bad one raises :class:`~posrag.errors.ConfigurationError` naming the
     field, the value and what is allowed.
@@ -353,6 +356,7 @@ def resolve_steering(
 __all__ = [
     "BIAS_PRESETS",
     "MAX_BASE_INTENSITY",
+    "RANKED_BY_RELEVANCE",
     "UNSCORED_STEERING",
     "AttentionLayers",
     "BiasPreset",

@@ -31,7 +31,7 @@ from posrag.documents import ScoredDocument
 from posrag.locate import locatable_text, locate
 from posrag.ranking import ranks_by_score
 from posrag.steering.confidence import Confidence, ConfidenceRule
-from posrag.steering.config import SteeringConfig
+from posrag.steering.config import RANKED_BY_RELEVANCE, SteeringConfig
 from posrag.steering.planning import SteeringTarget
 from posrag.steering.targets import target_from_span
 
@@ -99,7 +99,7 @@ def select_targets(
     """The steering targets of ``prompt`` for its request's ``documents`` (see the module docstring).
 
     ``query``: the request's question (default: the prompt's text after the last located document);
-    ``relevance``: scores unscored documents (needed for ``config.unscored == "relevance"``).
+    ``relevance``: scores unscored documents (needed for ``config.unscored`` ``relevance`` or ``passage``).
     """
     documents, merged = _unique([d for d in documents if locatable_text(d)])
     spans = locate(prompt, documents)
@@ -117,7 +117,7 @@ def select_targets(
     source = "retriever"
     relevance_scores: tuple[float, ...] = ()
     if all(s is None for s in scores):
-        if config.unscored == "relevance" and relevance is not None:
+        if config.unscored in RANKED_BY_RELEVANCE and relevance is not None:
             if query is None or not query.strip():
                 query = prompt[max(span.end for span in spans) :].strip() or prompt
             relevance_scores = tuple(float(s) for s in relevance(query, list(documents)))
@@ -128,7 +128,7 @@ def select_targets(
             return [], SelectionSummary(len(documents), len(spans), "none", notes=tuple(notes))
         else:
             source = "none"
-            if config.unscored == "relevance":
+            if config.unscored in RANKED_BY_RELEVANCE:
                 notes.append("no score and no relevance function: every located document steered")
     elif any(s is None for s in scores):
         notes.append(f"{sum(s is None for s in scores)} unscored document(s) in a scored request: not steered")

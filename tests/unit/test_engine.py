@@ -520,3 +520,10 @@ def test_an_unscored_request_steers_the_document_whose_one_sentence_answers(tiny
     assert summary.scores == "relevance"
     assert [t.doc_id for t in targets if t.rank == 0] == ["answer"]
     assert [p.target.doc_id for p in plan_steering(targets, generator.config, 4) if p.active] == ["answer"]
+    # unscored="passage" (the faster ranking) reads the passage alone, and steers the distractor here.
+    passage = Engine.from_model(
+        tiny.model, tiny.tokenizer, SteeringConfig(unscored="passage"), embedder=HashingEmbedder()
+    )
+    targets, summary = passage.select(prompt, docs, query=MONA_LISA)
+    assert summary.scores == "relevance"
+    assert [p.target.doc_id for p in plan_steering(targets, passage.config, 4) if p.active] == ["distractor"]
