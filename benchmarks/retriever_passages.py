@@ -95,7 +95,7 @@ def recall(records: Sequence[LitmRecord], corpus: Sequence[str], embedder: objec
     hits: dict[str, list[int]] = {}
     seconds = {"title+text": 0.0, "title+text + best sentence": 0.0}
     for record, q in zip(records, questions, strict=True):
-        texts, titles = [d.text for d in record.documents], [d.title or None for d in record.documents]
+        texts, titles = [d.text for d in record.documents], [d.title for d in record.documents]
         timed = {}
         for name, sentences in (("title+text", False), ("title+text + best sentence", True)):
             start = time.perf_counter()

@@ -41,6 +41,7 @@ import numpy as np
 from posrag.bench.data import LitmRecord, fit_documents, load_records
 from posrag.bench.paired import format_paired, paired_differences
 from posrag.bench.results import TrialRecord
+from posrag.bench.runner import retrieval_scores
 from posrag.bench.shards import read_result
 from posrag.models import load_embedder
 from posrag.ranking import rank
@@ -52,11 +53,13 @@ RETRIEVERS = ("text", "passage", "passage+sentence")
 
 
 def scores(record: LitmRecord, retriever: str, embedder: object) -> list[float]:
-    """The retriever's score of each of the record's documents (module docstring)."""
+    """The retriever's score of each of the record's documents (module docstring); ``passage+sentence`` is the
+    benchmark's own."""
+    if retriever == "passage+sentence":
+        return retrieval_scores(record, embedder)
     texts = [d.text for d in record.documents]
-    titles = None if retriever == "text" else [d.title or None for d in record.documents]
-    sentences = retriever == "passage+sentence"
-    return list(embedding_relevance(record.question, texts, embedder, titles=titles, sentences=sentences).scores)
+    titles = [d.title for d in record.documents] if retriever == "passage" else None
+    return list(embedding_relevance(record.question, texts, embedder, titles=titles).scores)
 
 
 def write_questions(data: Path, num_docs: int, limit: int, before: str, after: str, out: Path) -> None:
@@ -74,13 +77,19 @@ def write_questions(data: Path, num_docs: int, limit: int, before: str, after: s
     print(f"{len(kept)} of {len(lines)} questions change their top passage; written to {out}")
 
 
-def _trials(paths: list[Path], regime: str, conditions: tuple[str, ...]) -> dict[tuple[str, str, int], TrialRecord]:
-    out = {}
-    for path in paths:
-        for trial in read_result(path).records:
-            if trial.regime == regime and trial.condition in conditions:
-                out[(trial.condition, trial.question_id, trial.position)] = trial
-    return out
+def _load(paths: list[Path]) -> list[TrialRecord]:
+    """Every trial of the result files, in the order given (a later file's trial wins in :func:`_trials`)."""
+    return [trial for path in paths for trial in read_result(path).records]
+
+
+def _trials(
+    records: list[TrialRecord], regime: str, conditions: tuple[str, ...]
+) -> dict[tuple[str, str, int], TrialRecord]:
+    return {
+        (trial.condition, trial.question_id, trial.position): trial
+        for trial in records
+        if trial.regime == regime and trial.condition in conditions
+    }
 
 
 def _accuracy(trials: dict[tuple[str, str, int], TrialRecord], condition: str) -> dict[int, float]:
@@ -110,14 +119,15 @@ def _position_free(trials: dict[tuple[str, str, int], TrialRecord], new: list[Pa
     print(f"published hybrid trials: {varying} of {len(predictions)} questions answer differently by position")
     if varying:
         raise SystemExit("hybrid depends on the position here: re-run it at every position")
-    rerun = {k[1]: t for k, t in _trials(new, "retrieval", (HYBRID,)).items()}
+    rerun = {k[1]: t for k, t in _trials(_load(new), "retrieval", (HYBRID,)).items()}
     return {k: replace(rerun[k[1]], position=k[2]) for k in hybrid if k[1] in rerun}
 
 
 def report(old_paths: list[Path], new_paths: list[Path], hybrid_paths: list[Path] | None = None) -> None:
-    old = _trials(old_paths, "retrieval", ("baseline", STEER, HYBRID))
-    new = _trials(new_paths, "retrieval", ("baseline", STEER))
-    oracle = {**_trials(old_paths, "retrieval", ("baseline",)), **_trials(old_paths, "oracle", (STEER, HYBRID))}
+    published = _load(old_paths)
+    old = _trials(published, "retrieval", ("baseline", STEER, HYBRID))
+    new = _trials(_load(new_paths), "retrieval", ("baseline", STEER))
+    oracle = {**_trials(published, "retrieval", ("baseline",)), **_trials(published, "oracle", (STEER, HYBRID))}
     same = sum(new[k].prediction == old[k].prediction for k in new if k[0] == "baseline")
     total = sum(1 for k in new if k[0] == "baseline")
     print(f"re-run questions: {len({k[1] for k in new})}; baseline reproduced {same} of {total} predictions")

@@ -253,16 +253,16 @@ class Engine:
             self._warn_unlocated(summary)
         return targets, summary
 
-    def relevance(self, query: str, documents: list[ScoredDocument]) -> list[float]:
+    def relevance(self, query: str, documents: list[ScoredDocument], *, sentences: bool = True) -> list[float]:
         """posrag's own relevance of unscored ``documents`` to ``query``: the embedder's cosine similarity to
-        each document's title and text plus that of its best sentence (:func:`posrag.relevance.embedding_relevance`
-        with ``sentences=True``), or the passage's alone under ``config.unscored="passage"`` (the packaged
-        all-MiniLM-L6-v2 unless an ``embedder`` was given)."""
+        each document's title and text, plus that of its best sentence with ``sentences`` (what
+        :mod:`~posrag.steering.selection` asks for under ``config.unscored="relevance"``; not under
+        ``"passage"``); :func:`posrag.relevance.embedding_relevance` of the packaged all-MiniLM-L6-v2 unless an
+        ``embedder`` was given."""
         from posrag.relevance import embedding_relevance
 
         texts = [doc.text for doc in documents]
-        titles = [doc.metadata.get("title") or None for doc in documents]
-        sentences = self.config.unscored != "passage"
+        titles = [doc.metadata.get("title") for doc in documents]
         return list(embedding_relevance(query, texts, self.embedder, titles=titles, sentences=sentences).scores)
 
     @property

@@ -552,7 +552,7 @@ def retrieval_scores(record: LitmRecord, embedder: Any = None) -> list[float]:
             record.question,
             [doc.text for doc in documents],
             embedder,
-            titles=[doc.title or None for doc in documents],
+            titles=[doc.title for doc in documents],
             sentences=True,
         ).scores
     )

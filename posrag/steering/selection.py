@@ -23,9 +23,9 @@ were not. Pure apart from the optional relevance function (the embedder).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 from posrag.documents import ScoredDocument
 from posrag.locate import locatable_text, locate
@@ -35,9 +35,14 @@ from posrag.steering.config import RANKED_BY_RELEVANCE, SteeringConfig
 from posrag.steering.planning import SteeringTarget
 from posrag.steering.targets import target_from_span
 
-#: ``relevance(query, documents) -> scores``: posrag's own relevance of unscored documents (higher is better),
-#: one score per document; it reads each document's text and ``metadata["title"]``.
-RelevanceFn = Callable[[str, list[ScoredDocument]], Sequence[float]]
+
+class RelevanceFn(Protocol):
+    """``relevance(query, documents, sentences=...) -> scores``: posrag's own relevance of unscored documents
+    (higher is better), one score per document, read from each document's text and ``metadata["title"]``;
+    ``sentences``: add each document's best sentence (``SteeringConfig.unscored="relevance"``) or not
+    (``"passage"``)."""
+
+    def __call__(self, query: str, documents: list[ScoredDocument], *, sentences: bool) -> Sequence[float]: ...
 
 
 @dataclass(frozen=True)
@@ -120,7 +125,9 @@ def select_targets(
         if config.unscored in RANKED_BY_RELEVANCE and relevance is not None:
             if query is None or not query.strip():
                 query = prompt[max(span.end for span in spans) :].strip() or prompt
-            relevance_scores = tuple(float(s) for s in relevance(query, list(documents)))
+            relevance_scores = tuple(
+                float(s) for s in relevance(query, list(documents), sentences=config.unscored == "relevance")
+            )
             scores = list(relevance_scores)
             source = "relevance"
         elif config.unscored == "off":

@@ -37,7 +37,7 @@ def test_unscored_documents_get_posrags_relevance_and_no_threshold_score() -> No
     unscored = [ScoredDocument(d.text, id=d.id) for d in DOCS]
     calls = []
 
-    def relevance(query: str, documents: list[ScoredDocument]) -> list[float]:
+    def relevance(query: str, documents: list[ScoredDocument], *, sentences: bool) -> list[float]:
         calls.append(query)
         return [float("mountains" in d.text) for d in documents]
 
@@ -128,9 +128,10 @@ def test_an_unscored_request_steers_the_document_whose_title_answers_the_questio
     assert "(Title: Eiffel Tower)" in prompt.text
     embedder = HashingEmbedder()
 
-    def relevance(query: str, documents: list[ScoredDocument]) -> list[float]:
+    def relevance(query: str, documents: list[ScoredDocument], *, sentences: bool) -> list[float]:
         titles = [d.metadata.get("title") for d in documents]
-        return list(embedding_relevance(query, [d.text for d in documents], embedder, titles=titles).scores)
+        texts = [d.text for d in documents]
+        return list(embedding_relevance(query, texts, embedder, titles=titles, sentences=sentences).scores)
 
     targets, summary = select_targets(prompt.text, docs, CONFIG, relevance=relevance)
     assert summary.scores == "relevance"
