@@ -41,6 +41,12 @@ class Backend(Protocol):
         """The most tokens (prompt + generated) the model has positions for; ``None`` if unknown."""
         ...
 
+    def fingerprint(self) -> dict[str, Any]:
+        """What decides the output besides the request (:mod:`posrag.backends.fingerprint`: digests of the weights
+        and the tokenizer, threads, batch sizes, library versions): equal fingerprints and equal requests give
+        equal greedy outputs. The benchmark's generation cache keys on it (:mod:`posrag.bench.cache`)."""
+        ...
+
     def generate(
         self,
         plan: RequestPlan,

@@ -23,10 +23,13 @@ from typing import Any
 
 import numpy as np
 
+from posrag._files import sha256_file
 from posrag.aio import stop_requested
 from posrag.backends.decoding import completion, next_token, pieces
+from posrag.backends.fingerprint import package_versions, tokenizer_digest
 from posrag.backends.llamacpp_batches import BatchCheck, check_batches_agree
 from posrag.backends.llamacpp_binding import (
+    BINDING_DISTRIBUTION,
     ContextPool,
     LlamaContext,
     binding,
@@ -107,6 +110,7 @@ class LlamaCppBackend:
         self._unscalable: str | None = "the backend was loaded with steerable=False (no graph callback)"
         if steerable:
             self.scales, self.masks, self._unscalable = self._read_softmax_scales()
+        self._digests: dict[str, str] | None = None
         self.batch_check: BatchCheck | None = None
         if check_batches:
             self.batch_check = check_batches_agree(self._probe_logits, self.tokenizer, self.n_ubatch, self.path.name)
@@ -334,6 +338,20 @@ class LlamaCppBackend:
     def context_window(self) -> int:
         """The positions a request can use: the contexts' ``n_ctx``, at most what the model was trained on."""
         return min(self.n_ctx, int(self.api._lib.llama_n_ctx_train(self._model)))
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The GGUF file's and the tokenizer's digests (computed once), the threads and batch size of a decode,
+        the context size, and the versions of the binding and of the tokenizer's library."""
+        if self._digests is None:
+            self._digests = {"weights": sha256_file(self.path), "tokenizer": tokenizer_digest(self.tokenizer)}
+        return {
+            "backend": self.name,
+            **self._digests,
+            "threads": self.n_threads,
+            "n_ubatch": self.n_ubatch,
+            "n_ctx": self.n_ctx,
+            "versions": package_versions(BINDING_DISTRIBUTION, "transformers"),
+        }
 
     def check(self, config: Any) -> None:
         """Refuse a :class:`~posrag.steering.SteeringConfig` this backend cannot honour (the reason and the fix)."""

@@ -17,7 +17,9 @@ from typing import Any
 from posrag.architectures import ModelLayout
 from posrag.errors import ConfigurationError, MissingDependencyError, PosragError
 
-INSTALL_HINT = "pip install 'posrag[llamacpp]'  (the ik-llama-cpp-python wheel)"
+#: The distribution of the binding (the ``posrag[llamacpp]`` extra).
+BINDING_DISTRIBUTION = "ik-llama-cpp-python"
+INSTALL_HINT = f"pip install 'posrag[llamacpp]'  (the {BINDING_DISTRIBUTION} wheel)"
 _LOG_CALLBACK = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
 
 
@@ -211,6 +213,7 @@ def tokenizer_and_config(path: Path, tokenizer: Any = None) -> tuple[Any, Any]:
 
 
 __all__ = [
+    "BINDING_DISTRIBUTION",
     "INSTALL_HINT",
     "ContextPool",
     "LlamaContext",

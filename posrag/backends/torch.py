@@ -19,6 +19,7 @@ import torch
 
 from posrag import architectures
 from posrag._validation import check_int
+from posrag.backends.fingerprint import package_versions, tokenizer_digest, weights_digest
 from posrag.errors import ConfigurationError
 from posrag.generation import GenerationConfig, generate_from_inputs, stream_from_inputs
 from posrag.prefix import PrefixCache, prefill
@@ -77,6 +78,7 @@ class TorchBackend:
         self.layers = architectures.decoder_layers(model)
         self.layout = architectures.layout(model)
         self._attention: list[Any] | None = None
+        self._digests: dict[str, str] | None = None
 
     # ------------------------------------------------------------------------- the boundary
 
@@ -93,6 +95,22 @@ class TorchBackend:
 
     def context_window(self) -> int | None:
         return architectures.context_window(self.model)
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The weights' and tokenizer's digests (computed once: the weights are read, never changed, by
+        steering), the model's dtype, attention implementation and device, torch's threads, library versions."""
+        if self._digests is None:
+            self._digests = {"weights": weights_digest(self.model), "tokenizer": tokenizer_digest(self.tokenizer)}
+        config = getattr(self.model, "config", None)
+        return {
+            "backend": self.name,
+            **self._digests,
+            "dtype": str(getattr(self.model, "dtype", None)),
+            "device": str(getattr(self.model, "device", "cpu")),
+            "attn_implementation": getattr(config, "_attn_implementation", None),
+            "threads": torch.get_num_threads(),
+            "versions": package_versions("torch", "transformers"),
+        }
 
     def generate(
         self,

@@ -30,6 +30,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from posrag.bench.cache import prepare_cache
 from posrag.bench.conditions import LitmConfig
 from posrag.bench.results import LitmResult
 from posrag.bench.shards import Shard, merge_results
@@ -189,6 +190,7 @@ def run_litm_parallel(
     command: str | None = None,
     quantize: str | None = None,
     backend: str = "torch",
+    cache: str | Path | None = None,
 ) -> LitmResult:
     """Run ``config`` as ``jobs`` local worker processes of ``threads`` threads each and merge them.
 
@@ -197,7 +199,8 @@ def run_litm_parallel(
     ``threads`` defaults to the available cores divided by ``jobs``. The merged result's statistics are those
     of one process; its ``timing`` gives ``wall_s`` from the start of the workers to the last one's end
     (model loading included, since the workers load in parallel), each shard's own ``shard_wall_s``, and
-    ``jobs`` / ``threads_per_job``. Trial records are always kept.
+    ``jobs`` / ``threads_per_job``. Trial records are always kept. ``cache``: a generation cache every worker
+    reads and adds to (:mod:`posrag.bench.cache`), checked here before any worker starts.
 
     A worker that fails raises its error here; one that ends without its result (killed, e.g. by the
     out-of-memory killer) raises :class:`WorkerFailedError` naming its exit code and shard, at once. Whatever
@@ -228,6 +231,7 @@ def run_litm_parallel(
         "command": command,
         "quantize": quantize,
         "backend": backend,
+        "cache": prepare_cache(cache) if cache is not None else None,
     }
     context = multiprocessing.get_context("spawn")
     started = time.perf_counter()

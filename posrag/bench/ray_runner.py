@@ -25,6 +25,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from posrag.bench.cache import prepare_cache
 from posrag.bench.conditions import LitmConfig
 from posrag.bench.results import LitmResult
 from posrag.bench.shards import Shard, merge_results
@@ -115,6 +116,7 @@ def run_litm_ray(
     command: str | None = None,
     quantize: str | None = None,
     backend: str = "torch",
+    cache: str | Path | None = None,
 ) -> LitmResult:
     """Run ``config`` as ``shards`` shards on ``workers`` Ray actors of ``threads`` threads each; merge them.
 
@@ -123,7 +125,9 @@ def run_litm_ray(
     ``address``: an existing Ray cluster (``"auto"``, ``"ray://head:10001"``); ``None`` connects to the Ray
     instance this process already started, else starts a local one. ``retries``: how often an actor that died
     is restarted and its shard re-run. The merged result's ``timing`` gives ``wall_s`` from the start (model
-    loading included), the summed shard times, ``workers``, ``shards`` and ``threads_per_job``.
+    loading included), the summed shard times, ``workers``, ``shards`` and ``threads_per_job``. ``cache``: a
+    generation cache every actor reads and adds to (:mod:`posrag.bench.cache`); a restarted actor's shard then
+    reuses what the one that died had generated.
     """
     from tqdm.auto import tqdm
 
@@ -160,6 +164,7 @@ def run_litm_ray(
         "command": command,
         "quantize": quantize,
         "backend": backend,
+        "cache": prepare_cache(cache) if cache is not None else None,
     }
     total = questions * len(config.positions) * len(config.conditions) * len(config.regimes)
     started = time.perf_counter()

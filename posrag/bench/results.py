@@ -34,6 +34,8 @@ class TrialRecord:
     gold_rank: int | None = None  # the retriever's rank of the gold document (1 = best); None: not scored
     #: Why the output is no answer at all (:func:`posrag.bench.data.format_failure`); None: it is an answer.
     format_failure: str | None = None
+    #: Read from a generation cache (:mod:`posrag.bench.cache`): an earlier run generated it; its cost is that run's.
+    cached: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)

@@ -12,6 +12,7 @@ synthetic run and hands back a :class:`posrag.profiles.BiasProfile` (what ``posr
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import random
 import time
@@ -23,6 +24,7 @@ from typing import Any
 
 from posrag._files import sha256_file
 from posrag.backends.base import Backend
+from posrag.bench.cache import Generation, GenerationCache, code_digest, generation_key
 from posrag.bench.conditions import (
     CLOSED_BOOK_TEMPLATE,
     PROMPTS,
@@ -52,16 +54,6 @@ from posrag.prompts import build_prompt
 from posrag.ranking import rank
 from posrag.steering.config import SteeringConfig
 
-
-@dataclass(frozen=True)
-class _Generation:
-    text: str
-    new_tokens: int
-    seconds: float
-    peak_mb: float | None
-    delta_mb: float | None
-
-
 #: Settings for the unsteered conditions: every field given, so nothing is looked up in a calibration.
 _PLAIN = SteeringConfig(attention_bias=0.0, attention_layers="all", position_bias="flat")
 
@@ -72,10 +64,18 @@ class LitmBenchmark:
     ``backend``: a :class:`~posrag.backends.Backend` (the torch backend, or llama.cpp's); every trial goes
     through an :class:`~posrag.engine.Engine` over it. :meth:`from_model` builds one over a Hugging Face model.
     ``embedder``: the sentence-transformer of the retrieval regime (``None``: the packaged default, loaded
-    only if the retrieval regime runs).
+    only if the retrieval regime runs). ``cache``: a :class:`~posrag.bench.cache.GenerationCache` to read
+    generations an earlier run stored and to store this run's (greedy generation only).
     """
 
-    def __init__(self, backend: Backend, config: LitmConfig | None = None, *, embedder: Any = None) -> None:
+    def __init__(
+        self,
+        backend: Backend,
+        config: LitmConfig | None = None,
+        *,
+        embedder: Any = None,
+        cache: GenerationCache | None = None,
+    ) -> None:
         if not isinstance(backend, Backend):
             raise ConfigurationError(
                 f"LitmBenchmark runs a posrag backend, got {type(backend).__name__}; use "
@@ -84,6 +84,14 @@ class LitmBenchmark:
         self.backend = backend
         self.tokenizer = backend.tokenizer
         self.config = config or LitmConfig()
+        if cache is not None and self.config.generation.temperature != 0:
+            raise ConfigurationError(
+                f"A generation cache needs greedy generation (temperature 0), got temperature="
+                f"{self.config.generation.temperature}: a sampled output is not a function of its prompt. Drop "
+                "the cache or sample without one."
+            )
+        self.cache = cache
+        self._identity: dict[str, Any] | None = None
         self.model_name = backend.model_name or backend.name
         #: Where memory is measured (a torch model's device; a llama.cpp model runs on the CPU).
         self.device = getattr(getattr(backend, "model", None), "device", "cpu")
@@ -133,12 +141,13 @@ class LitmBenchmark:
         *,
         embedder: Any = None,
         model_name: str | None = None,
+        cache: GenerationCache | None = None,
     ) -> LitmBenchmark:
         """The benchmark of a Hugging Face causal LM and its tokenizer, on the torch backend."""
         from posrag.backends.torch import TorchBackend
 
         name = model_name or str(getattr(model.config, "name_or_path", "") or type(model).__name__)
-        return cls(TorchBackend(model, tokenizer, model_name=name), config, embedder=embedder)
+        return cls(TorchBackend(model, tokenizer, model_name=name), config, embedder=embedder, cache=cache)
 
     def _hybrid_defaults(self) -> tuple[str, str]:
         strategy, mechanism = self.config.hybrid_strategy, self.config.hybrid_mechanism
@@ -289,7 +298,51 @@ class LitmBenchmark:
         self._prefix_costs[ids] = cost
         return prefix, cost
 
-    def _generate(self, variant: Variant, mechanism: str | None) -> _Generation:
+    def _steer_from(self, variant: Variant) -> int:
+        """Where steering starts in the variant's text: the question's footer."""
+        footer = self.config.template.footer.format(question=variant.prompt.question)
+        return variant.offset + len(variant.prompt.text) - len(footer)
+
+    def _generation(self, variant: Variant, mechanism: str | None) -> Generation:
+        """The variant's generation: read from the cache when an earlier run stored it, else generated (and
+        stored at once, so a run that stops keeps it)."""
+        if self.cache is None:
+            return self._generate(variant, mechanism)
+        key = generation_key(self._run_identity(), self._request(variant, mechanism))
+        found = self.cache.get(key)
+        if found is not None:
+            return found
+        generation = self._generate(variant, mechanism)
+        self.cache.put(key, generation)
+        return generation
+
+    def _run_identity(self) -> dict[str, Any]:
+        """What decides every generation of this benchmark besides its request (:mod:`posrag.bench.cache`)."""
+        if self._identity is None:
+            self._identity = {
+                "posrag_code": code_digest(),
+                "backend": self.backend.fingerprint(),
+                "generation": self.config.generation.to_dict(),
+                "reuse_prefix": self.config.reuse_prefix,
+            }
+        return self._identity
+
+    def _request(self, variant: Variant, mechanism: str | None) -> dict[str, Any]:
+        """What decides one generation besides the run: the prompt, and how it is steered."""
+        request: dict[str, Any] = {
+            "text_sha256": hashlib.sha256(variant.text.encode()).hexdigest(),
+            "add_special_tokens": variant.add_special_tokens,
+            "steering": None,
+        }
+        if mechanism is not None:
+            request["steering"] = {
+                "config": self._generators[mechanism].config.to_dict(),
+                "plan": self._steer_key(mechanism, variant.targets),
+                "steer_from": self._steer_from(variant),
+            }
+        return request
+
+    def _generate(self, variant: Variant, mechanism: str | None) -> Generation:
         """Generate one trial; time (and, when asked, memory) it.
 
         With prefix reuse, a plain or attention-steered generation continues the shared, unsteered prefix (the
@@ -300,8 +353,7 @@ class LitmBenchmark:
         text = variant.text
         generation = self.config.generation
         special = variant.add_special_tokens
-        footer = self.config.template.footer.format(question=variant.prompt.question)
-        steer_from = variant.offset + len(variant.prompt.text) - len(footer)
+        steer_from = self._steer_from(variant)
         reusable = self._reusable(mechanism) and bool(variant.prompt.spans)  # closed-book: nothing before the question
         found = self._prefix(variant, steer_from) if reusable else None
         engine = self._generators[mechanism] if mechanism is not None else self._plain()
@@ -317,9 +369,9 @@ class LitmBenchmark:
             )
             output, new_tokens = steered.text, steered.generated_tokens
         if found is None:
-            return _Generation(output, new_tokens, cost.seconds, cost.peak_mb, cost.delta_mb)
+            return Generation(output, new_tokens, cost.seconds, cost.peak_mb, cost.delta_mb)
         pre = found[1]
-        return _Generation(
+        return Generation(
             output,
             new_tokens,
             cost.seconds + pre.seconds,
@@ -380,7 +432,7 @@ class LitmBenchmark:
                     if on_trial is not None:
                         on_trial(trial)
                     bar.update()
-                    bar.set_postfix(generated=len(run.cache), refresh=False)
+                    bar.set_postfix(generated=len(run.generations), refresh=False)
         return self._result(selected, run, data_info, keep_records=keep_records or shard is not None)
 
     # ------------------------------------------------------------------------- the run's phases
@@ -432,10 +484,10 @@ class LitmBenchmark:
         key: tuple[Any, ...] = (hashlib.sha256(variant.text.encode()).hexdigest(), variant.add_special_tokens)
         if condition.mechanism is not None:
             key += self._steer_key(condition.mechanism, variant.targets)
-        reused = key in run.cache
+        reused = key in run.generations
         if not reused:
-            run.cache[key] = self._generate(variant, condition.mechanism)
-        generation = run.cache[key]
+            run.generations[key] = self._generation(variant, condition.mechanism)
+        generation = run.generations[key]
         correct = is_correct(generation.text, record.answers)
         trial = TrialRecord(
             question_id=record.id,
@@ -457,6 +509,7 @@ class LitmBenchmark:
                 max_new_tokens=self.config.generation.max_new_tokens,
                 correct=correct,
             ),
+            cached=generation.cached,
         )
         run.trials.append(trial)
         return trial
@@ -467,6 +520,7 @@ class LitmBenchmark:
         """The run's trials summarized per condition and regime, with its settings, environment and timing."""
         config = self.config
         wall = time.perf_counter() - run.started
+        generated = [g for g in run.generations.values() if not g.cached]
         results = tuple(
             summarize_condition(
                 run.trials,
@@ -500,9 +554,10 @@ class LitmBenchmark:
             timing={
                 "started_at": run.started_at,
                 "wall_s": wall,
-                "generations": len(run.cache),
+                "generations": len(generated),
+                "cached": len(run.generations) - len(generated),
                 "trials": len(run.trials),
-                "mean_generation_s": mean([g.seconds for g in run.cache.values()]),
+                "mean_generation_s": mean([g.seconds for g in generated]),
                 "prefix_passes": self._prefixes.misses if self._prefixes is not None else 0,
                 "prefix_reuses": self._prefixes.hits if self._prefixes is not None else 0,
             },
@@ -574,7 +629,7 @@ class _Run:
 
     started_at: str
     started: float
-    cache: dict[tuple[Any, ...], _Generation] = field(default_factory=dict)
+    generations: dict[tuple[Any, ...], Generation] = field(default_factory=dict)
     trials: list[TrialRecord] = field(default_factory=list)
     gold_ranks: list[int] = field(default_factory=list)
 
@@ -594,6 +649,7 @@ def run_litm(
     backend: str = "torch",
     threads: int | None = None,
     loaded: Backend | None = None,
+    cache: str | Path | None = None,
 ) -> LitmResult:
     """Load the records (``data``, default: the shipped synthetic set) and the model, and run ``config``.
 
@@ -603,7 +659,9 @@ def run_litm(
     (:mod:`posrag.bench.shards`; its trial records are kept for :func:`merge_results`). ``on_trial``: called
     with every trial as it is recorded. ``backend``, ``quantize``, ``threads``: how the model is loaded
     (:func:`posrag.backends.load_backend`), recorded in the settings. ``loaded``: that backend already loaded (a
-    worker that runs several shards loads it once); ``None`` loads it here.
+    worker that runs several shards loads it once); ``None`` loads it here. ``cache``: the path of a
+    :class:`~posrag.bench.cache.GenerationCache` (created if missing) whose generations are reused and to which
+    this run's are added as they are made.
     """
     from posrag.bench.data import load_records, packaged_dataset
 
@@ -611,20 +669,22 @@ def run_litm(
     everything = load_records(path)
     records = everything[:limit] if limit else everything
     started = time.perf_counter()
-    if loaded is None:
-        from posrag.backends import load_backend
+    with contextlib.ExitStack() as stack:
+        store = stack.enter_context(GenerationCache(cache)) if cache is not None else None  # before the model loads
+        if loaded is None:
+            from posrag.backends import load_backend
 
-        loaded = load_backend(model, backend, quantize=quantize, threads=threads, progress=progress)
-    bench = LitmBenchmark(loaded, config)
-    result = bench.run(
-        records,
-        progress=progress,
-        keep_records=keep_records,
-        pool=[doc for record in everything for doc in record.documents],
-        shard=shard,
-        on_trial=on_trial,
-        data_info={"path": str(path), "sha256": sha256_file(path), "limit": limit, "command": command},
-    )
+            loaded = load_backend(model, backend, quantize=quantize, threads=threads, progress=progress)
+        bench = LitmBenchmark(loaded, config, cache=store)
+        result = bench.run(
+            records,
+            progress=progress,
+            keep_records=keep_records,
+            pool=[doc for record in everything for doc in record.documents],
+            shard=shard,
+            on_trial=on_trial,
+            data_info={"path": str(path), "sha256": sha256_file(path), "limit": limit, "command": command},
+        )
     return replace(
         result,
         settings={**result.settings, "quantize": quantize},

@@ -187,6 +187,7 @@ def _build(results: Sequence[LitmResult], trials: list[TrialRecord], total: int)
         "wall_s": sum(float(t.get("wall_s", 0.0)) for t in timings),  # summed over the shards
         "shard_wall_s": [float(t.get("wall_s", 0.0)) for t in timings],
         "generations": generations,
+        "cached": sum(int(t.get("cached", 0)) for t in timings),
         "trials": len(trials),
         "mean_generation_s": sum(float(t["mean_generation_s"]) * int(t["generations"]) for t in timings) / generations
         if generations

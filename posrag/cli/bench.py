@@ -161,6 +161,14 @@ def litm(
             "GGUF file when its extra is installed, torch otherwise)."
         ),
     ] = "torch",
+    cache: Annotated[
+        Path | None,
+        typer.Option(
+            help="Store every generation in this file (created if missing) and reuse those an earlier run stored "
+            "under the same posrag code, model, settings and prompt: a stopped run resumes where it stopped, and a "
+            "re-run with other settings generates only the prompts that changed (trials marked 'cached').",
+        ),
+    ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Accuracy by gold-document position for every ordering and steering condition, with 95% intervals.
@@ -214,6 +222,7 @@ def litm(
                 command=command,
                 quantize=quantize,
                 backend=backend,
+                cache=cache,
             )
         elif jobs > 1:
             if part is not None:
@@ -234,6 +243,7 @@ def litm(
                 command=command,
                 quantize=quantize,
                 backend=backend,
+                cache=cache,
             )
         else:
             if threads is not None:
@@ -252,6 +262,7 @@ def litm(
                 quantize=quantize,
                 backend=backend,
                 threads=threads,
+                cache=cache,
             )
         typer.echo(format_tables(result))
         write_outputs(result, json_path=json_out, table_path=table, plot_path=plot, records_path=records)
@@ -260,8 +271,9 @@ def litm(
     except PosragError as exc:
         raise fail(exc) from None
     timing = result.timing
+    cached = f", {timing['cached']} read from --cache" if timing.get("cached") else ""
     typer.echo(
-        f"\n{timing['generations']} generations for {timing['trials']} trials in {timing['wall_s']:.0f} s "
+        f"\n{timing['generations']} generations{cached} for {timing['trials']} trials in {timing['wall_s']:.0f} s "
         f"({timing['total_s_with_model_load']:.0f} s with model loading).",
         err=True,
     )

@@ -295,13 +295,23 @@ def test_a_streamed_chat_on_llama_cpp_steers_and_reports_invokes_usage() -> None
     assert "Brisk" in whole and cut == whole[: whole.index("Brisk")] and cut_tokens < whole_tokens
 
 
-def test_the_benchmark_runs_its_trials_on_the_llama_cpp_backend(backend: Any) -> None:
+def test_the_benchmark_runs_its_trials_on_the_llama_cpp_backend(backend: Any, tmp_path: Any) -> None:
+    import hashlib
+
+    from posrag.bench.cache import GenerationCache
     from posrag.bench.conditions import LitmConfig
     from posrag.bench.data import load_records, packaged_dataset
     from posrag.bench.runner import LitmBenchmark
 
     config = LitmConfig(positions=(10,), conditions=("baseline", "steer-attention"), regimes=("oracle",))
-    result = LitmBenchmark(backend, config).run(load_records(packaged_dataset())[:3], progress=False)
+    records = load_records(packaged_dataset())[:3]
+    with GenerationCache(tmp_path / "generations.sqlite") as cache:
+        result = LitmBenchmark(backend, config, cache=cache).run(records, progress=False, keep_records=True)
+        again = LitmBenchmark(backend, config, cache=cache).run(records, progress=False, keep_records=True)
+    # The second run reads every generation the first stored, keyed by the GGUF file's own digest.
+    assert backend.fingerprint()["weights"] == hashlib.sha256(backend.path.read_bytes()).hexdigest()
+    assert again.timing["generations"] == 0 and again.timing["cached"] == result.timing["generations"] == 6
+    assert [t.prediction for t in again.records] == [t.prediction for t in result.records]
     assert result.environment["backend"] == "llama.cpp" and result.settings["backend"] == "llama.cpp"
     # Gemma loses the middle of the 20 documents; steering toward the gold document there finds it again.
     baseline, steered = (result.result(c, "oracle").mean_accuracy for c in ("baseline", "steer-attention"))

@@ -50,6 +50,28 @@ def test_jobs_merge_to_exactly_the_one_process_result(tmp_path, tiny_dir):
     assert len(split["timing"]["shard_wall_s"]) == 2 and split["data"]["questions"] == 3
 
 
+def test_jobs_share_one_cache_and_the_same_command_again_generates_nothing(tmp_path, tiny_dir):
+    data = tmp_path / "d.jsonl"
+    runner.invoke(app, ["bench", "make-synthetic", str(data), "--questions", "3", "--docs", "3"])
+    cache = ["--jobs", "2", "--threads", "1", "--cache", str(tmp_path / "runs" / "gen.sqlite")]
+    first = runner.invoke(app, _args(data, tiny_dir, tmp_path / "a.json", *cache))
+    assert first.exit_code == 0, first.output
+    again = runner.invoke(app, _args(data, tiny_dir, tmp_path / "b.json", *cache))
+    assert again.exit_code == 0, again.output
+    a, b = (json.loads((tmp_path / f"{n}.json").read_text()) for n in "ab")
+    made = a["timing"]["generations"]
+    assert made > 0 and a["timing"]["cached"] == 0
+    assert b["timing"]["generations"] == 0 and b["timing"]["cached"] == made
+    assert f"0 generations, {made} read from --cache" in again.output
+    assert all(r["cached"] for r in b["records"])
+    costs = COSTS | {"cached"}
+    assert [{k: v for k, v in r.items() if k not in costs} for r in b["records"]] == [
+        {k: v for k, v in r.items() if k not in costs} for r in a["records"]
+    ]
+    bad = runner.invoke(app, _args(data, tiny_dir, tmp_path / "c.json", "--jobs", "2", "--cache", str(tmp_path)))
+    assert bad.exit_code == 2 and "is a directory" in bad.output
+
+
 def test_jobs_refuses_what_it_cannot_do(tmp_path, tiny_dir):
     data = tmp_path / "d.jsonl"
     runner.invoke(app, ["bench", "make-synthetic", str(data), "--questions", "2", "--docs", "3"])

@@ -72,6 +72,20 @@ def test_a_killed_worker_is_retried_and_the_result_is_identical(
     assert _trials(result) == _trials(one_process)
 
 
+def test_with_a_cache_the_retried_shard_reuses_what_the_killed_worker_generated(
+    local_ray, tiny_dir, data, one_process, tmp_path, monkeypatch
+):
+    from posrag.bench.ray_runner import EXIT_ONCE_ENV
+
+    marker = tmp_path / "exited"
+    monkeypatch.setenv(EXIT_ONCE_ENV, str(marker))
+    result = _ray(tiny_dir, data, cache=tmp_path / "generations.sqlite")
+    assert marker.exists(), "no worker process died: the test did not exercise a retry"
+    assert _trials(result) == _trials(one_process)
+    assert result.timing["cached"] >= 1  # the dead worker's first generation, stored before it died
+    assert result.timing["cached"] == sum(t.cached for t in result.records)
+
+
 def test_a_shard_that_fails_for_good_fails_the_run_with_its_error(local_ray, tmp_path, data):
     with pytest.raises(PosragError, match=r"Shard \d/3 failed on Ray"):
         _ray(tmp_path / "no-such-model", data, retries=0)
