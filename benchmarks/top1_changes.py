@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from posrag.bench.data import LitmRecord, fit_documents, load_records
-from posrag.bench.paired import format_paired, paired_differences
+from posrag.bench.paired import format_paired, oracle_gain_kept, paired_differences
 from posrag.bench.results import TrialRecord
 from posrag.bench.runner import retrieval_scores
 from posrag.bench.shards import read_result
@@ -107,19 +107,22 @@ def _lift(trials: dict[tuple[str, str, int], TrialRecord], condition: str) -> fl
     )
 
 
-def _position_free(trials: dict[tuple[str, str, int], TrialRecord], new: list[Path]) -> dict:
-    """Hybrid orders the documents by the retriever's scores, so its prompt does not depend on where the gold
-    passage came from: checked on the published trials (one prediction per question), then the re-run's trial
-    of each question (at any position) stands for every position."""
+def _position_free(trials: dict[tuple[str, str, int], TrialRecord], new: list[TrialRecord], regime: str) -> dict:
+    """Hybrid orders the documents by the retriever's scores (in both regimes: the oracle regime only aims the
+    steering at the gold passage), so its prompt does not depend on where the gold passage came from: checked on
+    the published trials (one prediction per question), then the re-run's trial of each question (at any
+    position) in ``regime`` stands for every position. Empty when the re-run has no trial in ``regime``."""
+    rerun = {k[1]: t for k, t in _trials(new, regime, (HYBRID,)).items()}
+    if not rerun:
+        return {}
     hybrid = {k: t for k, t in trials.items() if k[0] == HYBRID}
     predictions: dict[str, set[str]] = {}
     for (_, question, _), trial in hybrid.items():
         predictions.setdefault(question, set()).add(trial.prediction)
     varying = sum(len(p) > 1 for p in predictions.values())
-    print(f"published hybrid trials: {varying} of {len(predictions)} questions answer differently by position")
+    print(f"published hybrid trials ({regime}): {varying} of {len(predictions)} questions differ by position")
     if varying:
         raise SystemExit("hybrid depends on the position here: re-run it at every position")
-    rerun = {k[1]: t for k, t in _trials(_load(new), "retrieval", (HYBRID,)).items()}
     return {k: replace(rerun[k[1]], position=k[2]) for k in hybrid if k[1] in rerun}
 
 
@@ -134,17 +137,22 @@ def report(old_paths: list[Path], new_paths: list[Path], hybrid_paths: list[Path
     if same != total:
         raise SystemExit("the re-run's baseline differs from the published run's: not the same setup")
     merged = {**old, **{k: v for k, v in new.items() if k[0] == STEER}}
+    oracle_now = dict(oracle)
     if hybrid_paths:
-        replaced = _position_free(old, hybrid_paths)
-        changed = sum(replaced[k].prediction != old[k].prediction for k in replaced)
-        won = sum(replaced[k].correct and not old[k].correct for k in replaced)
-        lost = sum(old[k].correct and not replaced[k].correct for k in replaced)
-        print(
-            f"hybrid re-run: {len(replaced)} trials replaced, {changed} predictions changed "
-            f"({won} now right, {lost} now wrong)"
-        )
-        merged.update(replaced)
-    for name, trials in (("published run", old), ("with the re-run questions", merged)):
+        rerun = _load(hybrid_paths)
+        for regime, trials in (("retrieval", merged), ("oracle", oracle_now)):
+            before = {k: t for k, t in trials.items() if k[0] == HYBRID}
+            replaced = _position_free(before, rerun, regime)
+            changed = sum(replaced[k].prediction != before[k].prediction for k in replaced)
+            won = sum(replaced[k].correct and not before[k].correct for k in replaced)
+            lost = sum(before[k].correct and not replaced[k].correct for k in replaced)
+            if replaced:
+                print(
+                    f"hybrid re-run ({regime}): {len(replaced)} trials replaced, {changed} predictions changed "
+                    f"({won} now right, {lost} now wrong)"
+                )
+            trials.update(replaced)
+    for name, trials, reference in (("published run", old, oracle), ("with the re-run questions", merged, oracle_now)):
         steer = [t for k, t in trials.items() if k[0] == STEER]
         ranks = {t.question_id: t.gold_rank for t in steer}
         recall = sum(r == 1 for r in ranks.values()) / len(ranks)
@@ -155,9 +163,16 @@ def report(old_paths: list[Path], new_paths: list[Path], hybrid_paths: list[Path
                 continue
             line = " / ".join(f"{p}: {a:.1f} %" for p, a in accuracy.items())
             share = ""
-            if _accuracy(oracle, condition):
-                kept, gain = _lift(trials, condition), _lift(oracle, condition)
+            if _accuracy(reference, condition):
+                kept, gain = _lift(trials, condition), _lift(reference, condition)
                 share = f"; lift {kept:+.1f} of the oracle's {gain:+.1f} points: {100 * kept / gain:.1f} % kept"
+                ours = [t for k, t in reference.items() if k[0] == condition]
+                interval = oracle_gain_kept([*trials.values(), *ours], condition)
+                if interval is not None:
+                    share += (
+                        f" [95 % interval {100 * interval.ci_low:.1f}-{100 * interval.ci_high:.1f} %, "
+                        f"{interval.questions} questions]"
+                    )
             print(f"  {condition}: {line}{share}")
         print(format_paired(paired_differences(list(trials.values()))))
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from posrag.bench.conditions import SINGLE_CONDITIONS, STEER_MECHANISMS
-from posrag.bench.paired import paired_differences
+from posrag.bench.paired import oracle_gain_kept, paired_differences
 from posrag.bench.results import LitmResult
 from posrag.bench.stats import percent
 
@@ -188,12 +188,19 @@ def _oracle_gain_kept(result: LitmResult) -> list[TargetCheck]:
         if oracle_gain <= 1e-9:
             continue
         kept = retrieval_gain / oracle_gain
+        detail = (
+            f"{percent(kept)}% ({100 * retrieval_gain:+.1f} of {100 * oracle_gain:+.1f} points, mean over positions"
+        )
+        shared = oracle_gain_kept(result.records, r.condition) if result.records else None
+        if shared is not None:
+            detail += (
+                f"; 95% interval {percent(shared.ci_low)}-{percent(shared.ci_high)}% over {shared.questions} questions"
+            )
         checks.append(
             TargetCheck(
                 f"{r.condition}: the retrieval regime keeps >= 90% of the oracle gain",
                 kept >= 0.90 - 1e-9,
-                f"{percent(kept)}% ({100 * retrieval_gain:+.1f} of {100 * oracle_gain:+.1f} points, mean over "
-                "positions)",
+                detail + ")",
             )
         )
     return checks

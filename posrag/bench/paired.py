@@ -74,6 +74,77 @@ def _mean_interval(diffs: Sequence[int]) -> tuple[float, float, float]:
 
 
 @dataclass(frozen=True)
+class GainKept:
+    """The share of the oracle regime's gain over the baseline that the retrieval regime keeps, for one condition:
+    ``share = (retrieval - baseline) / (oracle - baseline)``, accuracies averaged over the positions of the
+    ``questions`` that have all three at every position, with a 95 % percentile bootstrap interval over those
+    questions (``resamples``, seeded: the same trials give the same interval). ``kept`` and ``gain`` are the two
+    lifts in accuracy points."""
+
+    condition: str
+    questions: int
+    kept: float
+    gain: float
+    share: float
+    ci_low: float
+    ci_high: float
+    resamples: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def oracle_gain_kept(
+    trials: Sequence[TrialRecord], condition: str, *, baseline: str = "baseline", resamples: int = 2000
+) -> GainKept | None:
+    """:class:`GainKept` of ``condition`` from its oracle and retrieval trials and the baseline's (either regime:
+    it does not steer); ``None`` when no question has all three at the same positions or the oracle gains nothing.
+
+    The interval resamples questions, not trials: a question's positions share its difficulty, so they move
+    together. Resamples whose oracle gain is not positive (the share is undefined there) are left out.
+    """
+    import numpy as np
+
+    base: dict[tuple[str, int], bool] = {}
+    runs: dict[str, dict[tuple[str, int], bool]] = {"oracle": {}, "retrieval": {}}
+    for t in trials:
+        if t.condition == baseline:
+            base[(t.question_id, t.position)] = t.correct
+        elif t.condition == condition and t.regime in runs:
+            runs[t.regime][(t.question_id, t.position)] = t.correct
+    by_question: dict[str, list[tuple[str, int]]] = defaultdict(list)
+    for key in runs["oracle"]:
+        if key in runs["retrieval"] and key in base:
+            by_question[key[0]].append(key)
+    if not by_question:
+        return None
+    rows = np.array(
+        [
+            [np.mean([float(table[k]) for k in keys]) for table in (base, runs["oracle"], runs["retrieval"])]
+            for keys in by_question.values()
+        ]
+    )
+    b, o, r = rows.mean(axis=0)
+    if o - b <= 1e-12:
+        return None
+    picks = np.random.default_rng(0).integers(0, len(rows), size=(resamples, len(rows)))
+    sums = rows[picks].mean(axis=1)  # resamples x (baseline, oracle, retrieval)
+    gains = sums[:, 1] - sums[:, 0]
+    shares = (sums[gains > 1e-12, 2] - sums[gains > 1e-12, 0]) / gains[gains > 1e-12]
+    low, high = np.percentile(shares, [2.5, 97.5])
+    return GainKept(
+        condition,
+        len(rows),
+        float(100 * (r - b)),
+        float(100 * (o - b)),
+        float((r - b) / (o - b)),
+        float(low),
+        float(high),
+        resamples,
+    )
+
+
+@dataclass(frozen=True)
 class RunDifference:
     """Run B minus run A for one condition, regime and position, over ``n`` matched trials: the paired mean
     difference of correctness with its 95 % interval, the trials B won and lost, and ``changed``: how many
@@ -188,10 +259,12 @@ def format_paired(differences: Sequence[PairedDifference]) -> str:
 
 
 __all__ = [
+    "GainKept",
     "PairedDifference",
     "RunDifference",
     "format_paired",
     "format_run_differences",
+    "oracle_gain_kept",
     "paired_differences",
     "paired_runs",
 ]

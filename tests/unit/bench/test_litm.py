@@ -370,6 +370,31 @@ def test_the_share_of_the_oracle_gain_kept_under_retrieval():
     assert bad.met is False and bad.detail.startswith("50%")
 
 
+def test_the_share_kept_has_an_interval_over_questions_that_narrows_with_more_of_them():
+    from posrag.bench.paired import oracle_gain_kept
+
+    def run(n):  # of n questions at 3 positions: the baseline answers 1 in 10, the oracle 9 in 10, retrieval 8
+        return (
+            _trials("baseline", "oracle", dict.fromkeys((1, 10, 20), n // 10), n)
+            + _trials("steer-attention", "oracle", dict.fromkeys((1, 10, 20), 9 * n // 10), n)
+            + _trials("steer-attention", "retrieval", dict.fromkeys((1, 10, 20), 8 * n // 10), n)
+        )
+
+    small, large = oracle_gain_kept(run(40), "steer-attention"), oracle_gain_kept(run(400), "steer-attention")
+    for kept in (small, large):
+        assert kept.share == pytest.approx(7 / 8) and kept.kept == pytest.approx(70) and kept.gain == pytest.approx(80)
+        assert kept.ci_low < 7 / 8 < kept.ci_high <= 1.0
+    assert large.questions == 400 and large.ci_high - large.ci_low < (small.ci_high - small.ci_low) / 2
+    assert oracle_gain_kept(run(40), "steer-attention") == small  # seeded: the same trials, the same interval
+    assert oracle_gain_kept(run(40), "hybrid") is None
+    # The target reports the interval when the result keeps its trials.
+    oracle = (_condition("baseline", "oracle", (1, 1, 1)), _condition("steer-attention", "oracle", (9, 9, 9)))
+    retrieved = (_condition("baseline", "retrieval", (1, 1, 1)), _condition("steer-attention", "retrieval", (8, 8, 8)))
+    result = replace(_result(*oracle, *retrieved), records=tuple(run(400)))
+    check = _check(result, "steer-attention: the retrieval regime keeps")
+    assert check.met is False and f"95% interval {100 * large.ci_low:.0f}-{100 * large.ci_high:.0f}%" in check.detail
+
+
 def test_hybrid_target_compares_against_every_single_condition_per_position():
     base = _condition("baseline", "retrieval", (10, 4, 10))
     recency = _condition("recency", "retrieval", (9, 9, 9))
