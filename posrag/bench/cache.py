@@ -15,8 +15,9 @@ calibrated bias by band and the layers included), the plan of each target and wh
 generation is refused: only a greedy output is a function of its key.
 
 A cached trial is marked ``cached`` in the trial records; its latency and memory are those measured when it was
-generated. Several processes may share one file (``--jobs``; Ray actors on one machine); Ray actors on other
-machines read and write the file at the path they see (a shared file system shares it, else each keeps its own).
+generated. Several processes on one machine may share one file (``--jobs``; Ray actors on one machine: SQLite's
+locking takes one write at a time). On a cluster each node should open a path on its own disk: SQLite's locking is
+not reliable over network file systems.
 """
 
 from __future__ import annotations
@@ -99,7 +100,8 @@ class GenerationCache:
         if not existed:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._db = sqlite3.connect(self.path, timeout=_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+            # Autocommit: each entry is committed (journaled, synced) as it is stored, so a killed run keeps it.
+            self._db = sqlite3.connect(self.path, timeout=_TIMEOUT_S, isolation_level=None)
             self._check(existed)
         except sqlite3.DatabaseError as exc:
             if hasattr(self, "_db"):
@@ -116,7 +118,6 @@ class GenerationCache:
         if existed and tables and "posrag_cache" not in tables:
             raise sqlite3.DatabaseError("it holds other tables")
         if "posrag_cache" not in tables:
-            self._db.execute("PRAGMA journal_mode = WAL")  # readers and one writer at a time, across processes
             self._db.execute("CREATE TABLE IF NOT EXISTS posrag_cache (name TEXT PRIMARY KEY, value TEXT)")
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS generations (key TEXT PRIMARY KEY, text TEXT NOT NULL, new_tokens INTEGER"
