@@ -18,9 +18,9 @@ This script:
   several, the last file wins, so a later re-run of some positions goes last) and replaces the steering trials
   of the re-run questions with ``--new``'s, then prints the paired differences to the baseline and recall@1
   before and after, and the share of the oracle's gain kept where ``--old`` holds oracle trials. ``--new``
-  must reproduce the old baseline trial for trial (checked). ``--hybrid``: a re-run of the hybrid condition
-  (ordering by the retriever's scores, so any change in the ranking changes its prompt) at one position,
-  standing for every position (``_position_free``).
+  must reproduce the old baseline trial for trial (checked). ``--reordered``: a re-run of the conditions
+  that order by the retriever's scores (hybrid, ``long_context``: any change in the ranking changes their
+  prompt) at one position, standing for every position (``_position_free``), in either regime.
 
     python benchmarks/top1_changes.py --data docs/data/nq-mined-eval-300-20.jsonl.gz --num-docs 20 --limit 150 \\
         --before text --after passage --write-questions docs/evidence/gemma-nq-20-titled-changed/questions.jsonl.gz
@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import itertools
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -49,6 +50,8 @@ from posrag.relevance import embedding_relevance
 
 STEER = "steer-attention"
 HYBRID = "hybrid"
+#: The conditions that order the passages by the retriever's scores: any change in the ranking changes their prompt.
+REORDERED = (HYBRID, "long_context")
 RETRIEVERS = ("text", "passage", "passage+sentence")
 
 
@@ -107,28 +110,41 @@ def _lift(trials: dict[tuple[str, str, int], TrialRecord], condition: str) -> fl
     )
 
 
-def _position_free(trials: dict[tuple[str, str, int], TrialRecord], new: list[TrialRecord], regime: str) -> dict:
-    """Hybrid orders the documents by the retriever's scores (in both regimes: the oracle regime only aims the
-    steering at the gold passage), so its prompt does not depend on where the gold passage came from: checked on
-    the published trials (one prediction per question), then the re-run's trial of each question (at any
-    position) in ``regime`` stands for every position. Empty when the re-run has no trial in ``regime``."""
-    rerun = {k[1]: t for k, t in _trials(new, regime, (HYBRID,)).items()}
+def _position_free(
+    trials: dict[tuple[str, str, int], TrialRecord], new: list[TrialRecord], regime: str, condition: str
+) -> dict:
+    """A condition that orders the passages by the retriever's scores (hybrid, ``long_context``; in both regimes:
+    the oracle regime only aims hybrid's steering at the gold passage) gives a prompt that does not depend on where
+    the gold passage came from: checked on the published trials (one prediction per question), then the re-run's
+    trial of each question (at any position) in ``regime`` stands for every position. Empty when the re-run has
+    no such trial."""
+    rerun = {k[1]: t for k, t in _trials(new, regime, (condition,)).items()}
     if not rerun:
         return {}
-    hybrid = {k: t for k, t in trials.items() if k[0] == HYBRID}
+    published = {k: t for k, t in trials.items() if k[0] == condition}
     predictions: dict[str, set[str]] = {}
-    for (_, question, _), trial in hybrid.items():
+    for (_, question, _), trial in published.items():
         predictions.setdefault(question, set()).add(trial.prediction)
     varying = sum(len(p) > 1 for p in predictions.values())
-    print(f"published hybrid trials ({regime}): {varying} of {len(predictions)} questions differ by position")
+    print(f"published {condition} trials ({regime}): {varying} of {len(predictions)} questions differ by position")
     if varying:
-        raise SystemExit("hybrid depends on the position here: re-run it at every position")
-    return {k: replace(rerun[k[1]], position=k[2]) for k in hybrid if k[1] in rerun}
+        raise SystemExit(f"{condition} depends on the position here: re-run it at every position")
+    return {k: replace(rerun[k[1]], position=k[2]) for k in published if k[1] in rerun}
 
 
-def report(old_paths: list[Path], new_paths: list[Path], hybrid_paths: list[Path] | None = None) -> None:
+def _check_baseline(rerun: list[TrialRecord], published: dict[tuple[str, str, int], TrialRecord]) -> None:
+    """A re-run's baseline trials must repeat the published ones: the same prompts, model and settings."""
+    again = {k: t for k, t in _trials(rerun, "retrieval", ("baseline",)).items() if k in published}
+    again.update({k: t for k, t in _trials(rerun, "oracle", ("baseline",)).items() if k in published})
+    same = sum(t.prediction == published[k].prediction for k, t in again.items())
+    print(f"reordered re-run: baseline reproduced {same} of {len(again)} predictions")
+    if same != len(again):
+        raise SystemExit("the re-run's baseline differs from the published run's: not the same setup")
+
+
+def report(old_paths: list[Path], new_paths: list[Path], reordered_paths: list[Path] | None = None) -> None:
     published = _load(old_paths)
-    old = _trials(published, "retrieval", ("baseline", STEER, HYBRID))
+    old = _trials(published, "retrieval", ("baseline", STEER, *REORDERED))
     new = _trials(_load(new_paths), "retrieval", ("baseline", STEER))
     oracle = {**_trials(published, "retrieval", ("baseline",)), **_trials(published, "oracle", (STEER, HYBRID))}
     same = sum(new[k].prediction == old[k].prediction for k in new if k[0] == "baseline")
@@ -138,17 +154,20 @@ def report(old_paths: list[Path], new_paths: list[Path], hybrid_paths: list[Path
         raise SystemExit("the re-run's baseline differs from the published run's: not the same setup")
     merged = {**old, **{k: v for k, v in new.items() if k[0] == STEER}}
     oracle_now = dict(oracle)
-    if hybrid_paths:
-        rerun = _load(hybrid_paths)
-        for regime, trials in (("retrieval", merged), ("oracle", oracle_now)):
-            before = {k: t for k, t in trials.items() if k[0] == HYBRID}
-            replaced = _position_free(before, rerun, regime)
+    if reordered_paths:
+        rerun = _load(reordered_paths)
+        _check_baseline(rerun, old)
+        for (regime, trials), condition in itertools.product(
+            (("retrieval", merged), ("oracle", oracle_now)), REORDERED
+        ):
+            before = {k: t for k, t in trials.items() if k[0] == condition}
+            replaced = _position_free(before, rerun, regime, condition)
             changed = sum(replaced[k].prediction != before[k].prediction for k in replaced)
             won = sum(replaced[k].correct and not before[k].correct for k in replaced)
             lost = sum(before[k].correct and not replaced[k].correct for k in replaced)
             if replaced:
                 print(
-                    f"hybrid re-run ({regime}): {len(replaced)} trials replaced, {changed} predictions changed "
+                    f"{condition} re-run ({regime}): {len(replaced)} trials replaced, {changed} predictions changed "
                     f"({won} now right, {lost} now wrong)"
                 )
             trials.update(replaced)
@@ -157,7 +176,7 @@ def report(old_paths: list[Path], new_paths: list[Path], hybrid_paths: list[Path
         ranks = {t.question_id: t.gold_rank for t in steer}
         recall = sum(r == 1 for r in ranks.values()) / len(ranks)
         print(f"\n{name}: recall@1 {recall:.3f} over {len(ranks)} questions")
-        for condition in (STEER, HYBRID):
+        for condition in (STEER, *REORDERED):
             accuracy = _accuracy(trials, condition)
             if not accuracy:
                 continue
@@ -187,14 +206,19 @@ def main() -> None:
     parser.add_argument("--write-questions", type=Path)
     parser.add_argument("--old", type=Path, nargs="+")
     parser.add_argument("--new", type=Path, nargs="+")
-    parser.add_argument("--hybrid", type=Path, nargs="+", help="a re-run of hybrid (any one position suffices)")
+    parser.add_argument(
+        "--reordered",
+        type=Path,
+        nargs="+",
+        help="a re-run of the conditions that order by the retriever (hybrid, long_context; any one position)",
+    )
     args = parser.parse_args()
     if args.write_questions:
         if args.data is None:
             parser.error("--write-questions needs --data")
         write_questions(args.data, args.num_docs, args.limit, args.before, args.after, args.write_questions)
     elif args.old and args.new:
-        report(args.old, args.new, args.hybrid)
+        report(args.old, args.new, args.reordered)
     else:
         parser.error("pass --write-questions (with --data), or --old and --new")
 
