@@ -124,7 +124,8 @@ def retrieval_summary(gold_ranks: Sequence[int]) -> dict[str, Any]:
     if not gold_ranks:
         return {}
     return {
-        "scorer": "posrag.retrieval.DocumentIndex (flat, cosine) over each question's documents (title and text)",
+        "scorer": "posrag.relevance.embedding_relevance over each question's documents: the packaged embedder's "
+        "cosine of the question to the title and text, plus that of the best sentence",
         **{f"gold_top{k}": sum(r <= k for r in gold_ranks) / len(gold_ranks) for k in (1, 2, 3)},
         "gold_mean_rank": mean([float(r) for r in gold_ranks]),
     }
