@@ -3,8 +3,9 @@
 ``posrag bench litm --cache PATH`` (:class:`GenerationCache`, one SQLite file) stores every generation as soon as
 it is made. A run that ends early (a session's end, a killed worker, Ctrl-C) keeps what it generated, and the same
 command run again reads those generations instead of generating them; a run with other settings reads the
-generations its prompts share with the earlier one (the baseline of a re-run that changes only the steering, a
-retriever change that leaves most prompts as they were) and generates the rest.
+generations its prompts share with the earlier one (the baseline and reference rows of a run that changes only
+the steering, or adds a condition, a regime or questions) and generates the rest. A change to posrag itself is
+not such a setting: it misses every entry (below).
 
 An entry is found only under a key that covers everything that decides a greedy generation, so the cache never
 gives an output the current run would not generate: posrag's own code (a digest of the installed package's
@@ -13,6 +14,10 @@ files: any change to posrag misses every entry), the backend's :meth:`~posrag.ba
 prompt's text and special tokens, and for a steered generation the resolved steering configuration (the
 calibrated bias by band and the layers included), the plan of each target and where steering starts. Sampled
 generation is refused: only a greedy output is a function of its key.
+
+The retriever's scores of each question are stored too, under a key of posrag's code, the embedder's fingerprint
+(:func:`embedder_fingerprint`: its weights' and tokenizer's digests and configuration, torch's threads, library
+versions) and the question with its documents: a resumed run does not embed again what it embedded before.
 
 A cached trial is marked ``cached`` in the trial records; its latency and memory are those measured when it was
 generated. Several processes on one machine may share one file (``--jobs``; Ray actors on one machine: SQLite's
@@ -34,7 +39,7 @@ from typing import Any
 from posrag.errors import ConfigurationError
 
 #: Bumped when what an entry holds, or what its key covers, changes: entries of another format are not read.
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 _TIMEOUT_S = 60.0  # how long a writer waits for another process's write to finish
 _CODE_DIGEST: str | None = None
 
@@ -68,9 +73,29 @@ def code_digest() -> str:
     return _CODE_DIGEST
 
 
-def generation_key(identity: Mapping[str, Any], request: Mapping[str, Any]) -> str:
-    """The key of one generation: the SHA-256 of the run's ``identity`` (code, backend, generation settings) and
-    the ``request`` (prompt, steering), as canonical JSON."""
+def embedder_fingerprint(embedder: Any) -> dict[str, Any]:
+    """What decides a sentence-transformer's scores besides its input: its class and configuration (its ``repr``:
+    modules, maximum length, pooling, normalization), the weights' and tokenizer's digests where it has them,
+    torch's threads and the versions of the libraries that run it."""
+    import torch
+
+    from posrag.backends.fingerprint import package_versions, tokenizer_digest, weights_digest
+
+    tokenizer = getattr(embedder, "tokenizer", None)
+    return {
+        "class": f"{type(embedder).__module__}.{type(embedder).__qualname__}",
+        "config": repr(embedder),
+        "weights": weights_digest(embedder) if callable(getattr(embedder, "state_dict", None)) else None,
+        "tokenizer": tokenizer_digest(tokenizer) if tokenizer is not None else None,
+        "threads": torch.get_num_threads(),
+        "versions": package_versions("torch", "transformers", "sentence-transformers"),
+    }
+
+
+def cache_key(identity: Mapping[str, Any], request: Mapping[str, Any]) -> str:
+    """The key of one entry: the SHA-256 of what decides every entry of a run (``identity``: the code, the backend
+    and generation settings, or the embedder) and of this one (``request``: the prompt and its steering, or the
+    question and its documents), as canonical JSON."""
     # default=str: a value JSON cannot hold is keyed by its text (one that differs from run to run only misses).
     payload = json.dumps(
         {"format": CACHE_FORMAT, "identity": identity, "request": request}, sort_keys=True, default=str
@@ -123,6 +148,7 @@ class GenerationCache:
                 "CREATE TABLE IF NOT EXISTS generations (key TEXT PRIMARY KEY, text TEXT NOT NULL, new_tokens INTEGER"
                 " NOT NULL, seconds REAL NOT NULL, peak_mb REAL, delta_mb REAL)"
             )
+            self._db.execute("CREATE TABLE IF NOT EXISTS scores (key TEXT PRIMARY KEY, scores TEXT NOT NULL)")
             self._db.execute("INSERT OR IGNORE INTO posrag_cache VALUES ('format', ?)", (str(CACHE_FORMAT),))
         found = self._db.execute("SELECT value FROM posrag_cache WHERE name = 'format'").fetchone()
         if found is None or found[0] != str(CACHE_FORMAT):
@@ -152,6 +178,15 @@ class GenerationCache:
         )
         self.stored += 1
 
+    def get_scores(self, key: str) -> list[float] | None:
+        """A question's retrieval scores, stored by :meth:`put_scores` under ``key``; ``None`` if not stored."""
+        row = self._db.execute("SELECT scores FROM scores WHERE key = ?", (key,)).fetchone()
+        return None if row is None else [float(v) for v in json.loads(row[0])]
+
+    def put_scores(self, key: str, scores: list[float]) -> None:
+        """Store a question's retrieval scores (JSON keeps every float exactly)."""
+        self._db.execute("INSERT OR REPLACE INTO scores VALUES (?, ?)", (key, json.dumps([float(v) for v in scores])))
+
     def close(self) -> None:
         self._db.close()
 
@@ -162,4 +197,12 @@ class GenerationCache:
         self.close()
 
 
-__all__ = ["CACHE_FORMAT", "Generation", "GenerationCache", "code_digest", "generation_key", "prepare_cache"]
+__all__ = [
+    "CACHE_FORMAT",
+    "Generation",
+    "GenerationCache",
+    "cache_key",
+    "code_digest",
+    "embedder_fingerprint",
+    "prepare_cache",
+]

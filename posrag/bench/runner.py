@@ -24,7 +24,7 @@ from typing import Any
 
 from posrag._files import sha256_file
 from posrag.backends.base import Backend
-from posrag.bench.cache import Generation, GenerationCache, code_digest, generation_key
+from posrag.bench.cache import Generation, GenerationCache, cache_key, code_digest, embedder_fingerprint
 from posrag.bench.conditions import (
     CLOSED_BOOK_TEMPLATE,
     PROMPTS,
@@ -92,6 +92,7 @@ class LitmBenchmark:
             )
         self.cache = cache
         self._identity: dict[str, Any] | None = None
+        self._embedder_identity: dict[str, Any] | None = None
         self.model_name = backend.model_name or backend.name
         #: Where memory is measured (a torch model's device; a llama.cpp model runs on the CPU).
         self.device = getattr(getattr(backend, "model", None), "device", "cpu")
@@ -188,8 +189,20 @@ class LitmBenchmark:
     # ------------------------------------------------------------------------- pieces
 
     def retrieval_scores(self, record: LitmRecord) -> list[float]:
-        """The retriever's score of each of the record's documents (:func:`retrieval_scores`)."""
-        return retrieval_scores(record, self.embedder)
+        """The retriever's score of each of the record's documents (:func:`retrieval_scores`); read from the cache
+        when an earlier run stored them for the same code, embedder, question and documents."""
+        if self.cache is None:
+            return retrieval_scores(record, self.embedder)
+        if self._embedder_identity is None:
+            self._embedder_identity = {"posrag_code": code_digest(), "embedder": embedder_fingerprint(self.embedder)}
+        request = {"question": record.question, "documents": [[d.title, d.text] for d in record.documents]}
+        key = cache_key(self._embedder_identity, request)
+        found = self.cache.get_scores(key)
+        if found is not None:
+            return found
+        scores = retrieval_scores(record, self.embedder)
+        self.cache.put_scores(key, scores)
+        return scores
 
     def variant(
         self,
@@ -308,7 +321,7 @@ class LitmBenchmark:
         stored at once, so a run that stops keeps it)."""
         if self.cache is None:
             return self._generate(variant, mechanism)
-        key = generation_key(self._run_identity(), self._request(variant, mechanism))
+        key = cache_key(self._run_identity(), self._request(variant, mechanism))
         found = self.cache.get(key)
         if found is not None:
             return found

@@ -26,6 +26,9 @@ class HashingEmbedder:
         self.delay_s = delay_s  # a slow embedder, to show the async path does not block the event loop
         self.calls: list[dict[str, Any]] = []
 
+    def __repr__(self) -> str:  # its whole configuration, as a sentence-transformer's repr gives its own
+        return f"HashingEmbedder(dimension={self.dimension}, name={self.posrag_name!r}, normalizes={self.normalizes})"
+
     def encode(self, sentences: list[str], *, normalize_embeddings: bool = False, **kwargs: Any) -> np.ndarray:
         self.calls.append({"n": len(sentences), "normalize_embeddings": normalize_embeddings, **kwargs})
         if self.delay_s:

@@ -37,12 +37,13 @@ def records():
     return [parse_record(r, f"s{i}") for i, r in enumerate(make_synthetic_records(3, 4, seed=0))]
 
 
-def _run(model, records, cache=None, *, on_trial=None, **config):
+def _run(model, records, cache=None, *, on_trial=None, embedder=None, **config):
     config.setdefault("generation", GEN)
     config.setdefault("positions", (1, 4))
     config.setdefault("conditions", CONDITIONS)
+    embedder = embedder or HashingEmbedder()
     bench = LitmBenchmark.from_model(
-        model.model, model.tokenizer, LitmConfig(**config), embedder=HashingEmbedder(), model_name="tiny", cache=cache
+        model.model, model.tokenizer, LitmConfig(**config), embedder=embedder, model_name="tiny", cache=cache
     )
     return bench.run(records, progress=False, keep_records=True, on_trial=on_trial)
 
@@ -108,6 +109,18 @@ def test_only_generations_with_the_same_prompt_model_and_settings_are_shared(tin
         retokenized = _run(replace(other, model=tiny_model("llama", seed=1).model), records, cache)
     for result in (longer, retrained, retokenized):
         assert not any(t.cached for t in result.records)
+
+
+def test_retrieval_scores_are_stored_and_read_for_the_same_embedder(tiny, records, uncached, tmp_path):
+    first, again, other = HashingEmbedder(), HashingEmbedder(), HashingEmbedder(dimension=128)
+    with GenerationCache(tmp_path / "c.sqlite") as cache:
+        _run(tiny, records, cache, embedder=first)
+        resumed = _run(tiny, records, cache, embedder=again)
+        _run(tiny, records, cache, embedder=other)
+    assert first.calls and not again.calls  # the second run embedded nothing: every question's scores were read
+    assert [t.gold_rank for t in resumed.records] == [t.gold_rank for t in uncached.records]
+    assert _trials(resumed) == _trials(uncached)
+    assert other.calls  # another embedder scores afresh
 
 
 def test_paths_that_are_not_a_cache_are_refused_and_left_alone(tiny, records, tmp_path):
