@@ -135,8 +135,6 @@ class GenerationCache:
                 f"--cache {self.path} is not a posrag generation cache ({exc}); give a new path, or that of a "
                 "cache an earlier run wrote."
             ) from None
-        self.hits = 0
-        self.stored = 0
 
     def _check(self, existed: bool) -> None:
         tables = {row[0] for row in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
@@ -165,10 +163,7 @@ class GenerationCache:
         row = self._db.execute(
             "SELECT text, new_tokens, seconds, peak_mb, delta_mb FROM generations WHERE key = ?", (key,)
         ).fetchone()
-        if row is None:
-            return None
-        self.hits += 1
-        return Generation(*row, cached=True)
+        return None if row is None else Generation(*row, cached=True)
 
     def put(self, key: str, generation: Generation) -> None:
         g = generation
@@ -176,7 +171,6 @@ class GenerationCache:
             "INSERT OR REPLACE INTO generations VALUES (?, ?, ?, ?, ?, ?)",
             (key, g.text, g.new_tokens, g.seconds, g.peak_mb, g.delta_mb),
         )
-        self.stored += 1
 
     def get_scores(self, key: str) -> list[float] | None:
         """A question's retrieval scores, stored by :meth:`put_scores` under ``key``; ``None`` if not stored."""

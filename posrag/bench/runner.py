@@ -316,12 +316,12 @@ class LitmBenchmark:
         footer = self.config.template.footer.format(question=variant.prompt.question)
         return variant.offset + len(variant.prompt.text) - len(footer)
 
-    def _generation(self, variant: Variant, mechanism: str | None) -> Generation:
+    def _generation(self, trial_key: tuple[Any, ...], variant: Variant, mechanism: str | None) -> Generation:
         """The variant's generation: read from the cache when an earlier run stored it, else generated (and
-        stored at once, so a run that stops keeps it)."""
+        stored at once, so a run that stops keeps it). ``trial_key``: the run's own key of it (:meth:`_trial`)."""
         if self.cache is None:
             return self._generate(variant, mechanism)
-        key = cache_key(self._run_identity(), self._request(variant, mechanism))
+        key = cache_key(self._run_identity(), self._request(trial_key, variant, mechanism))
         found = self.cache.get(key)
         if found is not None:
             return found
@@ -340,17 +340,14 @@ class LitmBenchmark:
             }
         return self._identity
 
-    def _request(self, variant: Variant, mechanism: str | None) -> dict[str, Any]:
-        """What decides one generation besides the run: the prompt, and how it is steered."""
-        request: dict[str, Any] = {
-            "text_sha256": hashlib.sha256(variant.text.encode()).hexdigest(),
-            "add_special_tokens": variant.add_special_tokens,
-            "steering": None,
-        }
+    def _request(self, trial_key: tuple[Any, ...], variant: Variant, mechanism: str | None) -> dict[str, Any]:
+        """What decides one generation besides the run: the run's own key of it (the prompt's digest, its special
+        tokens, the mechanism and each target's plan) and, steered, the resolved steering configuration (fixed
+        within a run, so not in that key) and where steering starts."""
+        request: dict[str, Any] = {"trial": trial_key, "steering": None}
         if mechanism is not None:
             request["steering"] = {
                 "config": self._generators[mechanism].config.to_dict(),
-                "plan": self._steer_key(mechanism, variant.targets),
                 "steer_from": self._steer_from(variant),
             }
         return request
@@ -499,7 +496,7 @@ class LitmBenchmark:
             key += self._steer_key(condition.mechanism, variant.targets)
         reused = key in run.generations
         if not reused:
-            run.generations[key] = self._generation(variant, condition.mechanism)
+            run.generations[key] = self._generation(key, variant, condition.mechanism)
         generation = run.generations[key]
         correct = is_correct(generation.text, record.answers)
         trial = TrialRecord(
@@ -682,8 +679,8 @@ def run_litm(
     everything = load_records(path)
     records = everything[:limit] if limit else everything
     started = time.perf_counter()
-    with contextlib.ExitStack() as stack:
-        store = stack.enter_context(GenerationCache(cache)) if cache is not None else None  # before the model loads
+    # The cache is opened (and checked) before the model loads.
+    with GenerationCache(cache) if cache is not None else contextlib.nullcontext() as store:
         if loaded is None:
             from posrag.backends import load_backend
 
