@@ -294,7 +294,7 @@ class SteeringConfig:
             if isinstance(bias, BiasProfile)
             else str(bias)
             if isinstance(bias, (str, os.PathLike))
-            else dict(bias)
+            else BiasProfile.from_dict(bias).to_dict()  # the profile it stands for, in JSON (a given dict may not be)
             if isinstance(bias, Mapping)
             else repr(bias),
             "reorder_strategy": None if self._preset is None else self._preset.reorder_strategy,

@@ -10,7 +10,7 @@ import json
 import math
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from posrag.calibration import MAX_ATTENTION_BIAS
@@ -97,6 +97,7 @@ configs = st.fixed_dictionaries({}, optional={name: st.one_of(valid, anything) f
 
 @settings(max_examples=300, deadline=None)
 @given(configs)
+@example({"position_bias": {"relative_positions": [0.0, 0.5, 1.0], "accuracy": [0.0, 0.0, 0.0], "model": b""}})
 def test_any_input_builds_a_usable_config_or_raises_configuration_error(kwargs: dict[str, object]) -> None:
     try:
         config = SteeringConfig(**kwargs)  # type: ignore[arg-type]
